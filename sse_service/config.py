@@ -1,0 +1,244 @@
+"""Settings: read once from the environment (and an optional TOML file), validated at start.
+
+Every problem is reported as one line that names the setting, e.g. ``PORT: expected an
+integer from 1 to 65535, got 'abc'``. Secret values are never echoed back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["ConfigError", "Secret", "Settings", "load_settings"]
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed. ``str()`` is the one line shown to the user."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+
+
+class Secret:
+    """A string that does not print. Call :meth:`reveal` where the real value is needed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("a Secret cannot be pickled")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    # Upstream Home Assistant. None means: run the embedded demo upstream.
+    ha_url: str | None = None
+    ha_token: Secret | None = None
+    # Which entities leave the process at all (fnmatch globs, e.g. "sensor.battery_*").
+    entities: tuple[str, ...] = ("*",)
+    # Server
+    host: str = "127.0.0.1"
+    port: int = 8000
+    graceful_timeout: float = 10.0
+    log_level: str = "info"
+    # Stream
+    heartbeat: float = 15.0
+    retry_ms: int = 3000
+    replay_buffer: int = 2048
+    client_buffer_bytes: int = 256 * 1024
+    # Upstream connection tuning
+    ha_ping_interval: float = 30.0
+    ha_pong_timeout: float = 10.0
+    ha_connect_timeout: float = 10.0
+    ha_backoff_max: float = 30.0
+    ha_auth_retry: float = 300.0
+    # Demo upstream
+    demo_interval: float = 1.0
+
+    @property
+    def demo(self) -> bool:
+        return self.ha_url is None
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log redaction filter."""
+        return [s.reveal() for s in (self.ha_token,) if s is not None and s.reveal()]
+
+
+# --- parsing helpers -------------------------------------------------------------------
+
+
+def _show(value: str) -> str:
+    return repr(value if len(value) <= 60 else value[:57] + "...")
+
+
+def _int(lo: int, hi: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(name, f"expected an integer from {lo} to {hi}, got {_show(raw)}") from None
+        if not lo <= value <= hi:
+            raise ConfigError(name, f"expected an integer from {lo} to {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _float(lo: float, hi: float) -> Callable[[str, str], float]:
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ConfigError(name, f"expected a number of seconds from {lo:g} to {hi:g}, got {_show(raw)}") from None
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise ConfigError(name, f"expected a number of seconds from {lo:g} to {hi:g}, got {_show(raw)}")
+        return value
+
+    return parse
+
+
+def _globs(name: str, raw: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if not items:
+        raise ConfigError(name, "expected a comma-separated list of entity ids or globs, got an empty list")
+    for item in items:
+        if any(c.isspace() for c in item) or "." not in item and item != "*":
+            expected = "expected entity ids or globs like 'sensor.*' or 'switch.charger'"
+            raise ConfigError(name, f"{expected}, got {_show(item)}")
+    return items
+
+
+def _choice(*options: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ConfigError(name, f"expected one of {', '.join(options)}, got {_show(raw)}")
+        return value
+
+    return parse
+
+
+def _host(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value or any(c.isspace() or c in "/?#@" for c in value):
+        raise ConfigError(name, f"expected a host name or IP address to bind, got {_show(raw)}")
+    return value
+
+
+def normalize_ha_url(name: str, raw: str) -> str:
+    """Accept ``http(s)://host[:port]`` or a full ``ws(s)://host[:port]/api/websocket``; return the ws(s) URL."""
+    value = raw.strip()
+    expected = "expected http(s)://host[:port] or ws(s)://host[:port]/api/websocket"
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(name, f"{expected}, got {_show(raw)}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+        raise ConfigError(name, f"{expected}, got {_show(raw)}")
+    if parts.username is not None or parts.password is not None:
+        # Do not echo the URL: whatever sits before the '@' may be a password.
+        raise ConfigError(name, "must not contain user:password@; put the token in HA_TOKEN")
+    if parts.query or parts.fragment:
+        raise ConfigError(name, f"{expected} (no query or fragment), got {_show(raw)}")
+    ws_scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
+    path = parts.path.rstrip("/")
+    if scheme in ("http", "https") or not path:
+        path += "/api/websocket"
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if port is not None:
+        netloc += f":{port}"
+    return urlunsplit((ws_scheme, netloc, path, "", ""))
+
+
+def _level(name: str, raw: str) -> str:
+    return _choice("critical", "error", "warning", "info", "debug")(name, raw)
+
+
+# Setting name -> (Settings field, parser). The names are the environment variables.
+_PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
+    "HA_URL": ("ha_url", normalize_ha_url),
+    "HA_TOKEN": ("ha_token", lambda name, raw: Secret(raw.strip())),
+    "ENTITIES": ("entities", _globs),
+    "HOST": ("host", _host),
+    "PORT": ("port", _int(1, 65535)),
+    "GRACEFUL_TIMEOUT": ("graceful_timeout", _float(0, 3600)),
+    "LOG_LEVEL": ("log_level", _level),
+    "HEARTBEAT": ("heartbeat", _float(0.05, 300)),
+    "RETRY_MS": ("retry_ms", _int(100, 600_000)),
+    "REPLAY_BUFFER": ("replay_buffer", _int(0, 1_000_000)),
+    "CLIENT_BUFFER_BYTES": ("client_buffer_bytes", _int(4096, 256 * 1024 * 1024)),
+    "HA_PING_INTERVAL": ("ha_ping_interval", _float(0.05, 3600)),
+    "HA_PONG_TIMEOUT": ("ha_pong_timeout", _float(0.05, 600)),
+    "HA_CONNECT_TIMEOUT": ("ha_connect_timeout", _float(0.05, 600)),
+    "HA_BACKOFF_MAX": ("ha_backoff_max", _float(0.01, 3600)),
+    "HA_AUTH_RETRY": ("ha_auth_retry", _float(0.05, 86400)),
+    "DEMO_INTERVAL": ("demo_interval", _float(0.01, 3600)),
+}
+
+
+def _read_file(path: str) -> dict[str, str]:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError("CONFIG_FILE", f"cannot read {_show(path)}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("CONFIG_FILE", f"{_show(path)} is not valid TOML: {e}") from None
+    values: dict[str, str] = {}
+    for key, value in data.items():
+        name = key.upper()
+        if name not in _PARSERS:
+            raise ConfigError("CONFIG_FILE", f"unknown setting {_show(key)} in {_show(path)}")
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        elif isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(name, f"expected a string or a number in {_show(path)}")
+        values[name] = str(value)
+    return values
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build :class:`Settings` from environment variables (and ``CONFIG_FILE`` if set).
+
+    Environment variables win over the file. Raises :class:`ConfigError` on the first problem.
+    """
+    raw: dict[str, str] = {}
+    if environ.get("CONFIG_FILE", "").strip():
+        raw.update(_read_file(environ["CONFIG_FILE"].strip()))
+    raw.update({name: environ[name] for name in _PARSERS if environ.get(name, "").strip()})
+
+    fields: dict[str, object] = {}
+    for name, value in raw.items():
+        field, parse = _PARSERS[name]
+        fields[field] = parse(name, value)
+
+    if "ha_url" in fields and "ha_token" not in fields:
+        raise ConfigError("HA_TOKEN", "required when HA_URL is set (a long-lived access token from your HA profile)")
+    if "ha_token" in fields and "ha_url" not in fields:
+        raise ConfigError("HA_URL", "required when HA_TOKEN is set (e.g. http://homeassistant.local:8123)")
+    return Settings(**fields)  # type: ignore[arg-type]

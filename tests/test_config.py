@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sse_service.config import ConfigError, Secret, Settings, load_settings
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.very-secret-token"
+
+
+def test_no_settings_means_the_demo_on_localhost_8000() -> None:
+    settings = load_settings({})
+    assert settings.demo
+    assert (settings.host, settings.port, settings.heartbeat) == ("127.0.0.1", 8000, 15.0)
+    assert settings.entities == ("*",)
+
+
+@pytest.mark.parametrize(
+    ("raw", "url"),
+    [
+        ("http://homeassistant.local:8123", "ws://homeassistant.local:8123/api/websocket"),
+        ("http://homeassistant.local:8123/", "ws://homeassistant.local:8123/api/websocket"),
+        ("https://ha.example.com", "wss://ha.example.com/api/websocket"),
+        ("ws://10.0.0.2:8123/api/websocket", "ws://10.0.0.2:8123/api/websocket"),
+        ("wss://ha.example.com/api/websocket", "wss://ha.example.com/api/websocket"),
+        ("ws://supervisor/core/websocket", "ws://supervisor/core/websocket"),
+        ("ws://10.0.0.2:8123", "ws://10.0.0.2:8123/api/websocket"),
+        ("http://[::1]:8123", "ws://[::1]:8123/api/websocket"),
+        ("HTTP://HA.local:80", "ws://ha.local:80/api/websocket"),
+    ],
+)
+def test_ha_url_accepts_http_or_full_websocket_urls(raw: str, url: str) -> None:
+    assert load_settings({"HA_URL": raw, "HA_TOKEN": TOKEN}).ha_url == url
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"HA_URL": "http://ha:8123"}, "HA_TOKEN: required when HA_URL is set"),
+        ({"HA_TOKEN": TOKEN}, "HA_URL: required when HA_TOKEN is set"),
+        ({"HA_URL": "ha.local:8123", "HA_TOKEN": TOKEN}, "HA_URL: expected http(s)://host[:port]"),
+        ({"HA_URL": "ftp://ha.local", "HA_TOKEN": TOKEN}, "HA_URL: expected http(s)://host[:port]"),
+        ({"HA_URL": "http://ha:99999", "HA_TOKEN": TOKEN}, "HA_URL: expected http(s)://host[:port]"),
+        ({"HA_URL": "http://user:pw@ha:8123", "HA_TOKEN": TOKEN}, "HA_URL: must not contain user:password@"),
+        ({"PORT": "abc"}, "PORT: expected an integer from 1 to 65535, got 'abc'"),
+        ({"PORT": "70000"}, "PORT: expected an integer from 1 to 65535, got 70000"),
+        ({"HEARTBEAT": "often"}, "HEARTBEAT: expected a number of seconds"),
+        ({"HEARTBEAT": "nan"}, "HEARTBEAT: expected a number of seconds"),
+        ({"HEARTBEAT": "-1"}, "HEARTBEAT: expected a number of seconds"),
+        ({"ENTITIES": " , "}, "ENTITIES: expected a comma-separated list"),
+        ({"ENTITIES": "sensor"}, "ENTITIES: expected entity ids or globs"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL: expected one of"),
+        ({"HOST": "0.0.0.0/24"}, "HOST: expected a host name or IP address"),
+        ({"CONFIG_FILE": "/nonexistent/sse.toml"}, "CONFIG_FILE: cannot read"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ)
+    text = str(caught.value)
+    assert text.startswith(message)
+    assert "\n" not in text
+    assert TOKEN not in text
+
+
+def test_settings_parse_lists_numbers_and_levels() -> None:
+    settings = load_settings(
+        {
+            "HA_URL": "http://ha:8123",
+            "HA_TOKEN": f"  {TOKEN} ",
+            "ENTITIES": "sensor.battery_*, switch.charger",
+            "HOST": "0.0.0.0",
+            "PORT": "8080",
+            "HEARTBEAT": "5",
+            "LOG_LEVEL": "DEBUG",
+        }
+    )
+    assert settings.entities == ("sensor.battery_*", "switch.charger")
+    assert (settings.host, settings.port, settings.heartbeat, settings.log_level) == ("0.0.0.0", 8080, 5.0, "debug")
+    assert settings.ha_token == Secret(TOKEN)
+    assert not settings.demo
+
+
+def test_the_token_never_shows_in_repr_or_str() -> None:
+    settings = load_settings({"HA_URL": "http://ha:8123", "HA_TOKEN": TOKEN})
+    for text in (repr(settings), str(settings), repr(settings.ha_token), str(settings.ha_token), f"{settings}"):
+        assert TOKEN not in text
+    assert settings.ha_token is not None and settings.ha_token.reveal() == TOKEN
+    assert settings.secrets() == [TOKEN]
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
+
+
+def test_config_file_is_read_and_environment_wins(tmp_path: Path) -> None:
+    path = tmp_path / "sse.toml"
+    path.write_text(
+        'ha_url = "http://ha:8123"\nha_token = "from-file"\nport = 9000\nentities = ["sensor.*", "switch.x"]\n'
+    )
+    settings = load_settings({"CONFIG_FILE": str(path), "PORT": "9001"})
+    assert settings.port == 9001
+    assert settings.entities == ("sensor.*", "switch.x")
+    assert settings.ha_token == Secret("from-file")
+
+
+def test_config_file_with_unknown_key_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "sse.toml"
+    path.write_text("prot = 9000\n")
+    with pytest.raises(ConfigError, match="CONFIG_FILE: unknown setting 'prot'"):
+        load_settings({"CONFIG_FILE": str(path)})
+
+
+def test_config_file_that_is_not_toml_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "sse.toml"
+    path.write_text("port = = 1\n")
+    with pytest.raises(ConfigError, match="CONFIG_FILE: .* is not valid TOML"):
+        load_settings({"CONFIG_FILE": str(path)})
