@@ -1,0 +1,1 @@
+"""Everything that knows Home Assistant's WebSocket protocol lives in this package."""

@@ -1,0 +1,489 @@
+"""An embedded Home Assistant: the WebSocket API on loopback, with a simulated home battery.
+
+With no ``HA_URL`` the service starts this server and connects to it through the very same
+client code it uses for a real HA, so a fresh clone shows live data at once. The tests use
+it (with the simulation off) as their fake HA: it follows the protocol closely enough to
+exercise auth failures, id rules, coalesced frames, restarts and service errors.
+
+Protocol coverage: ``auth_required``/``auth``/``auth_ok``/``auth_invalid``, ``supported_features``
+(coalesced arrays), ``get_states``, ``get_config``, ``subscribe_entities`` (``entity_ids``,
+``include``/``exclude``), ``subscribe_events`` (``state_changed``), ``unsubscribe_events``,
+``call_service``, ``ping``; ``id_reuse``, ``invalid_format`` and ``unknown_command`` errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fnmatch
+import inspect
+import json
+import logging
+import math
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from ..types import EntityState
+from . import messages
+
+__all__ = ["BatteryHome", "DemoHomeAssistant", "ServiceCall", "ServiceError"]
+
+log = logging.getLogger("sse_service.demo")
+
+HA_VERSION = "2026.11.0"
+AUTH_TIMEOUT = 10.0
+MAX_PENDING = 4096  # HA drops a client that falls this far behind (protocol notes §6.1)
+
+
+@dataclasses.dataclass
+class ServiceCall:
+    domain: str
+    service: str
+    data: dict[str, Any]
+    entity_ids: list[str]
+
+
+class ServiceError(Exception):
+    """Raised by a service handler; reaches the client as HA's error object."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+ServiceHandler = Callable[[ServiceCall], Awaitable[Any] | Any]
+
+
+def _context_id() -> str:
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    return "".join(random.choice(alphabet) for _ in range(26))
+
+
+def _now_iso() -> str:
+    return messages.iso_from_timestamp(time.time())
+
+
+class _Client:
+    """One connected WebSocket client, with HA's coalescing writer."""
+
+    def __init__(self, ws: ServerConnection, server: DemoHomeAssistant) -> None:
+        self.ws = ws
+        self.server = server
+        self.last_id = 0
+        self.coalesce = False
+        self.queue: list[str] = []
+        self.wakeup = asyncio.Event()
+        self.entity_subs: dict[int, Callable[[str], bool]] = {}
+        self.event_subs: set[int] = set()
+        self.received: list[dict[str, Any]] = []
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        if len(self.queue) >= MAX_PENDING:
+            log.warning("Demo HA: client unable to keep up with pending messages; closing it")
+            self.ws.transport.abort()
+            return
+        self.queue.append(json.dumps(message, separators=(",", ":")))
+        self.wakeup.set()
+
+    async def writer(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            batch, self.queue = self.queue, []
+            if not batch:
+                continue
+            if len(batch) == 1 or not self.coalesce:
+                for text in batch:
+                    await self.ws.send(text)
+            else:
+                self.server.arrays_sent += 1
+                await self.ws.send("[" + ",".join(batch) + "]")
+
+
+class DemoHomeAssistant:
+    """A small HA WebSocket API server on loopback. Mutate it with :meth:`set_state` and friends."""
+
+    def __init__(self, token: str | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.token = token or secrets.token_urlsafe(24)
+        self.host = host
+        self.port = port
+        self.states: dict[str, EntityState] = {}
+        self.services: dict[tuple[str, str], ServiceHandler] = {}
+        self.clients: set[_Client] = set()
+        self.connections_total = 0
+        self.auth_failures = 0
+        self.service_calls: list[ServiceCall] = []
+        self.refuse_filtered_subscribe = False  # behave like HA before 2024.9
+        self.answer_pings = True  # False: a half-open connection, as far as the client can tell
+        self.arrays_sent = 0
+        self._server: Server | None = None
+        for service in ("turn_on", "turn_off", "toggle"):
+            self.services[("switch", service)] = self._switch_service
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}/api/websocket"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> None:
+        """Listen (again on the same port after :meth:`stop`, like a restarted HA)."""
+        if self._server is not None:
+            return
+        self._server = await serve(self._handle, self.host, self.port, max_size=4 * 2**20, logger=log)
+        if self.port == 0:
+            self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Go away like a stopping HA: stop listening and close every connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        await server.wait_closed()
+
+    async def __aenter__(self) -> DemoHomeAssistant:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- state changes, as HA's state machine would make them ---------------------------
+
+    def set_state(self, entity_id: str, state: str, attributes: Mapping[str, Any] | None = None) -> EntityState:
+        """Write a state. Attributes default to the current ones; last_changed moves only with the state."""
+        old = self.states.get(entity_id)
+        now = _now_iso()
+        new: EntityState = {
+            "entity_id": entity_id,
+            "state": state,
+            "attributes": dict(attributes if attributes is not None else (old["attributes"] if old else {})),
+            "last_changed": now if old is None or old["state"] != state else old["last_changed"],
+            "last_updated": now,
+        }
+        if old is not None and old["state"] == new["state"] and old["attributes"] == new["attributes"]:
+            return old  # HA fires no state_changed for a write that changes nothing
+        self.states[entity_id] = new
+        self._broadcast(entity_id, old, new)
+        return new
+
+    def remove_state(self, entity_id: str) -> None:
+        old = self.states.pop(entity_id, None)
+        if old is not None:
+            self._broadcast(entity_id, old, None)
+
+    def _broadcast(self, entity_id: str, old: EntityState | None, new: EntityState | None) -> None:
+        context_id = _context_id()
+        for client in list(self.clients):
+            for sub_id, wants in client.entity_subs.items():
+                if not wants(entity_id):
+                    continue
+                if new is None:
+                    event: dict[str, Any] = {"r": [entity_id]}
+                elif old is None:
+                    event = {"a": {entity_id: messages.compress_state(new, context_id)}}
+                else:
+                    event = {"c": {entity_id: messages.diff_states(old, new, context_id)}}
+                # HA serialises cached events with the id last (§3.1); clients must not care.
+                client.send({"type": "event", "event": event, "id": sub_id})
+            for sub_id in client.event_subs:
+                data = {
+                    "entity_id": entity_id,
+                    "old_state": _full(old, context_id),
+                    "new_state": _full(new, context_id),
+                }
+                event = {"event_type": "state_changed", "data": data, "origin": "LOCAL", "time_fired": _now_iso()}
+                client.send({"type": "event", "event": event, "id": sub_id})
+
+    async def _switch_service(self, call: ServiceCall) -> None:
+        for entity_id in call.entity_ids:
+            current = self.states.get(entity_id)
+            if current is None or not entity_id.startswith("switch."):
+                continue
+            if call.service == "toggle":
+                state = "off" if current["state"] == "on" else "on"
+            else:
+                state = "on" if call.service == "turn_on" else "off"
+            self.set_state(entity_id, state)
+
+    # --- the WebSocket API --------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        self.connections_total += 1
+        await ws.send(json.dumps({"type": "auth_required", "ha_version": HA_VERSION}))
+        try:
+            async with asyncio.timeout(AUTH_TIMEOUT):
+                raw = await ws.recv()
+            auth = json.loads(raw)
+        except (TimeoutError, ValueError, ConnectionClosed):
+            return  # HA disconnects without auth_invalid in these cases (§1.2)
+        if not isinstance(auth, dict) or set(auth) != {"type", "access_token"} or auth["type"] != "auth":
+            await ws.send(json.dumps({"type": "auth_invalid", "message": "Auth message incorrectly formatted"}))
+            return
+        if not secrets.compare_digest(str(auth["access_token"]).encode(), self.token.encode()):
+            self.auth_failures += 1
+            await ws.send(json.dumps({"type": "auth_invalid", "message": "Invalid access token or password"}))
+            return
+        await ws.send(json.dumps({"type": "auth_ok", "ha_version": HA_VERSION}))
+
+        client = _Client(ws, self)
+        self.clients.add(client)
+        writer = asyncio.create_task(client.writer())
+        try:
+            async for frame in ws:
+                try:
+                    decoded = json.loads(frame)
+                except ValueError:
+                    return  # HA disconnects on invalid JSON in the command phase
+                for message in decoded if isinstance(decoded, list) else [decoded]:
+                    await self._command(client, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.clients.discard(client)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def _command(self, client: _Client, message: Any) -> None:
+        msg_id = message.get("id") if isinstance(message, dict) else None
+        if (
+            not isinstance(message, dict)
+            or not isinstance(msg_id, int)
+            or isinstance(msg_id, bool)
+            or msg_id <= 0
+            or not isinstance(message.get("type"), str)
+            or not message["type"]
+        ):
+            client.send(_error(msg_id, "invalid_format", "Message incorrectly formatted."))
+            return
+        if msg_id <= client.last_id:
+            client.send(_error(msg_id, "id_reuse", "Identifier values have to increase."))
+            return
+        client.received.append(message)
+        kind = message["type"]
+        handler = {
+            "supported_features": self._cmd_supported_features,
+            "get_states": self._cmd_get_states,
+            "get_config": self._cmd_get_config,
+            "subscribe_entities": self._cmd_subscribe_entities,
+            "subscribe_events": self._cmd_subscribe_events,
+            "unsubscribe_events": self._cmd_unsubscribe,
+            "call_service": self._cmd_call_service,
+            "ping": self._cmd_ping,
+        }.get(kind)
+        if handler is None:
+            client.send(_error(msg_id, "unknown_command", "Unknown command."))
+            return
+        client.last_id = msg_id
+        await handler(client, msg_id, message)
+
+    async def _cmd_supported_features(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
+        features = message.get("features")
+        client.coalesce = isinstance(features, dict) and "coalesce_messages" in features
+        client.send(_result(msg_id, None))
+
+    async def _cmd_get_states(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
+        client.send(_result(msg_id, [_full(s, _context_id()) for s in self.states.values()]))
+
+    async def _cmd_get_config(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
+        client.send(_result(msg_id, {"version": HA_VERSION, "state": "RUNNING", "location_name": "Demo home"}))
+
+    async def _cmd_subscribe_entities(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
+        try:
+            wants = _entity_filter(message)
+        except ValueError as e:
+            client.send(_error(msg_id, "invalid_format", str(e)))
+            return
+        if self.refuse_filtered_subscribe and ("include" in message or "exclude" in message):
+            client.send(_error(msg_id, "invalid_format", "extra keys not allowed @ data['include']"))
+            return
+        client.entity_subs[msg_id] = wants
+        client.send(_result(msg_id, None))
+        context_id = _context_id()
+        adds = {k: messages.compress_state(v, context_id) for k, v in self.states.items() if wants(k)}
+        client.send({"id": msg_id, "type": "event", "event": {"a": adds}})
+
+    async def _cmd_subscribe_events(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
+        if message.get("event_type") != "state_changed":
+            client.send(_error(msg_id, "unauthorized", "Unauthorized"))
+            return
+        client.event_subs.add(msg_id)
+        client.send(_result(msg_id, None))
+
+    async def _cmd_unsubscribe(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
+        subscription = message.get("subscription")
+        if not isinstance(subscription, int) or (
+            client.entity_subs.pop(subscription, None) is None and subscription not in client.event_subs
+        ):
+            client.send(_error(msg_id, "not_found", "Subscription not found."))
+            return
+        client.event_subs.discard(subscription)
+        client.send(_result(msg_id, None))
+
+    async def _cmd_ping(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
+        if self.answer_pings:
+            client.send({"id": msg_id, "type": "pong"})
+
+    async def _cmd_call_service(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
+        domain, service = message.get("domain"), message.get("service")
+        data = message.get("service_data") or {}
+        target = message.get("target") or {}
+        if not isinstance(domain, str) or not isinstance(service, str) or not isinstance(data, dict):
+            client.send(_error(msg_id, "invalid_format", "expected str for dictionary value @ data['domain']"))
+            return
+        handler = self.services.get((domain, service))
+        if handler is None:
+            client.send(_error(msg_id, "not_found", f"Service {domain}.{service} not found."))
+            return
+        entity_ids = _as_list(target.get("entity_id") if isinstance(target, dict) else None)
+        entity_ids += _as_list(data.get("entity_id"))
+        call = ServiceCall(domain, service, {k: v for k, v in data.items() if k != "entity_id"}, entity_ids)
+        self.service_calls.append(call)
+        # Service calls are blocking in HA: the result comes when the service has finished,
+        # and other commands on the connection keep flowing meanwhile.
+        asyncio.create_task(self._run_service(client, msg_id, handler, call))
+
+    async def _run_service(self, client: _Client, msg_id: int, handler: ServiceHandler, call: ServiceCall) -> None:
+        try:
+            outcome = handler(call)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except ServiceError as e:
+            client.send(_error(msg_id, e.code, e.message))
+            return
+        except Exception as e:  # HA answers unknown_error with str(err) (§3.3)
+            client.send(_error(msg_id, "unknown_error", str(e)))
+            return
+        client.send(_result(msg_id, {"context": {"id": _context_id(), "parent_id": None, "user_id": None}}))
+
+
+class BatteryHome:
+    """The demo home: a battery fed by solar, drained by the house, topped up by a grid charger.
+
+    Simulated time runs 60x faster than real time so the values move visibly. The entity ids
+    are part of the service's contract: ``sensor.battery_level``, ``sensor.solar_power``,
+    ``sensor.house_load`` and ``switch.charger``.
+    """
+
+    CAPACITY_WH = 10_000.0
+    CHARGER_W = 3_000.0
+    SPEEDUP = 60.0
+    DAY_S = 600.0  # one simulated "day" of sunshine every ten real minutes
+
+    def __init__(self, ha: DemoHomeAssistant, *, interval: float = 1.0, seed: int | None = None) -> None:
+        self.ha = ha
+        self.interval = interval
+        self.random = random.Random(seed)
+        self.level = 62.0
+        self.load = 650.0
+        self._started = time.monotonic()
+        ha.set_state("sensor.battery_level", f"{self.level:.1f}", {
+            "unit_of_measurement": "%", "device_class": "battery", "state_class": "measurement",
+            "friendly_name": "Home battery",
+        })  # fmt: skip
+        ha.set_state("sensor.solar_power", "0", {
+            "unit_of_measurement": "W", "device_class": "power", "state_class": "measurement",
+            "friendly_name": "Solar power",
+        })  # fmt: skip
+        ha.set_state("sensor.house_load", f"{self.load:.0f}", {
+            "unit_of_measurement": "W", "device_class": "power", "state_class": "measurement",
+            "friendly_name": "House load",
+        })  # fmt: skip
+        ha.set_state("switch.charger", "off", {"friendly_name": "Battery charger", "icon": "mdi:battery-charging"})
+        self.tick()
+
+    def tick(self) -> None:
+        phase = ((time.monotonic() - self._started) % self.DAY_S) / self.DAY_S
+        solar = max(0.0, 4200 * math.sin(math.pi * phase) + self.random.gauss(0, 120))
+        self.load = min(4500.0, max(180.0, self.load + self.random.gauss(0, 90)))
+        if self.random.random() < 0.05:
+            self.load = min(4500.0, self.load + self.random.uniform(800, 2000))  # kettle, oven...
+        charging = self.ha.states["switch.charger"]["state"] == "on"
+        net_w = solar - self.load + (self.CHARGER_W if charging else 0.0)
+        self.level += net_w * self.interval * self.SPEEDUP / 3600 / self.CAPACITY_WH * 100
+        self.level = min(100.0, max(0.0, self.level))
+        self.ha.set_state("sensor.solar_power", f"{solar:.0f}")
+        self.ha.set_state("sensor.house_load", f"{self.load:.0f}")
+        self.ha.set_state("sensor.battery_level", f"{self.level:.1f}")
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.tick()
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _result(msg_id: int, result: Any) -> dict[str, Any]:
+    return {"id": msg_id, "type": "result", "success": True, "result": result}
+
+
+def _error(msg_id: Any, code: str, message: str) -> dict[str, Any]:
+    return {"id": msg_id, "type": "result", "success": False, "error": {"code": code, "message": message}}
+
+
+def _full(state: EntityState | None, context_id: str) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    full: dict[str, Any] = dict(state)
+    full["last_reported"] = state["last_updated"]
+    full["context"] = {"id": context_id, "parent_id": None, "user_id": None}
+    return full
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _globs(values: Iterable[Any]) -> Callable[[str], bool]:
+    patterns = [str(v) for v in values]
+    return lambda entity_id: any(fnmatch.fnmatchcase(entity_id, p) for p in patterns)
+
+
+def _entity_filter(message: Mapping[str, Any]) -> Callable[[str], bool]:
+    """``entity_ids`` AND (include minus exclude), as ``subscribe_entities`` applies them (§3.9)."""
+    entity_ids = message.get("entity_ids")
+    if entity_ids is not None and not isinstance(entity_ids, list | str):
+        raise ValueError("expected a list for dictionary value @ data['entity_ids']")
+    only = set(_as_list(entity_ids)) if entity_ids is not None else None
+
+    def part(spec: Any, key: str) -> Callable[[str], bool] | None:
+        if spec is None:
+            return None
+        if not isinstance(spec, dict) or set(spec) - {"domains", "entities", "entity_globs"}:
+            raise ValueError(f"extra keys not allowed @ data['{key}']")
+        domains = set(_as_list(spec.get("domains")))
+        entities = set(_as_list(spec.get("entities")))
+        globs = _globs(_as_list(spec.get("entity_globs")))
+        return lambda e: e.split(".", 1)[0] in domains or e in entities or globs(e)
+
+    include = part(message.get("include"), "include")
+    exclude = part(message.get("exclude"), "exclude")
+
+    def wants(entity_id: str) -> bool:
+        if only is not None and entity_id not in only:
+            return False
+        if include is not None and not include(entity_id):
+            return False
+        return not (exclude is not None and exclude(entity_id))
+
+    return wants

@@ -1,0 +1,254 @@
+"""Pure builders and parsers of Home Assistant WebSocket frames. No I/O.
+
+References are to ``shared/docs/ha-websocket-protocol.md`` (HA core ``websocket_api``).
+The ``subscribe_entities`` stream uses HA's compressed state format (§3.9):
+
+=====  ===============================================================
+``s``  state string
+``a``  attributes (full in an add, only added/changed keys in a diff)
+``c``  context: a bare id string, or a dict to merge
+``lc`` last_changed, float Unix seconds
+``lu`` last_updated, float; absent when equal to ``lc``
+=====  ===============================================================
+
+A change event holds any of ``a`` (adds), ``r`` (removes) and ``c`` (diffs with ``+``/``-``),
+for any number of entities; they are applied in that order, as the official JS client does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ..types import EntityState
+
+__all__ = [
+    "EntityChanges",
+    "ProtocolError",
+    "apply_entities_event",
+    "auth",
+    "call_service",
+    "compress_state",
+    "diff_states",
+    "expand_state",
+    "iso_from_timestamp",
+    "parse_frame",
+    "ping",
+    "subscribe_entities",
+    "supported_features",
+    "timestamp_from_iso",
+]
+
+Message = dict[str, Any]
+
+
+class ProtocolError(Exception):
+    """Home Assistant sent something that does not follow the protocol."""
+
+
+# --- client -> HA ---------------------------------------------------------------------
+
+
+def auth(token: str) -> Message:
+    # Exactly these keys: HA rejects extra keys (even "id") in the auth message (§1.1).
+    return {"type": "auth", "access_token": token}
+
+
+def supported_features(msg_id: int) -> Message:
+    return {"id": msg_id, "type": "supported_features", "features": {"coalesce_messages": 1}}
+
+
+def subscribe_entities(msg_id: int, entity_globs: Sequence[str] | None = None) -> Message:
+    """Subscribe to the compressed state stream; ``entity_globs`` narrows it server-side (HA >= 2024.9)."""
+    message: Message = {"id": msg_id, "type": "subscribe_entities"}
+    if entity_globs:
+        message["include"] = {"entity_globs": list(entity_globs)}
+    return message
+
+
+def call_service(
+    msg_id: int,
+    domain: str,
+    service: str,
+    service_data: Mapping[str, Any] | None = None,
+    target: Mapping[str, Any] | None = None,
+) -> Message:
+    message: Message = {"id": msg_id, "type": "call_service", "domain": domain, "service": service}
+    if service_data:
+        message["service_data"] = dict(service_data)
+    if target:
+        message["target"] = dict(target)
+    return message
+
+
+def ping(msg_id: int) -> Message:
+    return {"id": msg_id, "type": "ping"}
+
+
+# --- HA -> client ---------------------------------------------------------------------
+
+
+def parse_frame(data: str | bytes) -> list[Message]:
+    """One text frame: a JSON object, or (with coalescing) an array of them (§2)."""
+    try:
+        decoded = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ProtocolError(f"frame is not valid JSON: {e}") from None
+    messages = decoded if isinstance(decoded, list) else [decoded]
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise ProtocolError("frame holds something other than a message object with a 'type'")
+    return messages
+
+
+def iso_from_timestamp(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def timestamp_from_iso(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def expand_state(entity_id: str, compressed: Mapping[str, Any]) -> EntityState:
+    """A full state from a compressed add (``{"s", "a", "c", "lc", "lu"?}``)."""
+    last_changed = iso_from_timestamp(_number(compressed.get("lc"), entity_id, "lc"))
+    lu = compressed.get("lu")
+    attributes = compressed.get("a") or {}
+    if not isinstance(attributes, dict):
+        raise ProtocolError(f"attributes of {entity_id} are not an object")
+    return {
+        "entity_id": entity_id,
+        "state": _state_string(compressed.get("s"), entity_id),
+        "attributes": dict(attributes),
+        "last_changed": last_changed,
+        "last_updated": last_changed if lu is None else iso_from_timestamp(_number(lu, entity_id, "lu")),
+    }
+
+
+@dataclasses.dataclass
+class EntityChanges:
+    """What one ``subscribe_entities`` event did: new full states, and ids that went away."""
+
+    updated: dict[str, EntityState] = dataclasses.field(default_factory=dict)
+    removed: list[str] = dataclasses.field(default_factory=list)
+    unknown: list[str] = dataclasses.field(default_factory=list)  # diffs for entities we never saw
+
+
+def apply_entities_event(current: Mapping[str, EntityState], event: Mapping[str, Any]) -> EntityChanges:
+    """Apply one event to a read-only view of the current states; return what changed.
+
+    ``current`` is not modified. Adds (``a``) replace, removes (``r``) delete, diffs (``c``)
+    patch the state as it stands after the adds and removes of the same event.
+    """
+    changes = EntityChanges()
+    adds = event.get("a", {})
+    removes = event.get("r", [])
+    diffs = event.get("c", {})
+    if not isinstance(adds, dict) or not isinstance(removes, list) or not isinstance(diffs, dict):
+        raise ProtocolError("subscribe_entities event has a/r/c of the wrong type")
+
+    for entity_id, compressed in adds.items():
+        if not isinstance(compressed, dict):
+            raise ProtocolError(f"add for {entity_id} is not an object")
+        changes.updated[entity_id] = expand_state(entity_id, compressed)
+    for entity_id in removes:
+        if not isinstance(entity_id, str):
+            raise ProtocolError("remove list holds a non-string")
+        changes.updated.pop(entity_id, None)
+        if entity_id in current:
+            changes.removed.append(entity_id)
+    for entity_id, diff in diffs.items():
+        base = changes.updated.get(entity_id)
+        if base is None and entity_id not in changes.removed:
+            base = current.get(entity_id)
+        if base is None:
+            changes.unknown.append(entity_id)
+            continue
+        if not isinstance(diff, dict):
+            raise ProtocolError(f"diff for {entity_id} is not an object")
+        changes.updated[entity_id] = _patch(base, diff)
+    return changes
+
+
+def _patch(base: EntityState, diff: Mapping[str, Any]) -> EntityState:
+    entity_id = base["entity_id"]
+    plus = diff.get("+") or {}
+    minus = diff.get("-") or {}
+    if not isinstance(plus, dict) or not isinstance(minus, dict):
+        raise ProtocolError(f"diff for {entity_id} has +/- of the wrong type")
+    new: EntityState = {
+        "entity_id": entity_id,
+        "state": base["state"],
+        "attributes": base["attributes"],
+        "last_changed": base["last_changed"],
+        "last_updated": base["last_updated"],
+    }
+    if "s" in plus:
+        new["state"] = _state_string(plus["s"], entity_id)
+    if "lc" in plus:
+        # HA sends lc without lu when both moved together (§3.9).
+        new["last_changed"] = new["last_updated"] = iso_from_timestamp(_number(plus["lc"], entity_id, "lc"))
+    elif "lu" in plus:
+        new["last_updated"] = iso_from_timestamp(_number(plus["lu"], entity_id, "lu"))
+    added = plus.get("a")
+    removed = minus.get("a")
+    if added or removed:
+        attributes = dict(base["attributes"])
+        if added:
+            if not isinstance(added, dict):
+                raise ProtocolError(f"changed attributes of {entity_id} are not an object")
+            attributes.update(added)  # a None value is a value, not a deletion
+        if removed:
+            if not isinstance(removed, list):
+                raise ProtocolError(f"removed attributes of {entity_id} are not a list")
+            for key in removed:
+                attributes.pop(key, None)
+        new["attributes"] = attributes
+    return new
+
+
+def _number(value: Any, entity_id: str, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(f"{key} of {entity_id} is not a number")
+    return float(value)
+
+
+def _state_string(value: Any, entity_id: str) -> str:
+    if not isinstance(value, str):
+        raise ProtocolError(f"state of {entity_id} is not a string")
+    return value
+
+
+# --- HA side (used by the demo upstream and the tests' fake HA) ------------------------
+
+
+def compress_state(state: EntityState, context_id: str) -> Message:
+    compressed: Message = {"s": state["state"], "a": state["attributes"], "c": context_id}
+    compressed["lc"] = timestamp_from_iso(state["last_changed"])
+    if state["last_updated"] != state["last_changed"]:
+        compressed["lu"] = timestamp_from_iso(state["last_updated"])
+    return compressed
+
+
+def diff_states(old: EntityState, new: EntityState, context_id: str) -> Message:
+    """The ``c`` diff HA would send for ``old`` -> ``new`` (``messages._state_diff``)."""
+    plus: Message = {}
+    if new["state"] != old["state"]:
+        plus["s"] = new["state"]
+    if new["last_changed"] != old["last_changed"]:
+        plus["lc"] = timestamp_from_iso(new["last_changed"])
+    elif new["last_updated"] != old["last_updated"]:
+        plus["lu"] = timestamp_from_iso(new["last_updated"])
+    plus["c"] = context_id
+    old_attributes, new_attributes = old["attributes"], new["attributes"]
+    changed = {k: v for k, v in new_attributes.items() if k not in old_attributes or old_attributes[k] != v}
+    if changed:
+        plus["a"] = changed
+    diff: Message = {"+": plus}
+    removed = [k for k in old_attributes if k not in new_attributes]
+    if removed:
+        diff["-"] = {"a": removed}
+    return diff

@@ -1,0 +1,242 @@
+"""The upstream client against a fake Home Assistant that follows the WebSocket protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from sse_service.filters import EntityPattern
+from sse_service.ha.client import HAClient, HAError, NotConnected
+from sse_service.ha.demo import DemoHomeAssistant, ServiceCall
+from sse_service.types import EntityState, UpstreamStatus
+
+from .helpers import free_port
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.snapshots: list[dict[str, EntityState]] = []
+        self.changes: list[tuple[dict[str, EntityState], list[str]]] = []
+        self.statuses: list[UpstreamStatus] = []
+        self._changed = asyncio.Event()
+
+    def upstream_snapshot(self, states: dict[str, EntityState]) -> None:
+        self.snapshots.append(states)
+        self._changed.set()
+
+    def upstream_changes(self, updated: Mapping[str, EntityState], removed: Sequence[str]) -> None:
+        self.changes.append((dict(updated), list(removed)))
+        self._changed.set()
+
+    def upstream_status(self, status: UpstreamStatus, reason: str) -> None:
+        self.statuses.append(status)
+        self._changed.set()
+
+    async def wait(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@contextlib.asynccontextmanager
+async def running(client: HAClient) -> AsyncIterator[HAClient]:
+    task = asyncio.create_task(client.run())
+    try:
+        yield client
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def make_client(ha: DemoHomeAssistant, sink: Sink, *, token: str | None = None, **kw: Any) -> HAClient:
+    options: dict[str, Any] = {"exposed": EntityPattern(["*"]), "backoff_max": 0.1, "use_proxy": False}
+    options.update(kw)
+    return HAClient(ha.url, token or ha.token, sink, **options)
+
+
+async def test_handshake_then_snapshot_with_increasing_ids(ha: DemoHomeAssistant) -> None:
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+    assert set(sink.snapshots[0]) == {
+        "sensor.battery_level",
+        "sensor.solar_power",
+        "sensor.house_load",
+        "switch.charger",
+        "light.kitchen",
+    }
+    assert sink.snapshots[0]["sensor.battery_level"]["state"] == "50.0"
+    assert sink.statuses == [UpstreamStatus.CONNECTED]
+    assert client.ha_version == "2026.11.0"
+    assert ha.auth_failures == 0
+
+
+async def test_commands_use_strictly_increasing_ids(ha: DemoHomeAssistant) -> None:
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+        await asyncio.gather(
+            *(client.call_service("switch", "toggle", None, {"entity_id": "switch.charger"}) for _ in range(20))
+        )
+        (connection,) = ha.clients
+        ids = [m["id"] for m in connection.received]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids) == 22
+    assert [m["type"] for m in connection.received[:2]] == ["supported_features", "subscribe_entities"]
+
+
+async def test_only_exposed_entities_are_subscribed_and_kept(ha: DemoHomeAssistant) -> None:
+    sink = Sink()
+    async with running(make_client(ha, sink, exposed=EntityPattern(["sensor.*", "switch.charger"]))) as client:
+        await sink.wait(lambda: client.connected)
+        (connection,) = ha.clients
+        assert connection.received[1]["include"] == {"entity_globs": ["sensor.*", "switch.charger"]}
+        assert "light.kitchen" not in sink.snapshots[0]
+        ha.set_state("light.kitchen", "off")
+        ha.set_state("sensor.house_load", "700")
+        await sink.wait(lambda: bool(sink.changes))
+    assert [list(updated) for updated, _ in sink.changes] == [["sensor.house_load"]]
+
+
+async def test_old_ha_without_the_include_filter_is_filtered_locally(ha: DemoHomeAssistant) -> None:
+    ha.refuse_filtered_subscribe = True
+    sink = Sink()
+    async with running(make_client(ha, sink, exposed=EntityPattern(["sensor.*"]))) as client:
+        await sink.wait(lambda: client.connected)
+        ha.set_state("light.kitchen", "off")
+        ha.set_state("sensor.house_load", "700")
+        await sink.wait(lambda: bool(sink.changes))
+    assert set(sink.snapshots[0]) == {"sensor.battery_level", "sensor.solar_power", "sensor.house_load"}
+    assert [list(updated) for updated, _ in sink.changes] == [["sensor.house_load"]]
+
+
+async def test_coalesced_frames_are_unpacked(ha: DemoHomeAssistant) -> None:
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+        for value in range(50):
+            ha.set_state("sensor.house_load", str(value))
+        await sink.wait(
+            lambda: any(u["sensor.house_load"]["state"] == "49" for u, _ in sink.changes if "sensor.house_load" in u)
+        )
+    assert ha.arrays_sent >= 1, "the fake HA should have coalesced the burst into array frames"
+    values = [u["sensor.house_load"]["state"] for u, _ in sink.changes]
+    assert values == [str(v) for v in range(50)]
+
+
+async def test_auth_invalid_is_a_state_and_is_not_retried_in_a_loop(ha: DemoHomeAssistant) -> None:
+    sink = Sink()
+    async with running(make_client(ha, sink, token="wrong-token", auth_retry=30)) as client:
+        await sink.wait(lambda: client.status is UpstreamStatus.AUTH_INVALID)
+        await asyncio.sleep(1.0)
+    assert ha.auth_failures == 1
+    assert "Invalid access token" in client.reason
+
+
+async def test_auth_invalid_is_retried_rarely_and_recovers(ha: DemoHomeAssistant) -> None:
+    sink = Sink()
+    real_token = ha.token
+    ha.token = "rotated"
+    async with running(make_client(ha, sink, token=real_token, auth_retry=0.3)) as client:
+        await sink.wait(lambda: client.status is UpstreamStatus.AUTH_INVALID)
+        await asyncio.sleep(1.0)
+        assert 2 <= ha.auth_failures <= 5
+        ha.token = real_token
+        await sink.wait(lambda: client.connected, timeout=3)
+
+
+async def test_after_ha_restarts_the_new_snapshot_corrects_values_and_removes_entities(ha: DemoHomeAssistant) -> None:
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+        await ha.stop()
+        await sink.wait(lambda: client.status is UpstreamStatus.DISCONNECTED)
+        ha.set_state("sensor.battery_level", "42.0")  # changed while we were away
+        ha.remove_state("light.kitchen")  # removed while we were away
+        await ha.start()
+        await sink.wait(lambda: len(sink.snapshots) == 2, timeout=5)
+    assert sink.statuses == [UpstreamStatus.CONNECTED, UpstreamStatus.DISCONNECTED, UpstreamStatus.CONNECTED]
+    assert sink.snapshots[1]["sensor.battery_level"]["state"] == "42.0"
+    assert "light.kitchen" not in sink.snapshots[1]
+
+
+async def test_unreachable_ha_is_retried_with_growing_delays() -> None:
+    port = free_port()
+    ha = DemoHomeAssistant(port=port)  # not started: nothing listens there
+    sink = Sink()
+    async with running(make_client(ha, sink, backoff_max=0.4)) as client:
+        await sink.wait(lambda: client.status is UpstreamStatus.DISCONNECTED)
+        assert client.reason == "connection refused"
+        await asyncio.sleep(0.5)
+        await ha.start()
+        try:
+            await sink.wait(lambda: client.connected, timeout=3)
+        finally:
+            await ha.stop()
+
+
+async def test_a_missed_pong_drops_the_connection_and_reconnects(ha: DemoHomeAssistant) -> None:
+    sink = Sink()
+    ha.answer_pings = False
+    async with running(make_client(ha, sink, ping_interval=0.1, pong_timeout=0.2)) as client:
+        await sink.wait(lambda: client.connected)
+        await sink.wait(lambda: UpstreamStatus.DISCONNECTED in sink.statuses, timeout=3)
+        ha.answer_pings = True
+        await sink.wait(lambda: client.connected, timeout=3)
+        await asyncio.sleep(0.5)  # pongs flow again: no further drop
+    assert ha.connections_total == 2
+    assert client.pong_rtt is not None
+
+
+async def test_call_service_returns_the_result_and_the_change_follows(ha: DemoHomeAssistant) -> None:
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+        result = await client.call_service("switch", "turn_on", None, {"entity_id": ["switch.charger"]})
+        assert "context" in result
+        await sink.wait(
+            lambda: any(u["switch.charger"]["state"] == "on" for u, _ in sink.changes if "switch.charger" in u)
+        )
+
+
+async def test_call_service_errors_carry_has_code_and_message(ha: DemoHomeAssistant) -> None:
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+        with pytest.raises(HAError) as caught:
+            await client.call_service("switch", "explode")
+    assert (caught.value.code, caught.value.message) == ("not_found", "Service switch.explode not found.")
+
+
+async def test_a_call_in_flight_fails_at_once_when_the_connection_drops(ha: DemoHomeAssistant) -> None:
+    never = asyncio.Event()
+
+    async def hangs(call: ServiceCall) -> None:
+        await never.wait()
+
+    ha.services[("script", "slow")] = hangs
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+        call = asyncio.create_task(client.call_service("script", "slow"))
+        await asyncio.sleep(0.2)
+        await ha.stop()
+        async with asyncio.timeout(2):
+            with pytest.raises(NotConnected):
+                await call
+        with pytest.raises(NotConnected):
+            await client.call_service("switch", "turn_on")
+
+
+async def test_snapshots_larger_than_one_mebibyte_pass(ha: DemoHomeAssistant) -> None:
+    for i in range(40):
+        ha.set_state(f"sensor.big_{i}", "1", {"blob": "x" * 40_000})
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+    assert len(sink.snapshots[0]) == 45
