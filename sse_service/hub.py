@@ -1,0 +1,258 @@
+"""The hub: turns store changes into SSE frames and hands them to every interested client.
+
+* **Ids** are ``<epoch>-<seq>``. The epoch is the start time in base 36, so ids never repeat
+  across restarts; seq grows by one per frame. An id from another epoch, or older than the
+  replay ring, gets a fresh snapshot instead of a replay.
+* **Encode once**: each change becomes the bytes of a whole SSE frame here, and every
+  subscriber gets the same bytes object. Per client, the work is a set lookup and a write.
+* **No gap**: a subscriber's snapshot (or replay) and its registration happen in one
+  synchronous step, so it receives exactly the frames after the ones it was given.
+* **Index**: filtered subscribers are indexed by entity id, so a change costs nothing for the
+  clients that do not watch that entity.
+* **Status is data**: upstream status changes are frames with ids like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple, Protocol
+
+from . import sse
+from .filters import EntityPattern
+from .ha.messages import iso_from_timestamp
+from .store import EntityStore
+from .types import EntityState, UpstreamStatus
+
+__all__ = ["Hub", "Subscriber", "new_epoch"]
+
+HEARTBEAT = sse.comment("ping")
+
+
+class Subscriber(Protocol):
+    """One connected stream, as the hub sees it. ``write`` must never block or raise."""
+
+    filter: EntityPattern | None
+    last_tick: int
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self, final: bytes) -> None: ...
+
+
+class _Frame(NamedTuple):
+    seq: int
+    entity_id: str | None  # None: for every subscriber whatever its filter (status)
+    data: bytes
+
+
+def new_epoch() -> str:
+    """Milliseconds since the Unix epoch in base 36: short, and later starts sort higher."""
+    n = time.time_ns() // 1_000_000
+    digits = ""
+    while n:
+        n, r = divmod(n, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
+    return digits
+
+
+class Hub:
+    def __init__(self, *, replay_size: int = 2048, epoch: str | None = None) -> None:
+        self.epoch = epoch or new_epoch()
+        self.seq = 0
+        self.store = EntityStore()
+        self.status = UpstreamStatus.CONNECTING
+        self.status_reason = "starting"
+        self.status_since = iso_from_timestamp(time.time())
+        self.tick = 0  # heartbeat ticks; subscribers note the tick of their last write
+        self.replays = 0
+        self.snapshots = 0
+        self._ring: deque[_Frame] = deque(maxlen=replay_size)
+        self._everything: set[Subscriber] = set()
+        self._filtered: set[Subscriber] = set()
+        self._watchers: dict[str, set[Subscriber]] = {}
+        self._encoded: dict[str, str] = {}  # entity id -> its state as JSON, reused by snapshots
+        self._snapshot_cache: tuple[int, bytes] | None = None
+        self._emptied = asyncio.Event()
+
+    # --- ids ----------------------------------------------------------------------------
+
+    def event_id(self, seq: int | None = None) -> str:
+        return f"{self.epoch}-{self.seq if seq is None else seq}"
+
+    def _seq_of(self, event_id: str | None) -> int | None:
+        if not event_id:
+            return None
+        epoch, _, seq = event_id.strip().rpartition("-")
+        if epoch != self.epoch or not seq.isdigit() or len(seq) > 18:
+            return None
+        return int(seq)
+
+    # --- subscribers --------------------------------------------------------------------
+
+    @property
+    def client_count(self) -> int:
+        return len(self._everything) + len(self._filtered)
+
+    def subscribers(self) -> Iterable[Subscriber]:
+        return itertools.chain(self._everything, self._filtered)
+
+    def subscribe(self, subscriber: Subscriber, last_event_id: str | None = None, prefix: bytes = b"") -> str:
+        """Register a stream and write what it needs first: the missed frames, or a snapshot.
+
+        Returns ``"replay"`` or ``"snapshot"``. Nothing awaits in here: that is what keeps
+        the first write and the live frames free of gaps and duplicates.
+        """
+        pattern = subscriber.filter
+        seq = self._seq_of(last_event_id)
+        if seq is not None and self._can_replay(seq):
+            kind = "replay"
+            self.replays += 1
+            first = b"".join(f.data for f in self._frames_after(seq) if _visible(f, pattern))
+        else:
+            kind = "snapshot"
+            self.snapshots += 1
+            first = self.snapshot_frame(pattern)
+        if pattern is None:
+            self._everything.add(subscriber)
+        else:
+            self._filtered.add(subscriber)
+            for entity_id, watchers in self._watchers.items():
+                if pattern(entity_id):
+                    watchers.add(subscriber)
+        if prefix or first:
+            subscriber.write(prefix + first)
+        return kind
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        if subscriber.filter is None:
+            self._everything.discard(subscriber)
+        elif subscriber in self._filtered:
+            self._filtered.discard(subscriber)
+            for watchers in self._watchers.values():
+                watchers.discard(subscriber)
+        if not self.client_count:
+            self._emptied.set()
+
+    async def wait_until_empty(self) -> None:
+        while self.client_count:
+            self._emptied.clear()
+            await self._emptied.wait()
+
+    def _can_replay(self, seq: int) -> bool:
+        if seq == self.seq:
+            return True
+        return seq < self.seq and bool(self._ring) and self._ring[0].seq <= seq + 1
+
+    def _frames_after(self, seq: int) -> Iterable[_Frame]:
+        start = seq + 1 - self._ring[0].seq if self._ring else 0
+        return itertools.islice(self._ring, max(start, 0), None)
+
+    def snapshot_frame(self, pattern: EntityPattern | None = None) -> bytes:
+        """``event: snapshot`` with every visible entity and the upstream status, id = the latest frame."""
+        if pattern is None and self._snapshot_cache is not None and self._snapshot_cache[0] == self.seq:
+            return self._snapshot_cache[1]
+        encoded = self._encoded
+        entities = ",".join(
+            f"{sse.dumps(entity_id)}:{encoded[entity_id]}"
+            for entity_id in self.store.states
+            if pattern is None or pattern(entity_id)
+        )
+        data = f'{{"status":{sse.dumps(self.status.value)},"entities":{{{entities}}}}}'
+        frame = sse.event("snapshot", data, self.event_id())
+        if pattern is None:
+            self._snapshot_cache = (self.seq, frame)
+        return frame
+
+    # --- the upstream sink ---------------------------------------------------------------
+
+    def upstream_snapshot(self, states: dict[str, EntityState]) -> None:
+        self._publish_changes(*self.store.apply_snapshot(states))
+
+    def upstream_changes(self, updated: Mapping[str, EntityState], removed: Sequence[str]) -> None:
+        self._publish_changes(*self.store.apply_changes(updated, removed))
+
+    def upstream_status(self, status: UpstreamStatus, reason: str) -> None:
+        self.status = status
+        self.status_reason = reason
+        self.status_since = iso_from_timestamp(time.time())
+        data = sse.dumps({"status": status.value, "since": self.status_since})
+        self._fan_out([self._frame("status", data, None)])
+
+    # --- fan-out ------------------------------------------------------------------------
+
+    def _frame(self, name: str, data: str, entity_id: str | None) -> _Frame:
+        self.seq += 1
+        frame = _Frame(self.seq, entity_id, sse.event(name, data, self.event_id()))
+        self._ring.append(frame)
+        return frame
+
+    def _publish_changes(self, changed: list[EntityState], removed: list[str]) -> None:
+        frames = []
+        for state in changed:
+            entity_id = state["entity_id"]
+            if entity_id not in self._watchers:
+                self._watchers[entity_id] = {s for s in self._filtered if s.filter and s.filter(entity_id)}
+            data = sse.dumps(state)
+            self._encoded[entity_id] = data
+            frames.append(self._frame("state", data, entity_id))
+        for entity_id in removed:
+            self._encoded.pop(entity_id, None)
+            frames.append(self._frame("remove", sse.dumps({"entity_id": entity_id}), entity_id))
+        self._fan_out(frames)
+        for entity_id in removed:
+            self._watchers.pop(entity_id, None)
+
+    def _fan_out(self, frames: list[_Frame]) -> None:
+        if not frames:
+            return
+        if len(frames) == 1:
+            frame = frames[0]
+            for subscriber in self._everything:
+                subscriber.write(frame.data)
+            targets = self._filtered if frame.entity_id is None else self._watchers.get(frame.entity_id, ())
+            for subscriber in targets:
+                subscriber.write(frame.data)
+            return
+        # Several frames at once (a snapshot diff, a coalesced upstream batch): one write
+        # per subscriber, holding every frame it should see.
+        blob = b"".join(frame.data for frame in frames)
+        for subscriber in self._everything:
+            subscriber.write(blob)
+        if self._filtered:
+            parts: dict[Subscriber, list[bytes]] = {}
+            for frame in frames:
+                targets = self._filtered if frame.entity_id is None else self._watchers.get(frame.entity_id, ())
+                for subscriber in targets:
+                    parts.setdefault(subscriber, []).append(frame.data)
+            for subscriber, datas in parts.items():
+                subscriber.write(b"".join(datas))
+
+    # --- heartbeats and shutdown ---------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        """Called every ``interval / 3``: a comment to every stream idle for three ticks."""
+        self.tick += 1
+        stale = self.tick - 3
+        for subscriber in list(self.subscribers()):
+            if subscriber.last_tick <= stale:
+                subscriber.write(HEARTBEAT)
+
+    async def run_heartbeat(self, interval: float) -> None:
+        # Ticking at a third of the interval keeps every stream's silence at most `interval`
+        # while a stream that just got data is not sent a comment it does not need.
+        while True:
+            await asyncio.sleep(interval / 3)
+            self.heartbeat()
+
+    def close_all(self, final: bytes) -> None:
+        """End every stream with ``final`` (e.g. a short ``retry:``)."""
+        for subscriber in list(self.subscribers()):
+            subscriber.close(final)
+
+
+def _visible(frame: _Frame, pattern: EntityPattern | None) -> bool:
+    return pattern is None or frame.entity_id is None or pattern(frame.entity_id)

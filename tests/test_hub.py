@@ -1,0 +1,172 @@
+"""The hub on its own, with subscribers that record what they are sent."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sse_service.filters import EntityPattern
+from sse_service.hub import HEARTBEAT, Hub
+from sse_service.types import EntityState, UpstreamStatus
+
+
+class Recorder:
+    def __init__(self, pattern: EntityPattern | None = None) -> None:
+        self.filter = pattern
+        self.last_tick = 0
+        self.writes: list[bytes] = []
+        self.closed_with: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self, final: bytes) -> None:
+        self.closed_with = final
+
+    def events(self) -> list[tuple[str | None, str, dict[str, Any]]]:
+        out = []
+        for frame in b"".join(self.writes).decode().split("\r\n\r\n"):
+            fields = dict(
+                line.split(": ", 1) for line in frame.split("\r\n") if ": " in line and not line.startswith(":")
+            )
+            if "data" in fields:
+                out.append((fields.get("id"), fields["event"], json.loads(fields["data"])))
+        return out
+
+
+def state(entity_id: str, value: str) -> EntityState:
+    t = "2026-11-23T10:00:00+00:00"
+    return {"entity_id": entity_id, "state": value, "attributes": {}, "last_changed": t, "last_updated": t}
+
+
+def seeded_hub(**kw: int) -> Hub:
+    hub = Hub(epoch="test", **kw)
+    hub.upstream_snapshot({e: state(e, "0") for e in ("sensor.a", "sensor.b", "switch.c")})
+    hub.upstream_status(UpstreamStatus.CONNECTED, "connected")
+    return hub
+
+
+def test_a_new_subscriber_gets_the_snapshot_then_changes_with_increasing_ids() -> None:
+    hub = seeded_hub()
+    sub = Recorder()
+    assert hub.subscribe(sub) == "snapshot"
+    hub.upstream_changes({"sensor.a": state("sensor.a", "1")}, [])
+    hub.upstream_changes({"sensor.b": state("sensor.b", "2")}, ["switch.c"])
+    events = sub.events()
+    assert [name for _, name, _ in events] == ["snapshot", "state", "state", "remove"]
+    snapshot = events[0][2]
+    assert snapshot["status"] == "connected"
+    assert set(snapshot["entities"]) == {"sensor.a", "sensor.b", "switch.c"}
+    seqs = [int(str(i).split("-")[1]) for i, _, _ in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert events[3][2] == {"entity_id": "switch.c"}
+
+
+def test_several_changes_at_once_reach_each_subscriber_in_one_write() -> None:
+    hub = seeded_hub()
+    everything, only_a = Recorder(), Recorder(EntityPattern(["sensor.a"]))
+    hub.subscribe(everything)
+    hub.subscribe(only_a)
+    everything.writes.clear()
+    only_a.writes.clear()
+    hub.upstream_changes({"sensor.a": state("sensor.a", "1"), "sensor.b": state("sensor.b", "1")}, [])
+    assert len(everything.writes) == 1 and len(everything.events()) == 2
+    assert len(only_a.writes) == 1 and [d["entity_id"] for _, _, d in only_a.events()] == ["sensor.a"]
+
+
+def test_resume_inside_the_ring_replays_exactly_what_was_missed() -> None:
+    hub = seeded_hub()
+    first = Recorder()
+    hub.subscribe(first)
+    last_seen = first.events()[-1][0]
+    hub.upstream_changes({"sensor.a": state("sensor.a", "1")}, [])
+    hub.upstream_changes({"sensor.b": state("sensor.b", "1")}, [])
+    again = Recorder()
+    assert hub.subscribe(again, last_seen) == "replay"
+    assert [(n, d["entity_id"]) for _, n, d in again.events()] == [("state", "sensor.a"), ("state", "sensor.b")]
+
+
+def test_resume_when_nothing_was_missed_sends_nothing() -> None:
+    hub = seeded_hub()
+    sub = Recorder()
+    assert hub.subscribe(sub, hub.event_id()) == "replay"
+    assert sub.writes == []
+
+
+def test_resume_outside_the_ring_or_from_another_epoch_gets_a_snapshot() -> None:
+    hub = seeded_hub(replay_size=2)
+    old_id = hub.event_id()
+    for value in "123":
+        hub.upstream_changes({"sensor.a": state("sensor.a", value)}, [])
+    for last_id in (old_id, "otherepoch-5", "garbage", "test-99999", "test--1"):
+        sub = Recorder()
+        assert hub.subscribe(sub, last_id) == "snapshot", last_id
+        assert sub.events()[0][1] == "snapshot"
+
+
+def test_replay_respects_the_filter_but_always_includes_status() -> None:
+    hub = seeded_hub()
+    last = hub.event_id()
+    hub.upstream_changes({"sensor.a": state("sensor.a", "1")}, [])
+    hub.upstream_status(UpstreamStatus.DISCONNECTED, "gone")
+    hub.upstream_changes({"switch.c": state("switch.c", "on")}, [])
+    sub = Recorder(EntityPattern(["switch.*"]))
+    hub.subscribe(sub, last)
+    assert [(n, d.get("entity_id", d.get("status"))) for _, n, d in sub.events()] == [
+        ("status", "disconnected"),
+        ("state", "switch.c"),
+    ]
+
+
+def test_filtered_subscribers_see_only_their_entities_and_new_matching_ones() -> None:
+    hub = seeded_hub()
+    sensors = Recorder(EntityPattern.parse(domains="sensor"))
+    charger = Recorder(EntityPattern.parse(entity_ids="switch.c"))
+    hub.subscribe(sensors)
+    hub.subscribe(charger)
+    assert set(sensors.events()[0][2]["entities"]) == {"sensor.a", "sensor.b"}
+    hub.upstream_changes({"switch.c": state("switch.c", "on"), "sensor.new": state("sensor.new", "1")}, [])
+    hub.upstream_status(UpstreamStatus.DISCONNECTED, "gone")
+    assert [d.get("entity_id", d.get("status")) for _, _, d in sensors.events()[1:]] == ["sensor.new", "disconnected"]
+    assert [d.get("entity_id", d.get("status")) for _, _, d in charger.events()[1:]] == ["switch.c", "disconnected"]
+
+
+def test_unsubscribe_forgets_the_subscriber_everywhere() -> None:
+    hub = seeded_hub()
+    subs = [Recorder(), Recorder(EntityPattern(["sensor.*"]))]
+    for sub in subs:
+        hub.subscribe(sub)
+        hub.unsubscribe(sub)
+        sub.writes.clear()
+    hub.upstream_changes({"sensor.a": state("sensor.a", "9")}, [])
+    assert all(sub.writes == [] for sub in subs)
+    assert hub.client_count == 0
+
+
+def test_heartbeat_goes_only_to_streams_idle_for_three_ticks() -> None:
+    hub = seeded_hub()
+    idle, busy = Recorder(), Recorder()
+    for sub in (idle, busy):
+        hub.subscribe(sub)
+        sub.writes.clear()
+    for _ in range(3):
+        busy.last_tick = hub.tick  # as a real stream does on every write
+        hub.heartbeat()
+    assert idle.writes == [HEARTBEAT]
+    assert busy.writes == []
+
+
+def test_the_unfiltered_snapshot_is_encoded_once_per_change() -> None:
+    hub = seeded_hub()
+    assert hub.snapshot_frame() is hub.snapshot_frame()
+    hub.upstream_changes({"sensor.a": state("sensor.a", "5")}, [])
+    assert b'"state":"5"' in hub.snapshot_frame()
+
+
+def test_close_all_ends_every_stream_with_the_given_frame() -> None:
+    hub = seeded_hub()
+    subs = [Recorder(), Recorder(EntityPattern(["x.*"]))]
+    for sub in subs:
+        hub.subscribe(sub)
+    hub.close_all(b"retry: 500\r\n\r\n")
+    assert [s.closed_with for s in subs] == [b"retry: 500\r\n\r\n"] * 2
