@@ -1,0 +1,119 @@
+"""The app factory: routes, the static page, and one lifespan for the upstream connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from . import api, sse
+from .config import Settings
+from .filters import EntityPattern
+from .ha.client import HAClient
+from .ha.demo import BatteryHome, DemoHomeAssistant
+from .hub import Hub
+from .stream import EventsEndpoint
+
+__all__ = ["WEB_DIR", "create_app"]
+
+log = logging.getLogger("sse_service")
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlette:
+    """Build the ASGI app. Nothing global: several apps can run side by side (the tests do)."""
+    hub = Hub(replay_size=settings.replay_buffer)
+    exposed = EntityPattern(settings.entities)
+    demo = DemoHomeAssistant() if settings.ha_url is None or settings.ha_token is None else None
+
+    def connect_upstream() -> HAClient:
+        if demo is not None:
+            url, token = demo.url, demo.token  # known once the demo listens
+        else:
+            assert settings.ha_url is not None and settings.ha_token is not None
+            url, token = settings.ha_url, settings.ha_token.reveal()
+        return HAClient(
+            url,
+            token,
+            hub,
+            exposed=exposed,
+            ping_interval=settings.ha_ping_interval,
+            pong_timeout=settings.ha_pong_timeout,
+            connect_timeout=settings.ha_connect_timeout,
+            backoff_max=settings.ha_backoff_max,
+            auth_retry=settings.ha_auth_retry,
+            use_proxy=demo is None,
+        )
+
+    events = EventsEndpoint(hub, retry_ms=settings.retry_ms, buffer_limit=settings.client_buffer_bytes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tasks: list[asyncio.Task[None]] = []
+        if demo is not None:
+            await demo.start()
+            home = BatteryHome(demo, interval=settings.demo_interval)
+            tasks.append(asyncio.create_task(home.run(), name="demo-home"))
+            log.info("No HA_URL set: running the embedded demo Home Assistant on %s", demo.url)
+        upstream = app.state.upstream = connect_upstream()
+        tasks.append(asyncio.create_task(upstream.run(), name="upstream"))
+        tasks.append(asyncio.create_task(hub.run_heartbeat(settings.heartbeat), name="heartbeat"))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if demo is not None:
+                await demo.stop()
+
+    routes: list[Route | Mount] = [
+        Route("/events", events),
+        Route("/api/states", api.states, methods=["GET"]),
+        Route("/api/states/{entity_id:str}", api.single_state, methods=["GET"]),
+        Route("/healthz", api.health, methods=["GET"]),
+    ]
+    if web_dir is not None and web_dir.is_dir():
+        routes.append(Mount("/", StaticFiles(directory=web_dir, html=True), name="web"))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return api.error_response(404, "not_found", f"no route {request.url.path}")
+
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        return api.error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return api.error_response(500, "internal_error", "internal error; the details are in the server log")
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: not_found, 405: method_not_allowed, 500: server_error},
+    )
+    app.state.settings = settings
+    app.state.hub = hub
+    app.state.demo = demo
+
+    async def drain(grace: float) -> int:
+        """End every stream, telling clients to come back soon (to the next instance).
+
+        Returns how many streams are still open after ``grace`` seconds.
+        """
+        hub.close_all(sse.retry(min(settings.retry_ms, 1000)))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await hub.wait_until_empty()
+        return hub.client_count
+
+    app.state.drain = drain
+    return app

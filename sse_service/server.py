@@ -1,0 +1,81 @@
+"""Running the app under uvicorn: our own listening socket and a graceful drain of the streams."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+import uvicorn
+from starlette.applications import Starlette
+
+from .config import Settings
+
+__all__ = ["Server", "listening_socket", "serve"]
+
+log = logging.getLogger("sse_service")
+
+TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)  # Linux
+
+
+class Server(uvicorn.Server):
+    """uvicorn, plus a drain of the event streams when it shuts down.
+
+    uvicorn waits for open responses to finish before the lifespan shutdown, and an event
+    stream never finishes by itself. So: stop accepting, end every stream with a short
+    ``retry:`` (browsers go to the next instance at once), wait for them to go, and abort
+    the connections of clients too stalled to take their last bytes, rather than let
+    uvicorn cancel their tasks at the graceful timeout.
+    """
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[float], Awaitable[int]]) -> None:
+        super().__init__(config)
+        self._drain = drain
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        stuck = await self._drain(float(self.config.timeout_graceful_shutdown or 0))
+        if stuck:
+            log.warning("%d stream(s) did not drain in time; closing their connections", stuck)
+            for connection in list(self.server_state.connections):
+                cycle = getattr(connection, "cycle", None)
+                if cycle is not None and not cycle.response_complete:
+                    connection.transport.abort()
+        await super().shutdown(sockets)
+
+
+def listening_socket(host: str, port: int, *, user_timeout: float | None = 30.0) -> socket.socket:
+    """A listening socket whose connections the kernel drops when a client stops acknowledging data.
+
+    ``TCP_USER_TIMEOUT`` is inherited by every accepted connection: a peer that vanished
+    (Wi-Fi off, laptop asleep) or stopped reading for that long is cut by the kernel, and
+    the stream ends like any disconnect. Heartbeats make sure there is data to acknowledge.
+    """
+    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = info[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if user_timeout and hasattr(socket, "IPPROTO_TCP"):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_USER_TIMEOUT, int(user_timeout * 1000))
+        except OSError:  # not Linux: rely on heartbeats and the OS's own timeouts
+            log.debug("TCP_USER_TIMEOUT not supported here")
+    sock.bind(address)
+    sock.listen(4096)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: Starlette, settings: Settings) -> None:
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=max(1, round(settings.graceful_timeout)),
+        lifespan="on",
+    )
+    server = Server(config, drain=app.state.drain)
+    sock = listening_socket(settings.host, settings.port)
+    server.run(sockets=[sock])

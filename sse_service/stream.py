@@ -1,0 +1,223 @@
+"""``GET /events``: one Server-Sent Events stream per client.
+
+Design record
+-------------
+A stream costs one task: the request task uvicorn already runs, which only waits for the
+disconnect. Frames are written by the hub, synchronously, through :meth:`ClientStream.write`:
+
+* **Fast path.** ``send()`` of an ASGI server finishes without suspending while the socket
+  accepts data (uvicorn awaits only when the transport has paused writing). So ``write``
+  steps the ``send`` coroutine once; in the common case it completes on the spot and no task
+  is ever woken. Measured against a task woken per client per event, this cuts the server's
+  CPU per delivery by about 40 % (issue #6).
+* **Slow path.** If ``send`` does suspend (the client reads slower than we write), the
+  suspended coroutine is finished by a small task, and frames queue in a bounded outbox
+  meanwhile. When the outbox would pass ``CLIENT_BUFFER_BYTES`` it is dropped and the
+  client gets a fresh snapshot once it drains: memory stays bounded, other clients never
+  wait, and the slow client still ends with the latest state of every entity.
+* **Ending.** To end a stream, the server sends the last body chunk; the ASGI server then
+  answers the pending ``receive()`` with ``http.disconnect``, which ends the request task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Coroutine
+from typing import Any
+
+from starlette.datastructures import Headers, QueryParams
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from . import sse
+from .filters import EntityPattern
+from .hub import Hub
+
+__all__ = ["ClientStream", "EventsEndpoint", "STREAM_HEADERS"]
+
+log = logging.getLogger("sse_service.stream")
+
+STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    # no-store for browsers, no-transform and X-Accel-Buffering for proxies that would
+    # otherwise buffer or compress the stream.
+    (b"cache-control", b"no-store, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class ClientStream:
+    """The hub's handle on one connected client. ``write`` never blocks and never raises."""
+
+    __slots__ = (
+        "_closing",
+        "_hub",
+        "_limit",
+        "_outbox",
+        "_outbox_bytes",
+        "_overflowed",
+        "_send",
+        "_task",
+        "closed",
+        "filter",
+        "last_tick",
+        "resets",
+    )
+
+    def __init__(self, send: Send, hub: Hub, pattern: EntityPattern | None, buffer_limit: int) -> None:
+        self._send = send
+        self._hub = hub
+        self._limit = buffer_limit
+        self._outbox: list[bytes] = []
+        self._outbox_bytes = 0
+        self._overflowed = False
+        self._closing: bytes | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+        self.filter = pattern
+        self.last_tick = hub.tick
+        self.resets = 0
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._outbox_bytes
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.last_tick = self._hub.tick
+        if self._task is not None:
+            self._queue(data)
+        else:
+            self._send_now(data, more_body=True)
+
+    def close(self, final: bytes) -> None:
+        """Send ``final`` and end the response (the request task then sees a disconnect)."""
+        if self.closed:
+            return
+        if self._task is not None:
+            self._closing = final
+        else:
+            self._send_now(final, more_body=False)
+        self.closed = True
+
+    def detach(self) -> None:
+        """The client went away: stop writing and drop what is queued."""
+        self.closed = True
+        self._outbox.clear()
+        self._outbox_bytes = 0
+
+    def _queue(self, data: bytes) -> None:
+        if self._overflowed:
+            return  # a snapshot follows as soon as the client drains
+        if self._outbox_bytes + len(data) > self._limit:
+            self._outbox.clear()
+            self._outbox_bytes = 0
+            self._overflowed = True
+            self.resets += 1
+            return
+        self._outbox.append(data)
+        self._outbox_bytes += len(data)
+
+    def _send_now(self, data: bytes, *, more_body: bool) -> None:
+        coro = self._send({"type": "http.response.body", "body": data, "more_body": more_body})
+        if not isinstance(coro, Coroutine):  # an ASGI server whose send is not a coroutine
+            self._task = asyncio.ensure_future(self._finish(_wrap(coro), None))
+            return
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
+        except Exception:  # the transport is gone; the request task will see the disconnect
+            log.debug("write to a closed stream dropped", exc_info=True)
+            self.detach()
+            return
+        self._task = asyncio.ensure_future(self._finish(coro, waiting_on))
+
+    async def _finish(self, coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+        """Drive a suspended ``send`` to its end, then flush what queued up meanwhile."""
+        try:
+            await _drive(coro, waiting_on)
+            while not self.closed or self._closing is not None:
+                if self._overflowed:
+                    self._overflowed = False
+                    self._outbox.clear()
+                    self._outbox_bytes = 0
+                    data = self._hub.snapshot_frame(self.filter)
+                elif self._outbox:
+                    data = b"".join(self._outbox)
+                    self._outbox.clear()
+                    self._outbox_bytes = 0
+                elif self._closing is not None:
+                    data, self._closing = self._closing, None
+                    await self._send({"type": "http.response.body", "body": data, "more_body": False})
+                    return
+                else:
+                    return
+                await self._send({"type": "http.response.body", "body": data, "more_body": True})
+        except Exception:
+            log.debug("slow write ended with an error", exc_info=True)
+            self.detach()
+        finally:
+            self._task = None
+
+
+async def _wrap(awaitable: Awaitable[None]) -> None:
+    await awaitable
+
+
+async def _drive(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+    """Finish a coroutine that was stepped by hand and suspended on ``waiting_on``.
+
+    This is what an asyncio Task does for a coroutine: wait until what it yielded is done,
+    then resume it. (Python 3.12's eager tasks do the same; 3.11 has none.)
+    """
+    while True:
+        if isinstance(waiting_on, asyncio.Future):
+            waiting_on._asyncio_future_blocking = False
+            await asyncio.wait([waiting_on])
+        else:
+            await asyncio.sleep(0)  # a bare yield: give the loop one turn
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
+
+
+class EventsEndpoint:
+    """The ``/events`` ASGI endpoint."""
+
+    def __init__(self, hub: Hub, *, retry_ms: int, buffer_limit: int) -> None:
+        self.hub = hub
+        self.retry_ms = retry_ms
+        self.buffer_limit = buffer_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            response = JSONResponse(
+                {"error": {"code": "method_not_allowed", "message": "use GET for /events"}},
+                status_code=405,
+                headers={"allow": "GET, HEAD"},
+            )
+            await response(scope, receive, send)
+            return
+        query = QueryParams(scope["query_string"])
+        headers = Headers(scope=scope)
+        pattern = EntityPattern.parse(query.get("entity_id", ""), query.get("domain", ""))
+        last_event_id = headers.get("last-event-id") or query.get("last_event_id")
+
+        await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+        if method == "HEAD":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+
+        stream = ClientStream(send, self.hub, pattern, self.buffer_limit)
+        try:
+            self.hub.subscribe(stream, last_event_id, prefix=sse.retry(self.retry_ms))
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        finally:
+            self.hub.unsubscribe(stream)
+            stream.detach()

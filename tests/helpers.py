@@ -1,0 +1,200 @@
+"""Test helpers: a real uvicorn server on 127.0.0.1, an SSE reader, and the fake home's seed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+
+from sse_service.app import create_app
+from sse_service.config import Secret, Settings
+from sse_service.ha.demo import DemoHomeAssistant
+from sse_service.server import Server, listening_socket
+
+
+def seed_home(ha: DemoHomeAssistant) -> None:
+    ha.set_state("sensor.battery_level", "50.0", {"unit_of_measurement": "%", "friendly_name": "Home battery"})
+    ha.set_state("sensor.solar_power", "1200", {"unit_of_measurement": "W", "friendly_name": "Solar power"})
+    ha.set_state("sensor.house_load", "640", {"unit_of_measurement": "W", "friendly_name": "House load"})
+    ha.set_state("switch.charger", "off", {"friendly_name": "Battery charger"})
+    ha.set_state("light.kitchen", "on", {"brightness": 180, "friendly_name": "Kitchen"})
+
+
+def settings_for(ha: DemoHomeAssistant, **overrides: Any) -> Settings:
+    """Settings pointing at the fake HA, with timings short enough for tests."""
+    base = Settings(
+        ha_url=ha.url,
+        ha_token=Secret(ha.token),
+        heartbeat=15.0,
+        ha_backoff_max=0.2,
+        ha_auth_retry=30.0,
+        ha_ping_interval=30.0,
+        ha_connect_timeout=2.0,
+        graceful_timeout=3.0,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+class _TestServer(Server):
+    # Signal handlers belong to pytest here; shutdown is driven through should_exit.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclasses.dataclass
+class LiveServer:
+    app: Starlette
+    server: Server
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def live_server(settings: Settings, *, port: int = 0, wait_connected: bool = True) -> AsyncIterator[LiveServer]:
+    """The app under a real uvicorn on 127.0.0.1 (an in-process transport cannot read endless streams)."""
+    app = create_app(settings, web_dir=None)
+    sock = listening_socket("127.0.0.1", port)
+    config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=3)
+    server = _TestServer(config, drain=app.state.drain)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("server stopped during start-up")
+                await asyncio.sleep(0.01)
+            if wait_connected:
+                while app.state.hub.status.value != "connected":
+                    await asyncio.sleep(0.01)
+        yield LiveServer(app, server, sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        await task
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclasses.dataclass
+class SSEEvent:
+    event: str
+    data: str
+    id: str | None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+class StreamEnded(Exception):
+    pass
+
+
+class SSEStream:
+    """Reads a ``text/event-stream`` body the way a browser's EventSource parses it.
+
+    A background task parses the body into a queue, so a test may wait with a timeout
+    without tearing the response apart.
+    """
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.retry: int | None = None
+        self.comments: list[str] = []
+        self.last_event_id: str | None = None
+        self.ended = False
+        self._queue: asyncio.Queue[SSEEvent | None] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        event, event_id = "message", None
+        data: list[str] = []
+        try:
+            async for line in self.response.aiter_lines():
+                if line == "":
+                    if data:
+                        if event_id is not None:
+                            self.last_event_id = event_id
+                        self._queue.put_nowait(SSEEvent(event, "\n".join(data), event_id))
+                    event, event_id = "message", None
+                    data = []
+                    continue
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "":
+                    self.comments.append(value)
+                elif name == "event":
+                    event = value
+                elif name == "data":
+                    data.append(value)
+                elif name == "id":
+                    event_id = value
+                elif name == "retry" and value.isdigit():
+                    self.retry = int(value)
+        except httpx.HTTPError:
+            pass
+        finally:
+            self.ended = True
+            self._queue.put_nowait(None)
+
+    async def next(self, timeout: float = 5.0) -> SSEEvent:
+        async with asyncio.timeout(timeout):
+            event = await self._queue.get()
+        if event is None:
+            self._queue.put_nowait(None)
+            raise StreamEnded()
+        return event
+
+    async def wait_ended(self, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(self._reader)
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+    async def until(self, predicate: Callable[[SSEEvent], bool], timeout: float = 5.0) -> SSEEvent:
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.next(timeout)
+                if predicate(event):
+                    return event
+
+    async def until_state(self, entity_id: str, state: str, timeout: float = 5.0) -> SSEEvent:
+        return await self.until(
+            lambda e: e.event == "state" and e.json()["entity_id"] == entity_id and e.json()["state"] == state,
+            timeout,
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_stream(
+    url: str, headers: dict[str, str] | None = None, client: httpx.AsyncClient | None = None
+) -> AsyncIterator[SSEStream]:
+    async with contextlib.AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None)))
+        response = await stack.enter_async_context(client.stream("GET", url, headers=headers))
+        assert response.status_code == 200, response.status_code
+        stream = SSEStream(response)
+        try:
+            yield stream
+        finally:
+            await stream.close()
