@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         print("sse-service: configuration OK")
         return 0
-    setup_logging(settings.log_level, settings.secrets())
+    setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     serve(create_app(settings), settings)
     return 0
 

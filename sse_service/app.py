@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -24,6 +24,9 @@ from .filters import EntityPattern
 from .ha.client import HAClient
 from .ha.demo import BatteryHome, DemoHomeAssistant
 from .hub import Hub
+from .logs import AccessLogMiddleware
+from .metrics import Metrics
+from .proxy import ProxyHeadersMiddleware, TrustedProxies
 from .stream import EventsEndpoint
 
 __all__ = ["WEB_DIR", "create_app"]
@@ -66,6 +69,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         buffer_limit=settings.client_buffer_bytes,
         keys=keys,
         limits=limits,
+        max_age=settings.max_stream_age,
     )
 
     def upstream() -> HAClient:
@@ -79,7 +83,20 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         keys=keys,
         rate=RateLimiter(settings.command_rate, settings.command_burst),
         exposed=exposed,
+        on_outcome=lambda outcome: metrics.command(outcome),
     )
+    metrics = Metrics(hub, limits, lambda: getattr(app.state, "upstream", None))
+    hub.on_fanout = metrics.fanout.observe
+    draining = False
+
+    async def readyz(request: Request) -> Response:
+        """Readiness: 503 until Home Assistant's first snapshot is in, and while shutting down."""
+        if draining:
+            return api.error_response(503, "shutting_down", "this instance is shutting down")
+        if not hub.ready:
+            message = f"waiting for the first snapshot from Home Assistant (upstream: {hub.status.value})"
+            return api.error_response(503, "not_ready", message, {"retry-after": "1"})
+        return JSONResponse({"ready": True, "upstream": hub.status.value}, headers={"cache-control": "no-store"})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -111,6 +128,8 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         Route("/api/states/{entity_id:str}", api.single_state, methods=["GET"]),
         Route("/api/services/{domain:str}/{service:str}", commands.handle, methods=["POST"]),
         Route("/healthz", api.health, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
     ]
     if web_dir is not None and web_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=web_dir, html=True), name="web"))
@@ -125,7 +144,9 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         log.error("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return api.error_response(500, "internal_error", "internal error; the details are in the server log")
 
-    middleware = []
+    middleware = [Middleware(ProxyHeadersMiddleware, trusted=TrustedProxies(settings.forwarded_allow_ips))]
+    if settings.access_log:
+        middleware.append(Middleware(AccessLogMiddleware))
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -154,6 +175,8 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
 
         Returns how many streams are still open after ``grace`` seconds.
         """
+        nonlocal draining
+        draining = True
         hub.close_all(sse.retry(min(settings.retry_ms, 1000)))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):

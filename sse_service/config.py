@@ -7,6 +7,7 @@ integer from 1 to 65535, got 'abc'``. Secret values are never echoed back.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import tomllib
 from collections.abc import Callable, Mapping
@@ -91,6 +92,13 @@ class Settings:
     command_rate: float = 60.0  # per client and minute
     command_burst: int = 10
     max_body_bytes: int = 8192
+    # Production (issue 7)
+    log_format: str = "text"
+    access_log: bool = True
+    # Peers whose X-Forwarded-For / Forwarded headers are believed: CIDRs, or "*" for
+    # "whoever connects is the platform's router" (PaaS).
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    max_stream_age: float = 0.0  # seconds; 0: streams live until the client leaves
 
     @property
     def demo(self) -> bool:
@@ -252,6 +260,19 @@ def _bool(name: str, raw: str) -> bool:
     raise ConfigError(name, f"expected true or false, got {_show(raw)}")
 
 
+def _networks(name: str, raw: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            message = f"expected IP addresses or networks like '10.0.0.0/8', or '*', got {_show(item)}"
+            raise ConfigError(name, message) from None
+    return items
+
+
 def _level(name: str, raw: str) -> str:
     return _choice("critical", "error", "warning", "info", "debug")(name, raw)
 
@@ -286,6 +307,10 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "COMMAND_RATE": ("command_rate", _float(0.01, 1_000_000)),
     "COMMAND_BURST": ("command_burst", _int(1, 1_000_000)),
     "MAX_BODY_BYTES": ("max_body_bytes", _int(64, 16 * 1024 * 1024)),
+    "LOG_FORMAT": ("log_format", _choice("text", "json")),
+    "ACCESS_LOG": ("access_log", _bool),
+    "FORWARDED_ALLOW_IPS": ("forwarded_allow_ips", _networks),
+    "MAX_STREAM_AGE": ("max_stream_age", _float(0, 7 * 86400)),
 }
 
 

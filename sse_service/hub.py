@@ -18,7 +18,7 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from . import sse
@@ -70,6 +70,13 @@ class Hub:
         self.tick = 0  # heartbeat ticks; subscribers note the tick of their last write
         self.replays = 0
         self.snapshots = 0
+        # Plain counters for /metrics: cheap enough to bump on the hot path.
+        self.events_in = 0
+        self.deliveries = 0
+        self.bytes_out = 0
+        self.resets = 0
+        self.ready = False  # the first snapshot from Home Assistant has arrived
+        self.on_fanout: Callable[[float], None] | None = None
         self._ring: deque[_Frame] = deque(maxlen=replay_size)
         self._everything: set[Subscriber] = set()
         self._filtered: set[Subscriber] = set()
@@ -96,6 +103,10 @@ class Hub:
     @property
     def client_count(self) -> int:
         return len(self._everything) + len(self._filtered)
+
+    @property
+    def unfiltered_count(self) -> int:
+        return len(self._everything)
 
     def subscribers(self) -> Iterable[Subscriber]:
         return itertools.chain(self._everything, self._filtered)
@@ -125,6 +136,7 @@ class Hub:
                     watchers.add(subscriber)
         if prefix or first:
             subscriber.write(prefix + first)
+            self.bytes_out += len(prefix) + len(first)
         return kind
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
@@ -170,9 +182,12 @@ class Hub:
     # --- the upstream sink ---------------------------------------------------------------
 
     def upstream_snapshot(self, states: dict[str, EntityState]) -> None:
+        self.ready = True
+        self.events_in += len(states)
         self._publish_changes(*self.store.apply_snapshot(states))
 
     def upstream_changes(self, updated: Mapping[str, EntityState], removed: Sequence[str]) -> None:
+        self.events_in += len(updated) + len(removed)
         self._publish_changes(*self.store.apply_changes(updated, removed))
 
     def upstream_status(self, status: UpstreamStatus, reason: str) -> None:
@@ -209,6 +224,12 @@ class Hub:
     def _fan_out(self, frames: list[_Frame]) -> None:
         if not frames:
             return
+        started = time.perf_counter()
+        self._write_all(frames)
+        if self.on_fanout is not None:
+            self.on_fanout(time.perf_counter() - started)
+
+    def _write_all(self, frames: list[_Frame]) -> None:
         if len(frames) == 1:
             frame = frames[0]
             for subscriber in self._everything:
@@ -216,12 +237,17 @@ class Hub:
             targets = self._filtered if frame.entity_id is None else self._watchers.get(frame.entity_id, ())
             for subscriber in targets:
                 subscriber.write(frame.data)
+            count = len(self._everything) + len(targets)
+            self.deliveries += count
+            self.bytes_out += count * len(frame.data)
             return
         # Several frames at once (a snapshot diff, a coalesced upstream batch): one write
         # per subscriber, holding every frame it should see.
         blob = b"".join(frame.data for frame in frames)
         for subscriber in self._everything:
             subscriber.write(blob)
+        self.deliveries += len(self._everything) * len(frames)
+        self.bytes_out += len(self._everything) * len(blob)
         if self._filtered:
             parts: dict[Subscriber, list[bytes]] = {}
             for frame in frames:
@@ -229,7 +255,10 @@ class Hub:
                 for subscriber in targets:
                     parts.setdefault(subscriber, []).append(frame.data)
             for subscriber, datas in parts.items():
-                subscriber.write(b"".join(datas))
+                data = b"".join(datas)
+                subscriber.write(data)
+                self.deliveries += len(datas)
+                self.bytes_out += len(data)
 
     # --- heartbeats and shutdown ---------------------------------------------------------
 

@@ -1,35 +1,76 @@
-"""Logging set-up: one handler, and a formatter that scrubs secrets from every line."""
+"""Logging: one handler, human-readable or JSON lines, secrets scrubbed from every line.
+
+Also the access log. uvicorn's own would print each request's query string (where a stream
+key may sit) and nothing at a stream's end; ours prints the path without the query, and
+streams get their own open/close lines with duration and filter (see stream.py).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
-__all__ = ["RedactingFormatter", "setup_logging"]
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .access import client_ip
+
+__all__ = ["AccessLogMiddleware", "JsonFormatter", "RedactingFormatter", "setup_logging"]
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-class RedactingFormatter(logging.Formatter):
-    """Formats as usual, then replaces any secret value (message, args or traceback) with ``***``.
-
-    The code never logs the token on purpose; this is the net under that rule.
-    """
-
-    def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
-        super().__init__(fmt)
+class _Redactor:
+    def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+    def __call__(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, "***")
         return text
 
 
-def setup_logging(level: str, secrets: Iterable[str]) -> None:
+class RedactingFormatter(logging.Formatter):
+    """Formats as usual, then replaces any secret value (message, args or traceback) with ``***``.
+
+    The code never logs a secret on purpose; this is the net under that rule.
+    """
+
+    def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
+        super().__init__(fmt)
+        self._redact = _Redactor(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for platform log consoles. Each field is scrubbed before encoding."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._redact = _Redactor(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": self._redact(record.getMessage()),
+        }
+        if record.exc_info:
+            entry["error"] = self._redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(level: str, secrets: Iterable[str], fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", secrets))
+    secrets = list(secrets)
+    handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else RedactingFormatter(TEXT_FORMAT, secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     numeric = logging.getLevelName(level.upper())
@@ -39,3 +80,32 @@ def setup_logging(level: str, secrets: Iterable[str]) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+
+
+class AccessLogMiddleware:
+    """One line per finished request: address, method, path (no query), status, time taken."""
+
+    def __init__(self, app: ASGIApp, *, skip: tuple[str, ...] = ("/events",)) -> None:
+        self.app = app
+        self.skip = skip
+        self.log = logging.getLogger("sse_service.access")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.skip:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            path = "".join(c if c.isprintable() else "?" for c in scope["path"][:200])
+            elapsed = (time.perf_counter() - started) * 1000
+            self.log.info("%s %s %s %d %.1f ms", client_ip(scope), scope["method"], path, status, elapsed)

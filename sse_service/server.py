@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 
 from .config import Settings
 
-__all__ = ["Server", "listening_socket", "serve"]
+__all__ = ["Server", "listening_socket", "serve", "uvicorn_config"]
 
 log = logging.getLogger("sse_service")
 
@@ -67,15 +67,24 @@ def listening_socket(host: str, port: int, *, user_timeout: float | None = 30.0)
     return sock
 
 
-def serve(app: Starlette, settings: Settings) -> None:
-    config = uvicorn.Config(
+def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=max(1, round(settings.graceful_timeout)),
         lifespan="on",
+        # The app reads forwarded headers itself (proxy.py) and writes its own access log
+        # (logs.py): uvicorn's would trust X-Forwarded-For's left-most, client-written
+        # entry, and print query strings that may hold a key.
+        proxy_headers=False,
+        access_log=False,
+        server_header=False,
     )
-    server = Server(config, drain=app.state.drain)
+
+
+def serve(app: Starlette, settings: Settings) -> None:
+    server = Server(uvicorn_config(app, settings), drain=app.state.drain)
     sock = listening_socket(settings.host, settings.port)
     server.run(sockets=[sock])

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
@@ -118,6 +119,7 @@ class ClientStream:
             self._outbox_bytes = 0
             self._overflowed = True
             self.resets += 1
+            self._hub.resets += 1
             return
         self._outbox.append(data)
         self._outbox_bytes += len(data)
@@ -187,6 +189,11 @@ async def _drive(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
             return
 
 
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 class EventsEndpoint:
     """The ``/events`` ASGI endpoint."""
 
@@ -198,12 +205,14 @@ class EventsEndpoint:
         buffer_limit: int,
         keys: Keys | None = None,
         limits: StreamLimits | None = None,
+        max_age: float = 0.0,
     ) -> None:
         self.hub = hub
         self.retry_ms = retry_ms
         self.buffer_limit = buffer_limit
         self.keys = keys or Keys()
         self.limits = limits or StreamLimits(1_000_000, 1_000_000)
+        self.max_age = max_age
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -225,11 +234,13 @@ class EventsEndpoint:
             await self._refuse(refusal, headers, scope, receive, send)
             return
         try:
-            await self._stream(method, query, headers, receive, send)
+            await self._stream(method, query, headers, receive, send, ip)
         finally:
             self.limits.release(ip)
 
-    async def _stream(self, method: str, query: QueryParams, headers: Headers, receive: Receive, send: Send) -> None:
+    async def _stream(
+        self, method: str, query: QueryParams, headers: Headers, receive: Receive, send: Send, ip: str
+    ) -> None:
         pattern = EntityPattern.parse(query.get("entity_id", ""), query.get("domain", ""))
         last_event_id = headers.get("last-event-id") or query.get("last_event_id")
 
@@ -239,13 +250,30 @@ class EventsEndpoint:
             return
 
         stream = ClientStream(send, self.hub, pattern, self.buffer_limit)
+        started = time.monotonic()
+        shown = ",".join(pattern.globs)[:200] if pattern else "*"
+        ending = "client left"
         try:
-            self.hub.subscribe(stream, last_event_id, prefix=sse.retry(self.retry_ms))
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            kind = self.hub.subscribe(stream, last_event_id, prefix=sse.retry(self.retry_ms))
+            log.info("Stream opened for %s (filter %s, %s)", ip, shown, kind)
+            if self.max_age:
+                try:
+                    # Jitter spreads the reconnects; ending below the cap beats the PaaS router to it.
+                    async with asyncio.timeout(self.max_age * random.uniform(0.85, 1.0)):
+                        await _until_disconnect(receive)
+                except TimeoutError:
+                    ending = "max age reached"
+                    stream.close(sse.retry(min(self.retry_ms, 500)))  # back at once, with Last-Event-ID
+                    await _until_disconnect(receive)
+            else:
+                await _until_disconnect(receive)
         finally:
             self.hub.unsubscribe(stream)
+            if stream.closed and ending == "client left":
+                ending = "closed by the server"
             stream.detach()
+            duration = time.monotonic() - started
+            log.info("Stream closed for %s after %.1f s (filter %s, %s)", ip, duration, shown, ending)
 
     async def _refuse(self, refusal: Refusal, headers: Headers, scope: Scope, receive: Receive, send: Send) -> None:
         """Over a stream cap. An EventSource gives up for good on any status but 200, and a

@@ -11,13 +11,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 
 from sse_service.app import create_app
 from sse_service.config import Secret, Settings
 from sse_service.ha.demo import DemoHomeAssistant
-from sse_service.server import Server, listening_socket
+from sse_service.server import Server, listening_socket, uvicorn_config
 
 
 def seed_home(ha: DemoHomeAssistant) -> None:
@@ -66,7 +65,7 @@ async def live_server(settings: Settings, *, port: int = 0, wait_connected: bool
     """The app under a real uvicorn on 127.0.0.1 (an in-process transport cannot read endless streams)."""
     app = create_app(settings, web_dir=None)
     sock = listening_socket("127.0.0.1", port)
-    config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=3)
+    config = uvicorn_config(app, dataclasses.replace(settings, graceful_timeout=3))
     server = _TestServer(config, drain=app.state.drain)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -1,0 +1,105 @@
+"""The real client address behind a reverse proxy or a PaaS router.
+
+``X-Forwarded-For`` and ``Forwarded`` are only believed when the connection comes from a
+trusted proxy, and then only as far as the chain of trusted proxies goes: the address is
+the right-most entry that is not itself a trusted proxy. Entries further left were written
+by the client and prove nothing, so a client cannot spoof its way past the per-address
+limits. ``*`` trusts the connecting peer (a PaaS router) but not what the client wrote
+before it: the right-most entry wins.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["ProxyHeadersMiddleware", "TrustedProxies"]
+
+_FORWARDED_FOR = re.compile(r'(?i)(?:^|[;\s])for=(?:"([^"]*)"|([^;,\s]*))')
+_FORWARDED_PROTO = re.compile(r'(?i)(?:^|[;\s])proto=(?:"([^"]*)"|([^;,\s]*))')
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TrustedProxies:
+    def __init__(self, specs: Iterable[str]) -> None:
+        specs = tuple(specs)
+        self.any_peer = "*" in specs
+        self.networks: tuple[Network, ...] = tuple(ipaddress.ip_network(s, strict=False) for s in specs if s != "*")
+
+    def __contains__(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def trusts_peer(self, host: str) -> bool:
+        return self.any_peer or host in self
+
+    def client(self, chain: list[str]) -> str | None:
+        """The client's address from a forwarded chain (left: client … right: last proxy)."""
+        for host in reversed(chain):
+            if host not in self:
+                return host
+        return chain[0] if chain else None
+
+
+def _unquote_host(value: str) -> str:
+    host = value.strip().strip('"')
+    if host.startswith("["):  # [v6]:port
+        return host[1 : host.find("]")] if "]" in host else host
+    if host.count(":") == 1:  # v4:port
+        return host.split(":")[0]
+    return host
+
+
+def _forwarded_chain(headers: Headers) -> list[str]:
+    forwarded = headers.getlist("forwarded")
+    if forwarded:
+        chain = []
+        for element in ",".join(forwarded).split(","):
+            match = _FORWARDED_FOR.search(element)
+            if match:
+                chain.append(_unquote_host(match.group(1) or match.group(2) or ""))
+            else:
+                chain.append("")
+        return chain
+    return [_unquote_host(h) for h in ",".join(headers.getlist("x-forwarded-for")).split(",") if h.strip()]
+
+
+def _forwarded_proto(headers: Headers) -> str | None:
+    forwarded = headers.getlist("forwarded")
+    if forwarded:
+        match = _FORWARDED_PROTO.search(forwarded[-1].split(",")[-1])
+        proto = (match.group(1) or match.group(2)) if match else None
+    else:
+        proto = headers.get("x-forwarded-proto", "").split(",")[-1].strip() or None
+    return proto.lower() if proto and proto.lower() in ("http", "https") else None
+
+
+class ProxyHeadersMiddleware:
+    """Rewrites ``scope["client"]`` (and the scheme) from forwarded headers of trusted peers."""
+
+    def __init__(self, app: ASGIApp, trusted: TrustedProxies) -> None:
+        self.app = app
+        self.trusted = trusted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            peer = scope.get("client")
+            if peer and self.trusted.trusts_peer(str(peer[0])):
+                headers = Headers(scope=scope)
+                chain = _forwarded_chain(headers)
+                host = self.trusted.client(chain) if chain else None
+                if host:
+                    scope = dict(scope, client=(host, 0))
+                proto = _forwarded_proto(headers)
+                if proto:
+                    scheme = proto if scope["type"] == "http" else {"http": "ws", "https": "wss"}[proto]
+                    scope = dict(scope, scheme=scheme)
+        await self.app(scope, receive, send)
