@@ -210,3 +210,18 @@ async def test_states_and_health_routes(ha: DemoHomeAssistant) -> None:
         assert (health["clients"], health["entities"]) == (1, 5)
         unknown = await client.get(live.url + "/nope")
         assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "not_found")
+
+
+async def test_the_snapshot_brings_recent_history_for_numeric_entities(ha: DemoHomeAssistant) -> None:
+    async with live_server(settings_for(ha)) as live:
+        for value in ("51.0", "52.5", "not a number", "53"):
+            ha.set_state("sensor.battery_level", value)
+        async with httpx.AsyncClient() as client:
+            while (await client.get(live.url + "/api/states/sensor.battery_level")).json()["state"] != "53":
+                await asyncio.sleep(0.01)
+        async with open_stream(live.url + "/events?domain=sensor,switch") as stream:
+            history = (await stream.next()).json()["history"]
+        assert set(history) == {"sensor.battery_level", "sensor.solar_power", "sensor.house_load"}
+        assert [value for _, value in history["sensor.battery_level"]] == [50.0, 51.0, 52.5, 53.0]
+        times = [t for t, _ in history["sensor.battery_level"]]
+        assert times == sorted(times) and abs(times[-1] - time.time()) < 5
