@@ -10,6 +10,11 @@
 * **Index**: filtered subscribers are indexed by entity id, so a change costs nothing for the
   clients that do not watch that entity.
 * **Status is data**: upstream status changes are frames with ids like any other.
+* **Heartbeats are visible**: a stream idle for ``heartbeat`` seconds gets ``event: ping``
+  (data ``{}``, no id, so it never moves ``Last-Event-ID``). Not a ``: ping`` comment: an
+  ``EventSource`` does not show comments to scripts, and a page can only tell a quiet stream
+  from a dead one if it sees something. The snapshot says how often to expect it
+  (``"heartbeat": seconds``); a page that hears nothing for longer knows its data may be old.
 * **History rides the snapshot**: the recent points of each numeric entity (see store.py)
   go out only in ``snapshot`` frames, as ``"history": {entity_id: [[epoch_seconds, value], ...]}``.
   Each entity's list is encoded once per change; ``state`` frames are unchanged, and a page
@@ -33,7 +38,7 @@ from .types import EntityState, UpstreamStatus
 
 __all__ = ["Hub", "Subscriber", "new_epoch"]
 
-HEARTBEAT = sse.comment("ping")
+HEARTBEAT = sse.event("ping", "{}")  # no id: a ping is not part of the replayable sequence
 
 
 class Subscriber(Protocol):
@@ -64,8 +69,16 @@ def new_epoch() -> str:
 
 
 class Hub:
-    def __init__(self, *, replay_size: int = 2048, history_size: int = HISTORY_SIZE, epoch: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        replay_size: int = 2048,
+        history_size: int = HISTORY_SIZE,
+        heartbeat: float | None = None,
+        epoch: str | None = None,
+    ) -> None:
         self.epoch = epoch or new_epoch()
+        self.heartbeat_interval = heartbeat  # announced in snapshots; run_heartbeat() keeps it
         self.seq = 0
         self.store = EntityStore(history_size=history_size)
         self.status = UpstreamStatus.CONNECTING
@@ -168,7 +181,10 @@ class Hub:
             for entity_id in visible
             if self.store.history.get(entity_id)
         )
-        data = f'{{"status":{sse.dumps(self.status.value)},"entities":{{{entities}}},"history":{{{history}}}}}'
+        heartbeat = "" if self.heartbeat_interval is None else f'"heartbeat":{sse.dumps(self.heartbeat_interval)},'
+        data = (
+            f'{{"status":{sse.dumps(self.status.value)},{heartbeat}"entities":{{{entities}}},"history":{{{history}}}}}'
+        )
         frame = sse.event("snapshot", data, self.event_id())
         if pattern is None:
             self._snapshot_cache = (self.seq, frame)
@@ -249,7 +265,7 @@ class Hub:
     # --- heartbeats and shutdown ---------------------------------------------------------
 
     def heartbeat(self) -> None:
-        """Called every ``interval / 3``: a comment to every stream idle for three ticks."""
+        """Called every ``interval / 3``: a ping to every stream idle for three ticks."""
         self.tick += 1
         stale = self.tick - 3
         for subscriber in list(self.subscribers()):
@@ -258,7 +274,8 @@ class Hub:
 
     async def run_heartbeat(self, interval: float) -> None:
         # Ticking at a third of the interval keeps every stream's silence at most `interval`
-        # while a stream that just got data is not sent a comment it does not need.
+        # while a stream that just got data is not sent a ping it does not need.
+        self.heartbeat_interval = interval
         while True:
             await asyncio.sleep(interval / 3)
             self.heartbeat()

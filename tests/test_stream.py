@@ -173,18 +173,18 @@ async def test_a_client_connecting_while_ha_is_down_sees_the_status_in_its_snaps
             assert snapshot.json()["entities"]["sensor.battery_level"]["state"] == "50.0", "last known values stay"
 
 
-async def test_heartbeat_comments_arrive_on_an_idle_stream(ha: DemoHomeAssistant) -> None:
+async def test_heartbeat_pings_arrive_on_an_idle_stream_without_moving_the_event_id(ha: DemoHomeAssistant) -> None:
     async with live_server(settings_for(ha, heartbeat=0.3)) as live, open_stream(live.url + "/events") as stream:
-        await stream.next()
+        snapshot = await stream.next()
+        assert snapshot.json()["heartbeat"] == 0.3, "the snapshot says how often to expect a ping"
         started = time.monotonic()
-        async with asyncio.timeout(3):
-            while len(stream.comments) < 3:
-                try:
-                    await stream.next(timeout=0.05)
-                except TimeoutError:
-                    pass
-        assert stream.comments[0] == "ping"
+        pings = [await stream.next(timeout=1.0) for _ in range(3)]
+        assert [(p.event, p.data, p.id) for p in pings] == [("ping", "{}", None)] * 3
         assert time.monotonic() - started < 1.5
+        assert stream.last_event_id == snapshot.id
+        ha.set_state("switch.charger", "on")
+        event = await stream.until(lambda e: e.event != "ping")
+        assert seq(event.id) == seq(snapshot.id) + 1
 
 
 async def test_head_gets_headers_and_other_methods_get_405(ha: DemoHomeAssistant) -> None:
