@@ -7,16 +7,26 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .access import Keys
 from .filters import EntityPattern
 from .ha.client import HAClient
 from .hub import Hub
 
-__all__ = ["error_response", "health", "states", "single_state"]
+__all__ = ["error_response", "health", "read_denied", "single_state", "states"]
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """Every error the service answers has this shape: a stable ``code`` and a readable ``message``."""
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def read_denied(request: Request) -> Response | None:
+    """The 401 for a reader without a valid key, or None when it may read."""
+    keys: Keys = request.app.state.keys
+    if keys.may_read(request.headers, request.query_params):
+        return None
+    message = "a valid read key is required: 'Authorization: Bearer <key>', ?key=<key> or an sse_key cookie"
+    return error_response(401, "unauthorized", message, {"www-authenticate": "Bearer"})
 
 
 def _hub(request: Request) -> Hub:
@@ -26,6 +36,8 @@ def _hub(request: Request) -> Hub:
 
 async def states(request: Request) -> Response:
     """Visible states, filtered like the stream. ``event_id`` lets a client resume the stream from here."""
+    if denied := read_denied(request):
+        return denied
     hub = _hub(request)
     pattern = EntityPattern.parse(request.query_params.get("entity_id", ""), request.query_params.get("domain", ""))
     entities = {k: v for k, v in hub.store.states.items() if pattern is None or pattern(k)}
@@ -33,6 +45,8 @@ async def states(request: Request) -> Response:
 
 
 async def single_state(request: Request) -> Response:
+    if denied := read_denied(request):
+        return denied
     entity_id = request.path_params["entity_id"]
     state = _hub(request).store.states.get(entity_id)
     if state is None:

@@ -9,12 +9,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import api, sse
+from .access import Keys, RateLimiter, StreamLimits
+from .commands import CommandEndpoint
 from .config import Settings
 from .filters import EntityPattern
 from .ha.client import HAClient
@@ -54,7 +58,27 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
             use_proxy=demo is None,
         )
 
-    events = EventsEndpoint(hub, retry_ms=settings.retry_ms, buffer_limit=settings.client_buffer_bytes)
+    keys = Keys(settings.read_key, settings.write_key)
+    events = EventsEndpoint(
+        hub,
+        retry_ms=settings.retry_ms,
+        buffer_limit=settings.client_buffer_bytes,
+        keys=keys,
+        limits=StreamLimits(settings.max_streams, settings.max_streams_per_ip),
+    )
+
+    def upstream() -> HAClient:
+        client: HAClient = app.state.upstream
+        return client
+
+    commands = CommandEndpoint(
+        settings,
+        hub,
+        upstream,
+        keys=keys,
+        rate=RateLimiter(settings.command_rate, settings.command_burst),
+        exposed=exposed,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -64,6 +88,10 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
             home = BatteryHome(demo, interval=settings.demo_interval)
             tasks.append(asyncio.create_task(home.run(), name="demo-home"))
             log.info("No HA_URL set: running the embedded demo Home Assistant on %s", demo.url)
+        if settings.services and settings.write_key is None and settings.read_key is None:
+            log.warning(
+                "Commands (%s) are open to anyone who can reach this server: set WRITE_KEY", ",".join(settings.services)
+            )
         upstream = app.state.upstream = connect_upstream()
         tasks.append(asyncio.create_task(upstream.run(), name="upstream"))
         tasks.append(asyncio.create_task(hub.run_heartbeat(settings.heartbeat), name="heartbeat"))
@@ -80,6 +108,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         Route("/events", events),
         Route("/api/states", api.states, methods=["GET"]),
         Route("/api/states/{entity_id:str}", api.single_state, methods=["GET"]),
+        Route("/api/services/{domain:str}/{service:str}", commands.handle, methods=["POST"]),
         Route("/healthz", api.health, methods=["GET"]),
     ]
     if web_dir is not None and web_dir.is_dir():
@@ -95,14 +124,28 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         log.error("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return api.error_response(500, "internal_error", "internal error; the details are in the server log")
 
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "HEAD", "POST"],
+                allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+                allow_credentials=settings.cors_credentials,
+                max_age=600,
+            )
+        )
     app = Starlette(
         routes=routes,
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed, 500: server_error},
     )
     app.state.settings = settings
     app.state.hub = hub
     app.state.demo = demo
+    app.state.keys = keys
 
     async def drain(grace: float) -> int:
         """End every stream, telling clients to come back soon (to the next instance).

@@ -77,14 +77,38 @@ class Settings:
     ha_auth_retry: float = 300.0
     # Demo upstream
     demo_interval: float = 1.0
+    # Who may watch and who may act. No keys: anyone who can reach the port may read.
+    read_key: Secret | None = None
+    write_key: Secret | None = None
+    # Services that may be called ("domain.service" globs). None: the demo's switch services
+    # when running the demo, none at all against a real Home Assistant.
+    allowed_services: tuple[str, ...] | None = None
+    cors_origins: tuple[str, ...] = ()
+    cors_credentials: bool = False
+    max_streams: int = 10_000
+    max_streams_per_ip: int = 50
+    command_timeout: float = 10.0
+    command_rate: float = 60.0  # per client and minute
+    command_burst: int = 10
+    max_body_bytes: int = 8192
 
     @property
     def demo(self) -> bool:
         return self.ha_url is None
 
+    @property
+    def services(self) -> tuple[str, ...]:
+        if self.allowed_services is not None:
+            return self.allowed_services
+        return DEMO_SERVICES if self.demo else ()
+
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction filter."""
-        return [s.reveal() for s in (self.ha_token,) if s is not None and s.reveal()]
+        values = (self.ha_token, self.read_key, self.write_key)
+        return [s.reveal() for s in values if s is not None and s.reveal()]
+
+
+DEMO_SERVICES = ("switch.turn_on", "switch.turn_off", "switch.toggle")
 
 
 # --- parsing helpers -------------------------------------------------------------------
@@ -175,6 +199,59 @@ def normalize_ha_url(name: str, raw: str) -> str:
     return urlunsplit((ws_scheme, netloc, path, "", ""))
 
 
+def _key(name: str, raw: str) -> Secret:
+    value = raw.strip()
+    # Never echo the value: it is a secret even when it is a bad one.
+    if len(value) < 16 or any(c.isspace() or not c.isprintable() for c in value):
+        raise ConfigError(
+            name,
+            "expected at least 16 printable characters without spaces "
+            "(make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(24))')",
+        )
+    return Secret(value)
+
+
+def _services(name: str, raw: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if items == ("none",):
+        return ()
+    for item in items:
+        domain, dot, service = item.partition(".")
+        if not dot or not domain or not service or any(c.isspace() or c in "/?#" for c in item):
+            raise ConfigError(name, f"expected domain.service entries like 'switch.turn_on', got {_show(item)}")
+    return items
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    origins = []
+    for item in (item.strip() for item in raw.split(",")):
+        if not item:
+            continue
+        if item == "*":
+            origins.append(item)
+            continue
+        try:
+            parts = urlsplit(item)
+            parts.port  # noqa: B018 (raises ValueError on a bad port)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+            raise ConfigError(name, f"expected origins like 'https://example.com' or '*', got {_show(item)}")
+        if parts.query or parts.fragment or parts.username is not None:
+            raise ConfigError(name, f"expected origins like 'https://example.com' or '*', got {_show(item)}")
+        origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
+    return tuple(origins)
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, f"expected true or false, got {_show(raw)}")
+
+
 def _level(name: str, raw: str) -> str:
     return _choice("critical", "error", "warning", "info", "debug")(name, raw)
 
@@ -198,6 +275,17 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "HA_BACKOFF_MAX": ("ha_backoff_max", _float(0.01, 3600)),
     "HA_AUTH_RETRY": ("ha_auth_retry", _float(0.05, 86400)),
     "DEMO_INTERVAL": ("demo_interval", _float(0.01, 3600)),
+    "READ_KEY": ("read_key", _key),
+    "WRITE_KEY": ("write_key", _key),
+    "ALLOWED_SERVICES": ("allowed_services", _services),
+    "CORS_ORIGINS": ("cors_origins", _origins),
+    "CORS_CREDENTIALS": ("cors_credentials", _bool),
+    "MAX_STREAMS": ("max_streams", _int(1, 1_000_000)),
+    "MAX_STREAMS_PER_IP": ("max_streams_per_ip", _int(1, 1_000_000)),
+    "COMMAND_TIMEOUT": ("command_timeout", _float(0.05, 600)),
+    "COMMAND_RATE": ("command_rate", _float(0.01, 1_000_000)),
+    "COMMAND_BURST": ("command_burst", _int(1, 1_000_000)),
+    "MAX_BODY_BYTES": ("max_body_bytes", _int(64, 16 * 1024 * 1024)),
 }
 
 
@@ -216,7 +304,9 @@ def _read_file(path: str) -> dict[str, str]:
             raise ConfigError("CONFIG_FILE", f"unknown setting {_show(key)} in {_show(path)}")
         if isinstance(value, list):
             value = ",".join(str(v) for v in value)
-        elif isinstance(value, bool) or not isinstance(value, str | int | float):
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        elif not isinstance(value, str | int | float):
             raise ConfigError(name, f"expected a string or a number in {_show(path)}")
         values[name] = str(value)
     return values
@@ -241,4 +331,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         raise ConfigError("HA_TOKEN", "required when HA_URL is set (a long-lived access token from your HA profile)")
     if "ha_token" in fields and "ha_url" not in fields:
         raise ConfigError("HA_URL", "required when HA_TOKEN is set (e.g. http://homeassistant.local:8123)")
+    if fields.get("cors_credentials") and "*" in fields.get("cors_origins", ()):  # type: ignore[operator]
+        # Any site could then read the stream with the visitor's key cookie.
+        raise ConfigError("CORS_CREDENTIALS", "cannot be true while CORS_ORIGINS allows '*'; list the origins")
     return Settings(**fields)  # type: ignore[arg-type]

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
-from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from . import sse
+from .access import Keys, Refusal, StreamLimits, client_ip
+from .api import error_response
 from .filters import EntityPattern
 from .hub import Hub
 
@@ -188,23 +190,46 @@ async def _drive(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
 class EventsEndpoint:
     """The ``/events`` ASGI endpoint."""
 
-    def __init__(self, hub: Hub, *, retry_ms: int, buffer_limit: int) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        retry_ms: int,
+        buffer_limit: int,
+        keys: Keys | None = None,
+        limits: StreamLimits | None = None,
+    ) -> None:
         self.hub = hub
         self.retry_ms = retry_ms
         self.buffer_limit = buffer_limit
+        self.keys = keys or Keys()
+        self.limits = limits or StreamLimits(1_000_000, 1_000_000)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         if method not in ("GET", "HEAD"):
-            response = JSONResponse(
-                {"error": {"code": "method_not_allowed", "message": "use GET for /events"}},
-                status_code=405,
-                headers={"allow": "GET, HEAD"},
-            )
+            response = error_response(405, "method_not_allowed", "use GET for /events", {"allow": "GET, HEAD"})
             await response(scope, receive, send)
             return
         query = QueryParams(scope["query_string"])
         headers = Headers(scope=scope)
+        if not self.keys.may_read(headers, query):
+            # 401 also makes a browser's EventSource stop retrying, which is right for a bad key.
+            message = "a valid read key is required: ?key=<key>, an sse_key cookie or 'Authorization: Bearer <key>'"
+            response = error_response(401, "unauthorized", message, {"www-authenticate": "Bearer"})
+            await response(scope, receive, send)
+            return
+        ip = client_ip(scope)
+        refusal = self.limits.acquire(ip)
+        if refusal is not None:
+            await self._refuse(refusal, headers, scope, receive, send)
+            return
+        try:
+            await self._stream(method, query, headers, receive, send)
+        finally:
+            self.limits.release(ip)
+
+    async def _stream(self, method: str, query: QueryParams, headers: Headers, receive: Receive, send: Send) -> None:
         pattern = EntityPattern.parse(query.get("entity_id", ""), query.get("domain", ""))
         last_event_id = headers.get("last-event-id") or query.get("last_event_id")
 
@@ -221,3 +246,21 @@ class EventsEndpoint:
         finally:
             self.hub.unsubscribe(stream)
             stream.detach()
+
+    async def _refuse(self, refusal: Refusal, headers: Headers, scope: Scope, receive: Receive, send: Send) -> None:
+        """Over a stream cap. An EventSource gives up for good on any status but 200, and a
+        full server is a passing condition: so a browser gets a 200 that says why and asks it
+        to come back later (``retry:`` with jitter, so refused clients do not return as one
+        herd). Any other client gets the plain HTTP answer."""
+        if "text/event-stream" in headers.get("accept", ""):
+            wait_ms = int(refusal.retry_after * 1000 * random.uniform(1.0, 2.0))
+            body = sse.retry(wait_ms) + sse.event(
+                "busy", sse.dumps({"code": refusal.code, "message": refusal.message, "retry_ms": wait_ms})
+            )
+            await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        response = error_response(
+            refusal.status, refusal.code, refusal.message, {"retry-after": str(refusal.retry_after)}
+        )
+        await response(scope, receive, send)

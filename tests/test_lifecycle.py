@@ -65,6 +65,7 @@ async def test_sigterm_ends_100_streams_with_a_retry_and_exits_in_time(ha: DemoH
         HOST="127.0.0.1",
         PORT=str(port),
         GRACEFUL_TIMEOUT="5",
+        MAX_STREAMS_PER_IP="200",  # all 100 test clients share 127.0.0.1
         RETRY_MS="3000",
     )
     proc = await asyncio.create_subprocess_exec(

@@ -338,7 +338,8 @@ class HAClient:
 
 
 def _dumps(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"))
+    # HA drops the whole connection on JSON it cannot parse, so NaN never goes out.
+    return json.dumps(message, separators=(",", ":"), allow_nan=False)
 
 
 def _describe_close(e: ConnectionClosed) -> str:

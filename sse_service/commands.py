@@ -1,0 +1,253 @@
+"""``POST /api/services/<domain>/<service>``: a Home Assistant service call, checked first.
+
+The body has the shape of HA's own REST call: a JSON object with ``entity_id`` (a string or
+a list) and the service data. The checks run cheapest first and each failure has its own
+status and stable ``code`` (the table is in the README). The result reaches every client
+through the stream, as the ``state`` event HA sends when the entity changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from .access import Keys, RateLimiter, client_ip
+from .api import error_response
+from .config import Settings
+from .filters import EntityPattern
+from .ha.client import HAClient, HAError, NotConnected
+from .hub import Hub
+from .types import UpstreamStatus
+
+__all__ = ["CommandEndpoint"]
+
+log = logging.getLogger("sse_service.commands")
+
+# Targets other than entity ids would reach entities this bridge does not expose.
+FORBIDDEN_TARGETS = ("target", "area_id", "device_id", "floor_id", "label_id")
+MAX_DEPTH = 32
+# HA's own error codes and the status we answer them with.
+HA_ERROR_STATUS = {
+    "not_found": 404,
+    "invalid_format": 422,
+    "unauthorized": 403,
+    "service_validation_error": 400,
+}
+
+
+class BadBody(Exception):
+    """The body is not something we would forward. ``str()`` names the field."""
+
+
+class CommandEndpoint:
+    def __init__(
+        self,
+        settings: Settings,
+        hub: Hub,
+        upstream: Callable[[], HAClient],
+        *,
+        keys: Keys,
+        rate: RateLimiter,
+        exposed: EntityPattern,
+        on_outcome: Callable[[str], None] | None = None,
+    ) -> None:
+        self._hub = hub
+        self._upstream = upstream
+        self._keys = keys
+        self._rate = rate
+        self._exposed = exposed
+        self._allowed = EntityPattern(settings.services)
+        self._timeout = settings.command_timeout
+        self._max_body = settings.max_body_bytes
+        self._on_outcome = on_outcome
+
+    async def handle(self, request: Request) -> Response:
+        domain, service = request.path_params["domain"], request.path_params["service"]
+        name = f"{domain}.{service}"
+        response, entity_ids = await self._handle(request, domain, service, name)
+        outcome = "ok" if response.status_code == 200 else _code_of(response)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+        level = logging.INFO if response.status_code < 500 else logging.WARNING
+        targets = _loggable(",".join(entity_ids)) or "-"
+        log.log(level, "Command %s on %s from %s: %s", _loggable(name), targets, client_ip(request.scope), outcome)
+        return response
+
+    async def _handle(self, request: Request, domain: str, service: str, name: str) -> tuple[Response, list[str]]:
+        wait = self._rate.take(client_ip(request.scope))
+        if wait:
+            seconds = RateLimiter.retry_after(wait)
+            message = f"too many commands from your address; try again in {seconds} s"
+            return error_response(429, "rate_limited", message, {"retry-after": str(seconds)}), []
+        if not self._keys.may_write(request.headers):
+            return error_response(
+                401,
+                "unauthorized",
+                "a valid write key is required: send it as 'Authorization: Bearer <key>'",
+                {"www-authenticate": "Bearer"},
+            ), []
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            shown = _printable(content_type) or "none"
+            message = f"the body must be JSON sent as 'Content-Type: application/json', not {shown}"
+            return error_response(415, "unsupported_media_type", message), []
+        try:
+            raw = await self._read_body(request)
+        except _TooLarge:
+            message = f"the body is larger than the limit of {self._max_body} bytes"
+            return error_response(413, "body_too_large", message), []
+        except ClientDisconnect:
+            return error_response(400, "client_disconnected", "the body was not received completely"), []
+        try:
+            entity_ids, service_data = _parse_body(raw)
+        except BadBody as e:
+            return error_response(422, "invalid_body", str(e)), []
+
+        if not self._allowed(name):
+            return error_response(403, "service_not_allowed", f"the service {name} is not allowed here"), entity_ids
+        for entity_id in entity_ids:
+            if not self._exposed(entity_id):
+                message = f"the entity {entity_id} is not exposed by this bridge"
+                return error_response(403, "entity_not_allowed", message), entity_ids
+            if entity_id not in self._hub.store.states and self._hub.status is UpstreamStatus.CONNECTED:
+                return error_response(404, "unknown_entity", f"no entity {entity_id} in Home Assistant"), entity_ids
+
+        if self._hub.status is not UpstreamStatus.CONNECTED:
+            return _unavailable(f"Home Assistant is not connected (status: {self._hub.status.value})"), entity_ids
+        try:
+            async with asyncio.timeout(self._timeout):
+                result = await self._upstream().call_service(
+                    domain, service, service_data, target={"entity_id": entity_ids}
+                )
+        except NotConnected:
+            return _unavailable("the connection to Home Assistant dropped before it answered"), entity_ids
+        except TimeoutError:
+            message = f"Home Assistant did not answer within {self._timeout:g} s; the command may still take effect"
+            return error_response(504, "upstream_timeout", message), entity_ids
+        except HAError as e:
+            status = HA_ERROR_STATUS.get(e.code, 502)
+            message = f"Home Assistant refused the call: {e.message or e.code}"
+            return error_response(status, f"ha_{e.code}", message), entity_ids
+        context = result.get("context") if isinstance(result, dict) else None
+        body: dict[str, Any] = {"ok": True, "service": name, "entity_id": entity_ids}
+        if isinstance(context, dict) and isinstance(context.get("id"), str):
+            body["context_id"] = context["id"]
+        if isinstance(result, dict) and result.get("response") is not None:
+            body["response"] = result["response"]
+        return JSONResponse(body), entity_ids
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_body:
+            raise _TooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self._max_body:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _unavailable(message: str) -> Response:
+    return error_response(503, "upstream_unavailable", f"{message}; try again shortly", {"retry-after": "5"})
+
+
+def _code_of(response: Response) -> str:
+    try:
+        return str(json.loads(bytes(response.body))["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return str(response.status_code)
+
+
+def _loggable(text: str) -> str:
+    """Client-chosen text, made safe for a log line (no forged lines, bounded length)."""
+    return "".join(c if c.isprintable() else "?" for c in text[:200])
+
+
+def _printable(text: str) -> str:
+    shown = "".join(c for c in text if c.isprintable())[:60]
+    return repr(shown) if shown else ""
+
+
+def _reject_constant(name: str) -> Any:
+    raise BadBody(f"body: {name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadBody(f"body: the number {text[:20]} is too large")
+    return value
+
+
+def _parse_body(raw: bytes) -> tuple[list[str], dict[str, Any]]:
+    """Returns the entity ids and the rest of the service data, or raises BadBody naming the field."""
+    if not raw.strip():
+        raise BadBody("body: expected a JSON object with entity_id, got an empty body")
+    try:
+        text = raw.decode("utf-8")
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except UnicodeDecodeError:
+        raise BadBody("body: not valid UTF-8") from None
+    except RecursionError:
+        raise BadBody(f"body: nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as e:
+        raise BadBody(f"body: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(data, dict):
+        raise BadBody(f"body: expected a JSON object, got {_json_type(data)}")
+    _check_value(data, "body", 0)
+    for key in FORBIDDEN_TARGETS:
+        if key in data:
+            raise BadBody(f"{key}: not accepted; name the entities with entity_id")
+    if "entity_id" not in data:
+        raise BadBody("entity_id: required (a string or a list of strings)")
+    entity_ids = data.pop("entity_id")
+    if isinstance(entity_ids, str):
+        entity_ids = [entity_ids]
+    if not isinstance(entity_ids, list) or not all(isinstance(e, str) for e in entity_ids):
+        raise BadBody(f"entity_id: expected a string or a list of strings, got {_json_type(entity_ids)}")
+    entity_ids = [e.strip() for e in entity_ids]
+    if not entity_ids or not all(entity_ids):
+        raise BadBody("entity_id: must name at least one entity, with no empty names")
+    return list(dict.fromkeys(entity_ids)), data
+
+
+def _check_value(value: Any, where: str, depth: int) -> None:
+    """Refuse what HA's JSON parser would choke on (it drops the whole connection on bad JSON)."""
+    if depth > MAX_DEPTH:
+        raise BadBody(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        _check_text(value, where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, where)
+            _check_value(item, key if depth == 0 else where, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_value(item, where, depth + 1)
+
+
+def _check_text(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadBody(f"{where}: contains an unpaired surrogate escape") from None
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
