@@ -59,12 +59,13 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         )
 
     keys = Keys(settings.read_key, settings.write_key)
+    limits = StreamLimits(settings.max_streams, settings.max_streams_per_ip)
     events = EventsEndpoint(
         hub,
         retry_ms=settings.retry_ms,
         buffer_limit=settings.client_buffer_bytes,
         keys=keys,
-        limits=StreamLimits(settings.max_streams, settings.max_streams_per_ip),
+        limits=limits,
     )
 
     def upstream() -> HAClient:
@@ -146,6 +147,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
     app.state.hub = hub
     app.state.demo = demo
     app.state.keys = keys
+    app.state.limits = limits
 
     async def drain(grace: float) -> int:
         """End every stream, telling clients to come back soon (to the next instance).

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sse_service.config import Secret
+from sse_service.config import Secret, Settings
 from sse_service.ha.demo import DemoHomeAssistant, ServiceCall, ServiceError
 
 from .helpers import LiveServer, live_server, open_stream, settings_for
@@ -305,3 +305,15 @@ class TestWriteKey:
             headers={"authorization": f"Bearer {WRITE_KEY}"},
         )
         assert response.status_code == 200
+
+
+async def test_the_demo_charger_turns_on_end_to_end() -> None:
+    # The embedded demo, as a fresh clone runs it: its commands are allowed by default.
+    async with live_server(Settings(demo_interval=0.2)) as live, open_stream(live.url + "/events") as stream:
+        snapshot = (await stream.next()).json()
+        assert snapshot["entities"]["switch.charger"]["state"] == "off"
+        response = await post(live, "/api/services/switch/turn_on", {"entity_id": "switch.charger"})
+        assert response.status_code == 200, response.text
+        await stream.until_state("switch.charger", "on")
+        response = await post(live, "/api/services/switch/toggle", {"entity_id": "switch.charger"})
+        await stream.until_state("switch.charger", "off")

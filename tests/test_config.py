@@ -53,6 +53,15 @@ def test_ha_url_accepts_http_or_full_websocket_urls(raw: str, url: str) -> None:
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL: expected one of"),
         ({"HOST": "0.0.0.0/24"}, "HOST: expected a host name or IP address"),
         ({"CONFIG_FILE": "/nonexistent/sse.toml"}, "CONFIG_FILE: cannot read"),
+        ({"READ_KEY": "short"}, "READ_KEY: expected at least 16 printable characters"),
+        ({"WRITE_KEY": "has a space in it, sixteen+"}, "WRITE_KEY: expected at least 16 printable characters"),
+        ({"ALLOWED_SERVICES": "switch"}, "ALLOWED_SERVICES: expected domain.service entries"),
+        ({"CORS_ORIGINS": "dash.example.com"}, "CORS_ORIGINS: expected origins like 'https://example.com'"),
+        ({"CORS_ORIGINS": "https://x.com/path"}, "CORS_ORIGINS: expected origins like"),
+        ({"CORS_ORIGINS": "*", "CORS_CREDENTIALS": "true"}, "CORS_CREDENTIALS: cannot be true while"),
+        ({"CORS_CREDENTIALS": "maybe"}, "CORS_CREDENTIALS: expected true or false"),
+        ({"MAX_STREAMS_PER_IP": "0"}, "MAX_STREAMS_PER_IP: expected an integer from 1"),
+        ({"MAX_BODY_BYTES": "1e9"}, "MAX_BODY_BYTES: expected an integer"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it(environ: dict[str, str], message: str) -> None:
@@ -119,3 +128,30 @@ def test_config_file_that_is_not_toml_is_reported(tmp_path: Path) -> None:
     path.write_text("port = = 1\n")
     with pytest.raises(ConfigError, match="CONFIG_FILE: .* is not valid TOML"):
         load_settings({"CONFIG_FILE": str(path)})
+
+
+def test_access_settings() -> None:
+    settings = load_settings(
+        {
+            "READ_KEY": "r" * 20,
+            "WRITE_KEY": "w" * 20,
+            "ALLOWED_SERVICES": "switch.turn_on, input_number.set_value",
+            "CORS_ORIGINS": "https://Dash.Example.com/, http://localhost:3000",
+        }
+    )
+    assert settings.services == ("switch.turn_on", "input_number.set_value")
+    assert settings.cors_origins == ("https://dash.example.com", "http://localhost:3000")
+    assert "r" * 20 not in repr(settings) and "w" * 20 not in repr(settings)
+    assert set(settings.secrets()) == {"r" * 20, "w" * 20}
+
+
+def test_commands_default_to_the_demo_switches_and_to_none_against_real_ha() -> None:
+    assert load_settings({}).services == ("switch.turn_on", "switch.turn_off", "switch.toggle")
+    assert load_settings({"HA_URL": "http://ha:8123", "HA_TOKEN": TOKEN}).services == ()
+    assert load_settings({"ALLOWED_SERVICES": "none"}).services == ()
+
+
+def test_a_bad_key_is_not_echoed() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"WRITE_KEY": "secret value!"})
+    assert "secret value" not in str(caught.value)

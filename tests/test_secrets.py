@@ -1,4 +1,4 @@
-"""The HA token never reaches a response or a log line, even at DEBUG and on auth failure."""
+"""The HA token and the keys never reach a response or a log line, even at DEBUG and on errors."""
 
 from __future__ import annotations
 
@@ -16,12 +16,27 @@ from .helpers import SSEStream, free_port
 
 GOOD_TOKEN = "good-token-5b2f6e1c9a7d4e3f8b0a"
 WRONG_TOKEN = "wrong-token-0c8e7a6b5d4f3e2a1b9c"
+READ_KEY = "read-key-71c3e9d0a4b85f26"
+WRITE_KEY = "write-key-2a9f4c6e8b1d3570"
+SECRETS = (GOOD_TOKEN, WRONG_TOKEN, READ_KEY, WRITE_KEY)
 
 
 @contextlib.asynccontextmanager
 async def service(ha: DemoHomeAssistant, token: str, log: list[str]) -> AsyncIterator[str]:
     port = free_port()
-    env = dict(os.environ, HA_URL=ha.url, HA_TOKEN=token, PORT=str(port), LOG_LEVEL="debug", HA_AUTH_RETRY="0.2")
+    env = dict(
+        os.environ,
+        HA_URL=ha.url,
+        HA_TOKEN=token,
+        PORT=str(port),
+        LOG_LEVEL="debug",
+        HA_AUTH_RETRY="0.2",
+        READ_KEY=READ_KEY,
+        WRITE_KEY=WRITE_KEY,
+        ALLOWED_SERVICES="switch.turn_on,switch.turn_off",
+        COMMAND_RATE="6",
+        COMMAND_BURST="3",
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sse_service", env=env, stderr=asyncio.subprocess.PIPE
     )
@@ -42,29 +57,46 @@ async def service(ha: DemoHomeAssistant, token: str, log: list[str]) -> AsyncIte
 
 
 async def session(url: str) -> list[str]:
-    """Streams, reads, commands-to-be and errors; returns everything the service answered."""
+    """Streams, reads, commands and errors, with right and wrong keys; returns every answer."""
     seen: list[str] = []
+    read = {"Authorization": f"Bearer {READ_KEY}"}
+    write = {"Authorization": f"Bearer {WRITE_KEY}"}
+    wrong = {"Authorization": "Bearer x"}
+    json_type = {"content-type": "application/json"}
     async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=None)) as client:
-        for method, path in [
-            ("GET", "/healthz"),
-            ("GET", "/api/states"),
-            ("GET", "/api/states/switch.charger"),
-            ("GET", "/api/states/switch.nothing"),
-            ("GET", "/nothing"),
-            ("POST", "/events"),
-            ("HEAD", "/events"),
-            ("DELETE", "/api/states"),
-            ("POST", "/api/services/switch/turn_on"),
+        for method, path, headers, body in [
+            ("GET", "/healthz", {}, None),
+            ("GET", "/api/states", read, None),
+            ("GET", f"/api/states?key={READ_KEY}", {}, None),
+            ("GET", "/api/states", wrong, None),
+            ("GET", "/api/states/switch.charger", {"cookie": f"sse_key={READ_KEY}"}, None),
+            ("GET", "/api/states/switch.nothing", read, None),
+            ("GET", "/nothing", read, None),
+            ("POST", "/events", read, None),
+            ("HEAD", "/events", read, None),
+            ("DELETE", "/api/states", read, None),
+            ("POST", "/api/services/switch/turn_on", wrong, b"{}"),
+            ("POST", "/api/services/switch/turn_on", read, b'{"entity_id": "switch.charger"}'),
+            ("POST", "/api/services/switch/turn_on", write, b'{"entity_id": "switch.charger"}'),
+            ("POST", "/api/services/switch/turn_off", write, b'{"entity_id": 3}'),
+            ("POST", "/api/services/switch/turn_off", write, b"{bad json"),
+            ("POST", "/api/services/lock/unlock", write, b'{"entity_id": "lock.door"}'),
+            ("POST", "/api/services/switch/turn_off", write, b'{"entity_id": "switch.charger"}'),
         ]:
-            response = await client.request(method, url + path, headers={"Authorization": "Bearer x"})
+            headers = {**headers, **json_type} if body is not None else headers
+            response = await client.request(method, url + path, headers=headers, content=body)
             seen.append(f"{response.status_code} {response.headers} {response.text}")
-        async with client.stream("GET", url + "/events?last_event_id=bogus") as response:
-            stream = SSEStream(response)
-            with contextlib.suppress(TimeoutError):
-                first = await stream.next(timeout=3)
-                seen.append(first.data)
-            await stream.close()
-            seen.append(str(response.headers))
+        for query in (f"?key={READ_KEY}&last_event_id=bogus", "?key=wrong", f"?key={WRITE_KEY}&domain=switch"):
+            async with client.stream("GET", url + "/events" + query) as response:
+                seen.append(f"{response.status_code} {response.headers}")
+                if response.status_code != 200:
+                    seen.append((await response.aread()).decode())
+                    continue
+                stream = SSEStream(response)
+                with contextlib.suppress(TimeoutError):
+                    first = await stream.next(timeout=3)
+                    seen.append(first.data)
+                await stream.close()
     return seen
 
 
@@ -88,6 +120,8 @@ async def test_the_token_appears_in_no_response_and_no_log_line(ha: DemoHomeAssi
     everything = "\n".join(answers + logs)
     assert "Upstream authenticated" in logs[0], "the log is captured (the test would be blind otherwise)"
     assert "refused the token" in logs[1]
-    for token in (GOOD_TOKEN, WRONG_TOKEN):
-        assert token not in everything
-        assert token[-12:] not in everything
+    assert "Command switch.turn_on on switch.charger" in logs[0], "commands are logged"
+    assert any(a.startswith("200 ") and '"ok":true' in a for a in answers), "the session ran commands"
+    for secret in SECRETS:
+        assert secret not in everything
+        assert secret[-12:] not in everything
