@@ -23,7 +23,7 @@ from sse_service.app import WEB_DIR
 from sse_service.config import Secret
 from sse_service.ha.demo import DemoHomeAssistant, ServiceCall, ServiceError
 
-from .helpers import LiveServer, live_server, settings_for
+from .helpers import LiveServer, live_server, open_stream, settings_for
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_ARGS = [
@@ -236,11 +236,25 @@ async def test_the_toggle_goes_through_pending_to_the_state_the_stream_confirms(
         await expect(toggle).to_have_attribute("aria-busy", "false")
 
 
-async def test_without_the_key_the_page_shows_it_cannot_connect(ha: DemoHomeAssistant, page: Page) -> None:
+async def test_a_refused_key_is_said_plainly_and_not_retried(ha: DemoHomeAssistant, page: Page) -> None:
     async with live_server(settings_for(ha, read_key=Secret(KEY)), web_dir=WEB_DIR) as live:
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.method + " " + request.url.split("?")[0]))
         await page.goto(live.url + "/?key=wrong-key-0000000000")
-        await expect(page.locator("#conn")).to_have_text("Offline, retrying…")
-        await expect(page.locator("#empty")).to_have_text("Waiting for data…")
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "refused")
+        await expect(page.locator("#conn")).to_have_text("Key refused")
+        await expect(page.locator("#empty")).to_contain_text("refused the key")
+        await page.wait_for_timeout(500)
+        events = live.url + "/events"
+        assert [r for r in requests if r.endswith("/events")] == ["GET " + events, "HEAD " + events]
+
+
+async def test_a_busy_bridge_is_shown_and_left_to_retry(ha: DemoHomeAssistant, page: Page) -> None:
+    async with live_server(settings_for(ha, max_streams_per_ip=1), web_dir=WEB_DIR) as live:
+        async with open_stream(live.url + "/events"):  # takes the only stream this address may have
+            await page.goto(live.url + "/")
+            await expect(page.locator("#conn")).to_have_text("Bridge busy, retrying…")
+            await expect(page.locator("#empty")).to_contain_text("too many open streams")
 
 
 async def test_another_bridge_is_reached_with_the_bridge_parameter(ha: DemoHomeAssistant, page: Page) -> None:

@@ -19,6 +19,8 @@ let upstream = { status: "connecting", since: Date.now() };
 let heartbeat = 15; // seconds; the snapshot says the real value
 let lastHeard = Date.now(); // any event at all, pings included
 let started = false; // a snapshot has arrived
+let busy = ""; // the bridge's message when it is at its stream limit (it asks us to come back later)
+let refused = false; // the bridge answered 401: the key is missing or wrong; retrying will not help
 
 const $ = (root, selector) => root.querySelector(selector);
 // Entity text only ever goes in as textContent, never as HTML. Unchanged text is not rewritten,
@@ -34,16 +36,26 @@ function connect() {
   for (const name of ["entity_id", "domain", "key"]) if (params.has(name)) query.set(name, params.get(name));
   // A stream we open ourselves resumes from the query; the browser's own reconnects send Last-Event-ID.
   if (lastEventId) query.set("last_event_id", lastEventId);
-  source = new EventSource(`${BRIDGE}/events?${query}`);
+  const url = `${BRIDGE}/events?${query}`;
+  source = new EventSource(url);
   source.onopen = () => { lastHeard = Date.now(); render(); };
-  // A network error leaves readyState CONNECTING and the browser retries by itself. An HTTP
-  // error (a proxy's 502 while the bridge restarts) closes it for good: then we retry.
-  source.onerror = () => { if (source.readyState === EventSource.CLOSED) setTimeout(connect, 5000); render(); };
+  source.onerror = () => { if (source.readyState === EventSource.CLOSED) closed(url); render(); };
   listen("snapshot", onSnapshot);
   listen("state", onState);
   listen("remove", ({ entity_id }) => { cards.get(entity_id)?.el.remove(); cards.delete(entity_id); });
   listen("status", ({ status, since }) => { upstream = { status, since: Date.parse(since) || Date.now() }; });
   listen("ping", () => {});
+  listen("busy", ({ message }) => { busy = message; });
+}
+
+// A network error leaves readyState CONNECTING and the browser retries by itself. An HTTP
+// error closes the EventSource for good: a refused key stays refused, but anything else (a
+// proxy's 502 while the bridge restarts) is worth another try.
+async function closed(url) {
+  const status = await fetch(url, { method: "HEAD" }).then((r) => r.status, () => 0);
+  if (status === 401) refused = true;
+  else setTimeout(connect, 5000);
+  render();
 }
 
 function listen(name, handle) {
@@ -57,6 +69,7 @@ function listen(name, handle) {
 
 function onSnapshot({ status, heartbeat: seconds, entities, history }) {
   started = true;
+  busy = "";
   if (status !== upstream.status) upstream = { status, since: Date.now() };
   if (seconds) heartbeat = seconds;
   for (const [id, card] of cards) if (!(id in entities)) { card.el.remove(); cards.delete(id); }
@@ -179,38 +192,36 @@ function settle(card, note) {
 
 // --- connection indicator and stale banner ---------------------------------------------------
 
-const HA_DOWN = {
-  disconnected: "Home Assistant is unreachable",
-  connecting: "The bridge is still connecting to Home Assistant",
-  auth_invalid: "Home Assistant rejected the bridge's token",
+const HA_DOWN = { // upstream status -> [indicator, banner]
+  disconnected: ["Home Assistant down", "Home Assistant is unreachable"],
+  connecting: ["Connecting to HA…", "The bridge is still connecting to Home Assistant"],
+  auth_invalid: ["HA rejected the token", "Home Assistant rejected the bridge's token"],
 };
 
 function render() {
-  const now = Date.now();
-  const silent = now - lastHeard > heartbeat * 2000 + 1000; // a ping is due every `heartbeat` s at most
+  const silent = Date.now() - lastHeard > heartbeat * 2000 + 1000; // a ping comes every `heartbeat` s at most
   const open = source?.readyState === EventSource.OPEN && !silent;
   const haUp = upstream.status === "connected";
-  const state = !open ? "reconnecting" : !haUp ? "upstream-down" : started ? "live" : "connecting";
-  const text = {
-    live: "Live",
-    connecting: "Connecting…",
-    reconnecting: source?.readyState === EventSource.CLOSED ? "Offline, retrying…" : "Reconnecting…",
-    "upstream-down": { auth_invalid: "HA rejected the token", connecting: "Connecting to HA…" }[upstream.status]
-      ?? "Home Assistant down",
-  }[state];
-  const conn = document.getElementById("conn");
-  conn.dataset.state = state;
+  const haDown = HA_DOWN[upstream.status] ?? HA_DOWN.disconnected;
+  const [state, text] =
+    refused ? ["refused", "Key refused"]
+    : !open ? ["reconnecting", busy ? "Bridge busy, retrying…" : "Reconnecting…"]
+    : !haUp ? ["upstream-down", haDown[0]]
+    : started ? ["live", "Live"] : ["connecting", "Connecting…"];
+  document.getElementById("conn").dataset.state = state;
   put(document.getElementById("conn-text"), text);
 
+  // The banner: what is on screen may be old.
   const banner = document.getElementById("stale");
-  const since = (t) => new Date(t).toLocaleTimeString();
+  const why = open ? haDown[1] : busy ? `The bridge is busy (${busy})` : "No connection to the bridge";
+  const since = new Date(open ? upstream.since : lastHeard).toLocaleTimeString();
   banner.hidden = !started || (open && haUp);
-  put(banner, !open
-    ? `No connection to the bridge since ${since(lastHeard)}. Values may be out of date.`
-    : `${HA_DOWN[upstream.status] ?? "Home Assistant is not connected"} since ${since(upstream.since)}. Values may be out of date.`);
+  put(banner, `${why} since ${since}. Values may be out of date.`);
 
-  document.getElementById("empty").hidden = cards.size > 0;
-  put(document.getElementById("empty"), started ? "No entities to show." : "Waiting for data…");
+  const empty = document.getElementById("empty");
+  empty.hidden = cards.size > 0;
+  put(empty, refused ? "The bridge refused the key: open this page with ?key=<read key>."
+    : started ? "No entities to show." : busy ? `The bridge is busy (${busy}); retrying…` : "Waiting for data…");
   for (const { toggle, el } of cards.values()) {
     if (toggle) toggle.disabled = !open || !haUp || el.classList.contains("unavailable");
   }
