@@ -267,6 +267,27 @@ async def test_another_bridge_is_reached_with_the_bridge_parameter(ha: DemoHomeA
             assert (bridge.app.state.hub.client_count, site.app.state.hub.client_count) == (1, 0)
 
 
+def write_embed_page(directory: Path, bridge_url: str) -> None:
+    """index.html holding the README's embed snippet, pointed at ``bridge_url``."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    snippet = re.search(r"<!-- embed-snippet -->\n```html\n(.*?)```", readme, re.DOTALL)
+    assert snippet is not None, "the README's embed snippet is marked with <!-- embed-snippet -->"
+    html = snippet.group(1).replace("https://bridge.example.com", bridge_url)
+    (directory / "index.html").write_text(f"<!doctype html><meta charset=utf-8>{html}")
+
+
+async def test_the_readme_embed_snippet_works_from_another_origin(
+    ha: DemoHomeAssistant, page: Page, tmp_path: Path
+) -> None:
+    async with live_server(settings_for(ha), web_dir=tmp_path) as site:
+        async with live_server(settings_for(ha, cors_origins=(site.url,))) as bridge:
+            write_embed_page(tmp_path, bridge.url)
+            await page.goto(site.url + "/")
+            await expect(page.locator("#battery")).to_have_text("50.0 %")
+            ha.set_state("sensor.battery_level", "49.5")
+            await expect(page.locator("#battery")).to_have_text("49.5 %")
+
+
 async def test_entity_text_is_shown_as_text_never_as_markup(ha: DemoHomeAssistant, page: Page) -> None:
     name = "<img src=x onerror=alert(1)>"
     ha.set_state("sensor.evil", "<b>1</b>", {"friendly_name": name, "unit_of_measurement": "<i>u</i>"})
