@@ -38,7 +38,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlette:
     """Build the ASGI app. Nothing global: several apps can run side by side (the tests do)."""
-    hub = Hub(replay_size=settings.replay_buffer)
+    hub = Hub(replay_size=settings.replay_buffer, heartbeat=settings.heartbeat)
     exposed = EntityPattern(settings.entities)
     demo = DemoHomeAssistant() if settings.ha_url is None or settings.ha_token is None else None
 

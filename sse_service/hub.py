@@ -10,6 +10,15 @@
 * **Index**: filtered subscribers are indexed by entity id, so a change costs nothing for the
   clients that do not watch that entity.
 * **Status is data**: upstream status changes are frames with ids like any other.
+* **Heartbeats are visible**: a stream idle for ``heartbeat`` seconds gets ``event: ping``
+  (data ``{}``, no id, so it never moves ``Last-Event-ID``). Not a ``: ping`` comment: an
+  ``EventSource`` does not show comments to scripts, and a page can only tell a quiet stream
+  from a dead one if it sees something. The snapshot says how often to expect it
+  (``"heartbeat": seconds``); a page that hears nothing for longer knows its data may be old.
+* **History rides the snapshot**: the recent points of each numeric entity (see store.py)
+  go out only in ``snapshot`` frames, as ``"history": {entity_id: [[epoch_seconds, value], ...]}``.
+  Each entity's list is encoded once per change; ``state`` frames are unchanged, and a page
+  appends their values itself.
 """
 
 from __future__ import annotations
@@ -24,12 +33,12 @@ from typing import NamedTuple, Protocol
 from . import sse
 from .filters import EntityPattern
 from .ha.messages import iso_from_timestamp
-from .store import EntityStore
+from .store import HISTORY_SIZE, EntityStore
 from .types import EntityState, UpstreamStatus
 
 __all__ = ["Hub", "Subscriber", "new_epoch"]
 
-HEARTBEAT = sse.comment("ping")
+HEARTBEAT = sse.event("ping", "{}")  # no id: a ping is not part of the replayable sequence
 
 
 class Subscriber(Protocol):
@@ -60,10 +69,18 @@ def new_epoch() -> str:
 
 
 class Hub:
-    def __init__(self, *, replay_size: int = 2048, epoch: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        replay_size: int = 2048,
+        history_size: int = HISTORY_SIZE,
+        heartbeat: float | None = None,
+        epoch: str | None = None,
+    ) -> None:
         self.epoch = epoch or new_epoch()
+        self.heartbeat_interval = heartbeat  # announced in snapshots; run_heartbeat() keeps it
         self.seq = 0
-        self.store = EntityStore()
+        self.store = EntityStore(history_size=history_size)
         self.status = UpstreamStatus.CONNECTING
         self.status_reason = "starting"
         self.status_since = iso_from_timestamp(time.time())
@@ -82,6 +99,7 @@ class Hub:
         self._filtered: set[Subscriber] = set()
         self._watchers: dict[str, set[Subscriber]] = {}
         self._encoded: dict[str, str] = {}  # entity id -> its state as JSON, reused by snapshots
+        self._encoded_history: dict[str, str] = {}  # entity id -> its history points as JSON
         self._snapshot_cache: tuple[int, bytes] | None = None
         self._emptied = asyncio.Event()
 
@@ -164,20 +182,31 @@ class Hub:
         return itertools.islice(self._ring, max(start, 0), None)
 
     def snapshot_frame(self, pattern: EntityPattern | None = None) -> bytes:
-        """``event: snapshot`` with every visible entity and the upstream status, id = the latest frame."""
+        """``event: snapshot``: every visible entity, their history and the upstream status; id = the latest frame."""
         if pattern is None and self._snapshot_cache is not None and self._snapshot_cache[0] == self.seq:
             return self._snapshot_cache[1]
+        visible = [e for e in self.store.states if pattern is None or pattern(e)]
         encoded = self._encoded
-        entities = ",".join(
-            f"{sse.dumps(entity_id)}:{encoded[entity_id]}"
-            for entity_id in self.store.states
-            if pattern is None or pattern(entity_id)
+        entities = ",".join(f"{sse.dumps(entity_id)}:{encoded[entity_id]}" for entity_id in visible)
+        history = ",".join(
+            f"{sse.dumps(entity_id)}:{self._history_json(entity_id)}"
+            for entity_id in visible
+            if self.store.history.get(entity_id)
         )
-        data = f'{{"status":{sse.dumps(self.status.value)},"entities":{{{entities}}}}}'
+        heartbeat = "" if self.heartbeat_interval is None else f'"heartbeat":{sse.dumps(self.heartbeat_interval)},'
+        data = (
+            f'{{"status":{sse.dumps(self.status.value)},{heartbeat}"entities":{{{entities}}},"history":{{{history}}}}}'
+        )
         frame = sse.event("snapshot", data, self.event_id())
         if pattern is None:
             self._snapshot_cache = (self.seq, frame)
         return frame
+
+    def _history_json(self, entity_id: str) -> str:
+        data = self._encoded_history.get(entity_id)
+        if data is None:
+            data = self._encoded_history[entity_id] = sse.dumps(list(self.store.history[entity_id]))
+        return data
 
     # --- the upstream sink ---------------------------------------------------------------
 
@@ -213,9 +242,11 @@ class Hub:
                 self._watchers[entity_id] = {s for s in self._filtered if s.filter and s.filter(entity_id)}
             data = sse.dumps(state)
             self._encoded[entity_id] = data
+            self._encoded_history.pop(entity_id, None)
             frames.append(self._frame("state", data, entity_id))
         for entity_id in removed:
             self._encoded.pop(entity_id, None)
+            self._encoded_history.pop(entity_id, None)
             frames.append(self._frame("remove", sse.dumps({"entity_id": entity_id}), entity_id))
         self._fan_out(frames)
         for entity_id in removed:
@@ -263,7 +294,7 @@ class Hub:
     # --- heartbeats and shutdown ---------------------------------------------------------
 
     def heartbeat(self) -> None:
-        """Called every ``interval / 3``: a comment to every stream idle for three ticks."""
+        """Called every ``interval / 3``: a ping to every stream idle for three ticks."""
         self.tick += 1
         stale = self.tick - 3
         for subscriber in list(self.subscribers()):
@@ -272,7 +303,8 @@ class Hub:
 
     async def run_heartbeat(self, interval: float) -> None:
         # Ticking at a third of the interval keeps every stream's silence at most `interval`
-        # while a stream that just got data is not sent a comment it does not need.
+        # while a stream that just got data is not sent a ping it does not need.
+        self.heartbeat_interval = interval
         while True:
             await asyncio.sleep(interval / 3)
             self.heartbeat()

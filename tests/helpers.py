@@ -8,6 +8,7 @@ import dataclasses
 import json
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -61,9 +62,14 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def live_server(settings: Settings, *, port: int = 0, wait_connected: bool = True) -> AsyncIterator[LiveServer]:
-    """The app under a real uvicorn on 127.0.0.1 (an in-process transport cannot read endless streams)."""
-    app = create_app(settings, web_dir=None)
+async def live_server(
+    settings: Settings, *, port: int = 0, wait_connected: bool = True, web_dir: Path | None = None
+) -> AsyncIterator[LiveServer]:
+    """The app under a real uvicorn on 127.0.0.1 (an in-process transport cannot read endless streams).
+
+    ``web_dir=WEB_DIR`` serves the page too.
+    """
+    app = create_app(settings, web_dir=web_dir)
     sock = listening_socket("127.0.0.1", port)
     config = uvicorn_config(app, dataclasses.replace(settings, graceful_timeout=3))
     server = _TestServer(config, drain=app.state.drain)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
+from sse_service import sse
 from sse_service.filters import EntityPattern
 from sse_service.hub import HEARTBEAT, Hub
 from sse_service.types import EntityState, UpstreamStatus
@@ -170,3 +173,38 @@ def test_close_all_ends_every_stream_with_the_given_frame() -> None:
         hub.subscribe(sub)
     hub.close_all(b"retry: 500\r\n\r\n")
     assert [s.closed_with for s in subs] == [b"retry: 500\r\n\r\n"] * 2
+
+
+def test_the_snapshot_carries_the_history_of_visible_numeric_entities() -> None:
+    hub = seeded_hub()
+    for value in ("1", "2.5"):
+        hub.upstream_changes({"sensor.a": state("sensor.a", value)}, [])
+    hub.upstream_changes({"switch.c": state("switch.c", "on")}, [])  # was "0": a number, then not
+    everything, only_b = Recorder(), Recorder(EntityPattern(["sensor.b"]))
+    hub.subscribe(everything)
+    hub.subscribe(only_b)
+    t = 1795428000.0  # the helper's last_updated
+    history = everything.events()[0][2]["history"]
+    assert history == {"sensor.a": [[t, 0.0], [t, 1.0], [t, 2.5]], "sensor.b": [[t, 0.0]], "switch.c": [[t, 0.0]]}
+    assert only_b.events()[0][2]["history"] == {"sensor.b": [[t, 0.0]]}
+    hub.upstream_changes({}, ["sensor.a"])
+    assert b"sensor.a" not in hub.snapshot_frame()
+
+
+def test_history_is_encoded_once_per_change_of_its_entity(monkeypatch: pytest.MonkeyPatch) -> None:
+    hub = seeded_hub()
+    encoded: list[object] = []
+    real_dumps = sse.dumps
+
+    def counting_dumps(value: object) -> str:
+        encoded.append(value)
+        return real_dumps(value)
+
+    monkeypatch.setattr(sse, "dumps", counting_dumps)
+    hub.snapshot_frame()
+    assert sum(isinstance(v, list) for v in encoded) == 3  # one list per entity
+    encoded.clear()
+    hub.upstream_changes({"sensor.a": state("sensor.a", "3")}, [])
+    hub.snapshot_frame()
+    hub.snapshot_frame(EntityPattern(["sensor.*"]))
+    assert [v for v in encoded if isinstance(v, list)] == [[(1795428000.0, 0.0), (1795428000.0, 3.0)]]

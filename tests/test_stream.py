@@ -173,18 +173,18 @@ async def test_a_client_connecting_while_ha_is_down_sees_the_status_in_its_snaps
             assert snapshot.json()["entities"]["sensor.battery_level"]["state"] == "50.0", "last known values stay"
 
 
-async def test_heartbeat_comments_arrive_on_an_idle_stream(ha: DemoHomeAssistant) -> None:
+async def test_heartbeat_pings_arrive_on_an_idle_stream_without_moving_the_event_id(ha: DemoHomeAssistant) -> None:
     async with live_server(settings_for(ha, heartbeat=0.3)) as live, open_stream(live.url + "/events") as stream:
-        await stream.next()
+        snapshot = await stream.next()
+        assert snapshot.json()["heartbeat"] == 0.3, "the snapshot says how often to expect a ping"
         started = time.monotonic()
-        async with asyncio.timeout(3):
-            while len(stream.comments) < 3:
-                try:
-                    await stream.next(timeout=0.05)
-                except TimeoutError:
-                    pass
-        assert stream.comments[0] == "ping"
+        pings = [await stream.next(timeout=1.0) for _ in range(3)]
+        assert [(p.event, p.data, p.id) for p in pings] == [("ping", "{}", None)] * 3
         assert time.monotonic() - started < 1.5
+        assert stream.last_event_id == snapshot.id
+        ha.set_state("switch.charger", "on")
+        event = await stream.until(lambda e: e.event != "ping")
+        assert seq(event.id) == seq(snapshot.id) + 1
 
 
 async def test_head_gets_headers_and_other_methods_get_405(ha: DemoHomeAssistant) -> None:
@@ -210,3 +210,18 @@ async def test_states_and_health_routes(ha: DemoHomeAssistant) -> None:
         assert (health["clients"], health["entities"]) == (1, 5)
         unknown = await client.get(live.url + "/nope")
         assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "not_found")
+
+
+async def test_the_snapshot_brings_recent_history_for_numeric_entities(ha: DemoHomeAssistant) -> None:
+    async with live_server(settings_for(ha)) as live:
+        for value in ("51.0", "52.5", "not a number", "53"):
+            ha.set_state("sensor.battery_level", value)
+        async with httpx.AsyncClient() as client:
+            while (await client.get(live.url + "/api/states/sensor.battery_level")).json()["state"] != "53":
+                await asyncio.sleep(0.01)
+        async with open_stream(live.url + "/events?domain=sensor,switch") as stream:
+            history = (await stream.next()).json()["history"]
+        assert set(history) == {"sensor.battery_level", "sensor.solar_power", "sensor.house_load"}
+        assert [value for _, value in history["sensor.battery_level"]] == [50.0, 51.0, 52.5, 53.0]
+        times = [t for t, _ in history["sensor.battery_level"]]
+        assert times == sorted(times) and abs(times[-1] - time.time()) < 5

@@ -1,0 +1,336 @@
+"""The page in ``web/``, in a real browser: Debian's chromium driven by Playwright, against real servers.
+
+One browser for the module; each test gets a fresh context. Without chromium these tests
+skip, except under ``CI=true``, where they fail: CI must not pass without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+
+from sse_service.app import WEB_DIR
+from sse_service.config import Secret
+from sse_service.ha.demo import DemoHomeAssistant, ServiceCall, ServiceError
+
+from .helpers import LiveServer, live_server, open_stream, settings_for
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # Without these, chromium stalls trying to reach Google's services on a closed network.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+KEY = "page-key-3f9a1c7e5b2d4a6c"
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # module scope, so that one browser serves the whole module
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        reason = "chromium is not installed (tests/run installs it as root: apt-get install chromium)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    expect.set_options(timeout=5000)
+    yield page
+    await context.close()
+    assert errors == [], "the page threw"
+
+
+def card(page: Page, entity_id: str) -> Locator:
+    return page.locator(f'[data-entity="{entity_id}"]')
+
+
+async def points_drawn(chart: Locator) -> int:
+    path = await chart.locator(".line").get_attribute("d")
+    assert path is not None
+    return path.count("M") + path.count("L")
+
+
+async def bridge_has(live: LiveServer, entity_id: str, state: str) -> None:
+    async with asyncio.timeout(5):
+        while live.app.state.hub.store.states.get(entity_id, {}).get("state") != state:
+            await asyncio.sleep(0.005)
+
+
+async def test_the_snapshot_renders_at_once_with_full_charts_and_changes_follow(
+    ha: DemoHomeAssistant, page: Page
+) -> None:
+    async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
+        for value in ("51.0", "52.0", "53.5"):
+            ha.set_state("sensor.battery_level", value)
+            await bridge_has(live, "sensor.battery_level", value)
+        started = time.monotonic()
+        await page.goto(live.url + "/")
+        battery = card(page, "sensor.battery_level")
+        await expect(battery.locator(".state")).to_have_text("53.5", timeout=2000)
+        assert time.monotonic() - started < 2.0
+        await expect(battery.locator(".name")).to_have_text("Home battery")
+        await expect(battery.locator(".unit")).to_have_text("%")
+        assert await points_drawn(battery.locator(".spark")) == 4, "the chart starts with the bridge's history"
+        await expect(battery.locator(".range")).to_have_text("50 – 53.5")
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        await expect(page.locator("#stale")).to_be_hidden()
+        await expect(card(page, "switch.charger").locator(".spark")).to_be_hidden()
+        await expect(card(page, "light.kitchen").locator(".state")).to_have_text("On")
+
+        ha.set_state("sensor.battery_level", "54.25")
+        await expect(battery.locator(".state")).to_have_text("54.25", timeout=2000)
+        assert await points_drawn(battery.locator(".spark")) == 5
+        ha.remove_state("light.kitchen")
+        await expect(card(page, "light.kitchen")).to_have_count(0)
+
+
+async def test_home_assistant_down_shows_in_the_indicator_and_banner_until_it_is_back(
+    ha: DemoHomeAssistant, page: Page
+) -> None:
+    async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
+        await page.goto(live.url + "/")
+        conn, stale, toggle = page.locator("#conn"), page.locator("#stale"), page.locator(".toggle")
+        await expect(conn).to_have_attribute("data-state", "live")
+        await expect(toggle).to_be_enabled()
+
+        await ha.stop()
+        await expect(conn).to_have_attribute("data-state", "upstream-down")
+        await expect(conn).to_have_text("Home Assistant down")
+        await expect(stale).to_be_visible()
+        await expect(stale).to_contain_text("Values may be out of date")
+        await expect(toggle).to_be_disabled()
+
+        ha.set_state("sensor.solar_power", "999")
+        await ha.start()
+        await expect(conn).to_have_attribute("data-state", "live")
+        await expect(stale).to_be_hidden()
+        await expect(card(page, "sensor.solar_power").locator(".state")).to_have_text("999")
+        await expect(toggle).to_be_enabled()
+
+
+async def test_the_page_reconnects_by_itself_when_the_bridge_restarts(ha: DemoHomeAssistant, page: Page) -> None:
+    settings = settings_for(ha, retry_ms=500)
+    async with live_server(settings, web_dir=WEB_DIR) as live:
+        port = live.port
+        await page.goto(live.url + "/")
+        await expect(card(page, "sensor.battery_level").locator(".state")).to_have_text("50.0")
+        await page.evaluate("window.sameDocument = true")
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+    await expect(page.locator("#stale")).to_contain_text("No connection to the bridge")
+    ha.set_state("sensor.battery_level", "42.0")
+    async with live_server(settings, port=port, web_dir=WEB_DIR):
+        await expect(card(page, "sensor.battery_level").locator(".state")).to_have_text("42.0")
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        await expect(page.locator("#stale")).to_be_hidden()
+        assert await page.evaluate("window.sameDocument") is True, "no reload"
+
+
+async def test_a_silent_stream_is_flagged_as_stale_and_reopened(
+    ha: DemoHomeAssistant, page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with live_server(settings_for(ha, heartbeat=0.3), web_dir=WEB_DIR) as live:
+        await page.goto(live.url + "/")
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        # Record every time the banner shows: the page reopens the stream at once, so it is brief.
+        await page.evaluate("""() => {
+            window.staleSeen = [];
+            const banner = document.getElementById("stale");
+            new MutationObserver(() => { if (!banner.hidden) window.staleSeen.push(banner.textContent); })
+                .observe(banner, { attributes: true, attributeFilter: ["hidden"] });
+        }""")
+        await asyncio.sleep(2.0)  # well past the page's limit (2 × 0.3 s + 1 s), but pings flow
+        assert await page.evaluate("window.staleSeen") == []
+
+        hub = live.app.state.hub
+        streams_opened = hub.snapshots + hub.replays
+        # The stream stays open but says nothing, as a half-open connection would.
+        monkeypatch.setattr(hub, "heartbeat", lambda: None)
+        await page.wait_for_function("window.staleSeen.length > 0", timeout=5000)
+        assert "No connection to the bridge" in (await page.evaluate("window.staleSeen"))[0]
+        assert hub.replays > 0 and hub.snapshots + hub.replays > streams_opened, "reopened, resuming"
+        monkeypatch.undo()
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        await expect(page.locator("#stale")).to_be_hidden()
+
+
+async def test_the_toggle_goes_through_pending_to_the_state_the_stream_confirms(
+    ha: DemoHomeAssistant, page: Page
+) -> None:
+    settings = settings_for(ha, allowed_services=("switch.turn_on", "switch.turn_off"), write_key=Secret(KEY))
+    gate = asyncio.Event()
+    turn_on = ha.services[("switch", "turn_on")]
+
+    async def slow_turn_on(call: ServiceCall) -> None:
+        await gate.wait()
+        await turn_on(call)
+
+    ha.services[("switch", "turn_on")] = slow_turn_on
+    async with live_server(settings, web_dir=WEB_DIR) as live:
+        await page.goto(f"{live.url}/?key={KEY}")
+        charger = card(page, "switch.charger")
+        toggle, note = charger.locator(".toggle"), charger.locator(".note")
+        await expect(toggle).to_have_attribute("aria-checked", "false")
+        await expect(toggle).to_have_accessible_name("Battery charger")
+
+        await toggle.click()
+        await expect(toggle).to_have_attribute("aria-busy", "true")
+        await expect(note).to_have_text("Turning on…")
+        await expect(toggle).to_have_attribute("aria-checked", "false")  # not before HA says so
+        ARTIFACTS.mkdir(exist_ok=True)
+        await charger.screenshot(path=ARTIFACTS / "card-toggle-pending.png")
+        gate.set()
+        await expect(toggle).to_have_attribute("aria-checked", "true")
+        await expect(toggle).to_have_attribute("aria-busy", "false")
+        await expect(charger.locator(".state")).to_have_text("On")
+        await expect(note).to_have_text("")
+        assert [(c.service, c.entity_ids) for c in ha.service_calls] == [("turn_on", ["switch.charger"])]
+
+        # The keyboard works: Space on the focused switch turns it off again.
+        await toggle.focus()
+        await page.keyboard.press("Space")
+        await expect(toggle).to_have_attribute("aria-checked", "false")
+        await expect(toggle).to_be_focused()
+
+        def broken(call: ServiceCall) -> None:
+            raise ServiceError("home_assistant_error", "Charger is offline")
+
+        ha.services[("switch", "turn_on")] = broken
+        await toggle.click()
+        await expect(note).to_contain_text("Charger is offline")
+        await expect(note).to_have_class(re.compile(r"\berror\b"))
+        await charger.screenshot(path=ARTIFACTS / "card-toggle-error.png")
+        await expect(toggle).to_have_attribute("aria-checked", "false")
+        await expect(toggle).to_have_attribute("aria-busy", "false")
+
+
+async def test_a_refused_key_is_said_plainly_and_not_retried(ha: DemoHomeAssistant, page: Page) -> None:
+    async with live_server(settings_for(ha, read_key=Secret(KEY)), web_dir=WEB_DIR) as live:
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.method + " " + request.url.split("?")[0]))
+        await page.goto(live.url + "/?key=wrong-key-0000000000")
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "refused")
+        await expect(page.locator("#conn")).to_have_text("Key refused")
+        await expect(page.locator("#empty")).to_contain_text("refused the key")
+        await page.wait_for_timeout(500)
+        events = live.url + "/events"
+        assert [r for r in requests if r.endswith("/events")] == ["GET " + events, "HEAD " + events]
+
+
+async def test_a_busy_bridge_is_shown_and_left_to_retry(ha: DemoHomeAssistant, page: Page) -> None:
+    async with live_server(settings_for(ha, max_streams_per_ip=1), web_dir=WEB_DIR) as live:
+        async with open_stream(live.url + "/events"):  # takes the only stream this address may have
+            await page.goto(live.url + "/")
+            await expect(page.locator("#conn")).to_have_text("Bridge busy, retrying…")
+            await expect(page.locator("#empty")).to_contain_text("too many open streams")
+
+
+async def test_another_bridge_is_reached_with_the_bridge_parameter(ha: DemoHomeAssistant, page: Page) -> None:
+    async with live_server(settings_for(ha), web_dir=WEB_DIR) as site:
+        other = settings_for(ha, cors_origins=(site.url,))
+        async with live_server(other) as bridge:
+            await page.goto(f"{site.url}/?bridge={bridge.url}/&entity_id=sensor.*")
+            await expect(card(page, "sensor.house_load").locator(".state")).to_have_text("640")
+            await expect(page.locator(".card")).to_have_count(3)
+            assert (bridge.app.state.hub.client_count, site.app.state.hub.client_count) == (1, 0)
+
+
+def write_embed_page(directory: Path, bridge_url: str) -> None:
+    """index.html holding the README's embed snippet, pointed at ``bridge_url``."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    snippet = re.search(r"<!-- embed-snippet -->\n```html\n(.*?)```", readme, re.DOTALL)
+    assert snippet is not None, "the README's embed snippet is marked with <!-- embed-snippet -->"
+    html = snippet.group(1).replace("https://bridge.example.com", bridge_url)
+    (directory / "index.html").write_text(f"<!doctype html><meta charset=utf-8>{html}")
+
+
+async def test_the_readme_embed_snippet_works_from_another_origin(
+    ha: DemoHomeAssistant, page: Page, tmp_path: Path
+) -> None:
+    async with live_server(settings_for(ha), web_dir=tmp_path) as site:
+        async with live_server(settings_for(ha, cors_origins=(site.url,))) as bridge:
+            write_embed_page(tmp_path, bridge.url)
+            await page.goto(site.url + "/")
+            await expect(page.locator("#battery")).to_have_text("50.0 %")
+            ha.set_state("sensor.battery_level", "49.5")
+            await expect(page.locator("#battery")).to_have_text("49.5 %")
+
+
+async def test_entity_text_is_shown_as_text_never_as_markup(ha: DemoHomeAssistant, page: Page) -> None:
+    name = "<img src=x onerror=alert(1)>"
+    ha.set_state("sensor.evil", "<b>1</b>", {"friendly_name": name, "unit_of_measurement": "<i>u</i>"})
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
+        await page.goto(live.url + "/")
+        evil = card(page, "sensor.evil")
+        await expect(evil.locator(".name")).to_have_text(name)
+        await expect(evil.locator(".state")).to_have_text("<b>1</b>")
+        await expect(evil.locator(".unit")).to_have_text("<i>u</i>")
+        await page.wait_for_timeout(300)  # an onerror would have fired by now
+    assert dialogs == []
+    assert await page.locator("img, b, i").count() == 0
+
+
+async def test_screenshots_at_desktop_and_phone_widths(ha: DemoHomeAssistant, browser: Browser) -> None:
+    """Writes test-artifacts/page-*.png for a person to look at (light, dark, Home Assistant down)."""
+    async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
+        for i in range(60):  # some history, so the charts have a shape
+            ha.set_state("sensor.battery_level", f"{50 + 15 * math.sin(i / 12):.1f}")
+            ha.set_state("sensor.solar_power", f"{1200 + 800 * math.sin(i / 9) + 150 * math.sin(i * 1.7):.0f}")
+            ha.set_state("sensor.house_load", f"{640 + (900 if 20 < i < 32 else 0) + 60 * math.cos(i):.0f}")
+            await bridge_has(live, "sensor.house_load", ha.states["sensor.house_load"]["state"])
+        ha.set_state("switch.charger", "on")
+        ARTIFACTS.mkdir(exist_ok=True)
+        shots: list[tuple[str, int, int, Literal["light", "dark"]]] = [
+            ("desktop", 1280, 800, "light"),
+            ("phone", 390, 844, "light"),
+            ("phone-dark", 390, 844, "dark"),
+        ]
+        for name, width, height, scheme in shots:
+            context = await browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
+            page = await context.new_page()
+            await page.goto(live.url + "/")
+            await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+            await expect(card(page, "switch.charger").locator(".toggle")).to_have_attribute("aria-checked", "true")
+            width_used = await page.evaluate("document.documentElement.scrollWidth")
+            assert width_used <= width, f"{name}: the page scrolls sideways"
+            await page.screenshot(path=ARTIFACTS / f"page-{name}.png", full_page=True)
+            if name == "phone":
+                await ha.stop()  # and how it looks when Home Assistant is away
+                await expect(page.locator("#stale")).to_be_visible()
+                await page.screenshot(path=ARTIFACTS / "page-phone-ha-down.png", full_page=True)
+                await ha.start()
+            await context.close()

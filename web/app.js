@@ -1,0 +1,234 @@
+// The live page: one EventSource to the bridge, one card per entity. Plain JS, no build step.
+//
+// Query parameters: ?bridge=https://other.bridge (default: this origin), ?key=… (sent as
+// ?key= on the stream and as a Bearer token on commands), ?entity_id=…&domain=… (stream filters).
+"use strict";
+
+const params = new URLSearchParams(location.search);
+const BRIDGE = (params.get("bridge") || "").replace(/\/+$/, "");
+const KEY = params.get("key");
+const SWITCHES = ["switch", "input_boolean"]; // domains that get a toggle (turn_on / turn_off)
+const POINTS = 120; // chart window, as kept by the bridge
+const NUMBER = /^-?\d+(\.\d+)?(e[-+]?\d+)?$/i; // the bridge's rule for what a numeric state is
+const CONFIRM_MS = 10000; // how long a toggle waits for the stream to confirm it
+
+const cards = new Map(); // entity_id -> {el, state, points, pending, note}
+let source = null;
+let lastEventId = "";
+let upstream = { status: "connecting", since: Date.now() };
+let heartbeat = 15; // seconds; the snapshot says the real value
+let lastHeard = Date.now(); // any event at all, pings included
+let started = false; // a snapshot has arrived
+let busy = ""; // the bridge's message when it is at its stream limit (it asks us to come back later)
+let refused = false; // the bridge answered 401: the key is missing or wrong; retrying will not help
+
+const $ = (root, selector) => root.querySelector(selector);
+// Entity text only ever goes in as textContent, never as HTML. Unchanged text is not rewritten,
+// so live regions do not repeat themselves every second.
+const put = (el, text) => { if (el.textContent !== text) el.textContent = text; };
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto", style: "short" });
+
+// --- the stream -------------------------------------------------------------------------
+
+function connect() {
+  source?.close();
+  const query = new URLSearchParams();
+  for (const name of ["entity_id", "domain", "key"]) if (params.has(name)) query.set(name, params.get(name));
+  // A stream we open ourselves resumes from the query; the browser's own reconnects send Last-Event-ID.
+  if (lastEventId) query.set("last_event_id", lastEventId);
+  const url = `${BRIDGE}/events?${query}`;
+  source = new EventSource(url);
+  source.onopen = () => { lastHeard = Date.now(); render(); };
+  source.onerror = () => { if (source.readyState === EventSource.CLOSED) closed(url); render(); };
+  listen("snapshot", onSnapshot);
+  listen("state", onState);
+  listen("remove", ({ entity_id }) => { cards.get(entity_id)?.el.remove(); cards.delete(entity_id); });
+  listen("status", ({ status, since }) => { upstream = { status, since: Date.parse(since) || Date.now() }; });
+  listen("ping", () => {});
+  listen("busy", ({ message }) => { busy = message; });
+}
+
+// A network error leaves readyState CONNECTING and the browser retries by itself. An HTTP
+// error closes the EventSource for good: a refused key stays refused, but anything else (a
+// proxy's 502 while the bridge restarts) is worth another try.
+async function closed(url) {
+  const status = await fetch(url, { method: "HEAD" }).then((r) => r.status, () => 0);
+  if (status === 401) refused = true;
+  else setTimeout(connect, 5000);
+  render();
+}
+
+function listen(name, handle) {
+  source.addEventListener(name, (event) => {
+    lastHeard = Date.now();
+    if (event.lastEventId) lastEventId = event.lastEventId;
+    handle(JSON.parse(event.data));
+    render();
+  });
+}
+
+function onSnapshot({ status, heartbeat: seconds, entities, history }) {
+  started = true;
+  busy = "";
+  if (status !== upstream.status) upstream = { status, since: Date.now() };
+  if (seconds) heartbeat = seconds;
+  for (const [id, card] of cards) if (!(id in entities)) { card.el.remove(); cards.delete(id); }
+  for (const state of Object.values(entities)) {
+    const card = cardFor(state.entity_id);
+    card.points = (history?.[state.entity_id] ?? []).slice(-POINTS);
+    onState(state);
+  }
+}
+
+function onState(state) {
+  const card = cardFor(state.entity_id);
+  card.state = state;
+  if (NUMBER.test(state.state)) {
+    const value = Number(state.state);
+    if (card.points.at(-1)?.[1] !== value) card.points.push([Date.parse(state.last_updated) / 1000, value]);
+    if (card.points.length > POINTS) card.points.splice(0, card.points.length - POINTS);
+  }
+  if (card.pending === state.state) settle(card, "");
+  paint(card);
+}
+
+// --- cards ------------------------------------------------------------------------------
+
+function cardFor(id) {
+  let card = cards.get(id);
+  if (card) return card;
+  const el = document.getElementById("card").content.firstElementChild.cloneNode(true);
+  el.dataset.entity = id;
+  card = { el, state: null, points: [], pending: null, note: "", timer: 0, toggle: $(el, ".toggle") };
+  if (SWITCHES.includes(id.split(".")[0])) card.toggle.addEventListener("click", () => toggle(card));
+  else { $(el, ".control").remove(); card.toggle = null; }
+  cards.set(id, card);
+  document.getElementById("cards").append(el);
+  return card;
+}
+
+function paint(card) {
+  const { el, state } = card;
+  const attributes = state.attributes || {};
+  const name = attributes.friendly_name || state.entity_id;
+  const on = state.state === "on";
+  put($(el, ".name"), name);
+  put($(el, ".state"), NUMBER.test(state.state) ? state.state : words(state.state));
+  put($(el, ".unit"), attributes.unit_of_measurement || "");
+  el.classList.toggle("unavailable", state.state === "unavailable" || state.state === "unknown");
+  if (card.toggle) {
+    card.toggle.setAttribute("aria-checked", String(on));
+    card.toggle.setAttribute("aria-label", name);
+    card.toggle.setAttribute("aria-busy", String(Boolean(card.pending)));
+    put($(el, ".note"), card.pending ? `Turning ${card.pending}…` : card.note);
+    $(el, ".note").classList.toggle("error", Boolean(card.note) && !card.pending);
+  }
+  sparkline(card);
+  ago(card);
+}
+
+// "on" -> "On", "not_home" -> "Not home": HA's machine words, readable.
+const words = (text) => (text.charAt(0).toUpperCase() + text.slice(1)).replaceAll("_", " ");
+
+function sparkline({ el, points }) {
+  const svg = $(el, ".spark");
+  svg.toggleAttribute("hidden", points.length === 0); // an <svg> has no .hidden property
+  put($(el, ".range"), "");
+  if (!points.length) return;
+  const pts = points.length > 1 ? points : [[points[0][0] - 1, points[0][1]], points[0]];
+  const t0 = pts[0][0], t1 = pts.at(-1)[0];
+  let lo = Math.min(...pts.map((p) => p[1])), hi = Math.max(...pts.map((p) => p[1]));
+  if (hi > lo) put($(el, ".range"), `${lo} – ${hi}`);
+  else { lo -= 1; hi += 1; }
+  const x = (t) => ((t - t0) / (t1 - t0 || 1)) * 100;
+  const y = (v) => 30 - ((v - lo) / (hi - lo)) * 28;
+  const line = pts.map(([t, v], i) => `${i ? "L" : "M"}${x(t).toFixed(2)},${y(v).toFixed(2)}`).join("");
+  $(svg, ".line").setAttribute("d", line);
+  $(svg, ".area").setAttribute("d", `${line}L100,32L0,32Z`);
+}
+
+function ago({ el, state }) {
+  const seconds = Math.max(0, (Date.now() - Date.parse(state.last_changed)) / 1000);
+  const [value, unit] =
+    seconds < 60 ? [seconds, "second"] : seconds < 3600 ? [seconds / 60, "minute"]
+    : seconds < 86400 ? [seconds / 3600, "hour"] : [seconds / 86400, "day"];
+  put($(el, ".ago"), `Changed ${relative.format(-Math.floor(value), unit)}`);
+  $(el, ".ago").title = new Date(state.last_changed).toLocaleString();
+}
+
+// --- commands ---------------------------------------------------------------------------
+
+async function toggle(card) {
+  if (card.pending || !card.state) return;
+  const [domain] = card.state.entity_id.split(".");
+  const want = card.state.state === "on" ? "off" : "on";
+  card.pending = want;
+  card.note = "";
+  paint(card);
+  try {
+    const headers = { "content-type": "application/json" };
+    if (KEY) headers.authorization = `Bearer ${KEY}`;
+    const response = await fetch(`${BRIDGE}/api/services/${domain}/turn_${want}`, {
+      method: "POST", headers, body: JSON.stringify({ entity_id: card.state.entity_id }),
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => null);
+      throw new Error(body?.error?.message || `HTTP ${response.status}`);
+    }
+    if (card.state.state === want) settle(card, ""); // the stream was faster than the answer
+    else card.timer = setTimeout(() => settle(card, "Not confirmed by Home Assistant"), CONFIRM_MS);
+  } catch (error) {
+    settle(card, error instanceof TypeError ? "The bridge is unreachable" : error.message);
+  }
+  paint(card);
+}
+
+function settle(card, note) {
+  clearTimeout(card.timer);
+  card.pending = null;
+  card.note = note;
+  paint(card);
+}
+
+// --- connection indicator and stale banner ---------------------------------------------------
+
+const HA_DOWN = { // upstream status -> [indicator, banner]
+  disconnected: ["Home Assistant down", "Home Assistant is unreachable"],
+  connecting: ["Connecting to HA…", "The bridge is still connecting to Home Assistant"],
+  auth_invalid: ["HA rejected the token", "Home Assistant rejected the bridge's token"],
+};
+
+function render() {
+  const silent = Date.now() - lastHeard > heartbeat * 2000 + 1000; // a ping comes every `heartbeat` s at most
+  const open = source?.readyState === EventSource.OPEN && !silent;
+  const haUp = upstream.status === "connected";
+  const haDown = HA_DOWN[upstream.status] ?? HA_DOWN.disconnected;
+  const [state, text] =
+    refused ? ["refused", "Key refused"]
+    : !open ? ["reconnecting", busy ? "Bridge busy, retrying…" : "Reconnecting…"]
+    : !haUp ? ["upstream-down", haDown[0]]
+    : started ? ["live", "Live"] : ["connecting", "Connecting…"];
+  document.getElementById("conn").dataset.state = state;
+  put(document.getElementById("conn-text"), text);
+
+  // The banner: what is on screen may be old.
+  const banner = document.getElementById("stale");
+  const why = open ? haDown[1] : busy ? `The bridge is busy (${busy})` : "No connection to the bridge";
+  const since = new Date(open ? upstream.since : lastHeard).toLocaleTimeString();
+  banner.hidden = !started || (open && haUp);
+  put(banner, `${why} since ${since}. Values may be out of date.`);
+
+  const empty = document.getElementById("empty");
+  empty.hidden = cards.size > 0;
+  put(empty, refused ? "The bridge refused the key: open this page with ?key=<read key>."
+    : started ? "No entities to show." : busy ? `The bridge is busy (${busy}); retrying…` : "Waiting for data…");
+  for (const { toggle, el } of cards.values()) {
+    if (toggle) toggle.disabled = !open || !haUp || el.classList.contains("unavailable");
+  }
+
+  // A half-open connection never errors: if even the pings stopped, start over (resuming).
+  if (silent && source?.readyState === EventSource.OPEN) connect();
+}
+
+setInterval(() => { for (const card of cards.values()) ago(card); render(); }, 1000);
+connect();
