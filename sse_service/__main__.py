@@ -24,11 +24,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", help="address to bind (HOST, default 127.0.0.1)")
     parser.add_argument("--port", help="port to bind (PORT, default 8000)")
     parser.add_argument("--graceful-timeout", help="seconds to drain on SIGTERM (GRACEFUL_TIMEOUT, default 10)")
+    parser.add_argument("--forwarded-allow-ips", help="trusted proxies (FORWARDED_ALLOW_IPS, default 127.0.0.1,::1)")
+    parser.add_argument("--max-stream-age", help="seconds before a stream is ended for rotation (MAX_STREAM_AGE)")
     parser.add_argument("--check", action="store_true", help="validate the settings and exit")
     args = parser.parse_args(argv)
 
     environ = dict(os.environ)
-    for name, value in (("HOST", args.host), ("PORT", args.port), ("GRACEFUL_TIMEOUT", args.graceful_timeout)):
+    flags = (
+        ("HOST", args.host),
+        ("PORT", args.port),
+        ("GRACEFUL_TIMEOUT", args.graceful_timeout),
+        ("FORWARDED_ALLOW_IPS", args.forwarded_allow_ips),
+        ("MAX_STREAM_AGE", args.max_stream_age),
+    )
+    for name, value in flags:
         if value is not None:
             environ[name] = value
     try:

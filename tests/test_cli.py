@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import httpx
 import pytest
+
+from .helpers import free_port
 
 TOKEN = "cli-test-token-0123456789"
 
@@ -47,3 +53,34 @@ def test_the_console_script_is_installed() -> None:
     script = os.path.join(os.path.dirname(sys.executable), "sse-service")
     result = subprocess.run([script, "--check"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_procfile_command_serves_on_port_and_stops_on_sigterm() -> None:
+    """Runs the Procfile's web line the way a platform does: a shell, $PORT, SIGTERM to that pid."""
+    line = (Path(__file__).resolve().parent.parent / "Procfile").read_text().strip()
+    assert line.startswith("web: ")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("HA_URL", "HA_TOKEN", "HOST", "CONFIG_FILE")}
+    env.update(PORT=str(port), PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    proc = subprocess.Popen(["sh", "-c", line.removeprefix("web: ")], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                if response.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "the Procfile command did not come up"
+            time.sleep(0.1)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert 'sse_upstream_status{status="connected"} 1.0' in metrics
+        proc.send_signal(signal.SIGTERM)  # to the pid the platform knows: the shell exec'd the service
+        _, stderr = proc.communicate(timeout=10)
+        assert proc.returncode in (0, -signal.SIGTERM)
+        assert "Traceback" not in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
