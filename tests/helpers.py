@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -203,3 +205,29 @@ async def open_stream(
             yield stream
         finally:
             await stream.close()
+
+
+@contextlib.asynccontextmanager
+async def service_process(log: list[str], *, ready: str = "/healthz", **env: str) -> AsyncIterator[str]:
+    """``python -m sse_service`` in a subprocess on a free port; its stderr is appended to ``log`` at the end."""
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if k not in ("HA_URL", "HA_TOKEN", "CONFIG_FILE")}
+    environ.update(PORT=str(port), HOST="127.0.0.1", **env)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sse_service", env=environ, stderr=asyncio.subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as client, asyncio.timeout(10):
+            while True:
+                try:
+                    if (await client.get(url + ready)).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        _, stderr = await proc.communicate()
+        log.append(stderr.decode())

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import sys
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -18,7 +14,7 @@ from sse_service.config import Secret
 from sse_service.ha.demo import DemoHomeAssistant
 from sse_service.proxy import TrustedProxies, _forwarded_chain
 
-from .helpers import LiveServer, SSEStream, StreamEnded, free_port, live_server, open_stream, settings_for
+from .helpers import LiveServer, SSEStream, StreamEnded, live_server, open_stream, service_process, settings_for
 
 READ_KEY = "read-key-5f0e2d9c8b7a6143"
 WRITE_KEY = "write-key-0a1b2c3d4e5f6789"
@@ -220,36 +216,14 @@ async def test_a_stream_past_its_max_age_ends_and_resumes_without_a_gap(ha: Demo
 # --- logs -----------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def service_process(ha: DemoHomeAssistant, log: list[str], **env: str) -> AsyncIterator[str]:
-    port = free_port()
-    environ = dict(os.environ, HA_URL=ha.url, HA_TOKEN=ha.token, PORT=str(port), **env)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sse_service", env=environ, stderr=asyncio.subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as client, asyncio.timeout(10):
-            while True:
-                try:
-                    if (await client.get(url + "/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        _, stderr = await proc.communicate()
-        log.append(stderr.decode())
-
-
 async def test_json_logs_parse_and_hold_the_events_worth_knowing(ha: DemoHomeAssistant) -> None:
     ha.token = "token-9e8d7c6b5a4f3e2d1c0b"
     log: list[str] = []
     async with service_process(
-        ha,
         log,
+        ready="/readyz",
+        HA_URL=ha.url,
+        HA_TOKEN=ha.token,
         LOG_FORMAT="json",
         READ_KEY=READ_KEY,
         WRITE_KEY=WRITE_KEY,

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import sys
-from collections.abc import AsyncIterator
 
 import httpx
 
 from sse_service.ha.demo import DemoHomeAssistant
 
-from .helpers import SSEStream, free_port
+from .helpers import SSEStream, service_process
 
 GOOD_TOKEN = "good-token-5b2f6e1c9a7d4e3f8b0a"
 WRONG_TOKEN = "wrong-token-0c8e7a6b5d4f3e2a1b9c"
@@ -21,14 +18,11 @@ WRITE_KEY = "write-key-2a9f4c6e8b1d3570"
 SECRETS = (GOOD_TOKEN, WRONG_TOKEN, READ_KEY, WRITE_KEY)
 
 
-@contextlib.asynccontextmanager
-async def service(ha: DemoHomeAssistant, token: str, log: list[str]) -> AsyncIterator[str]:
-    port = free_port()
-    env = dict(
-        os.environ,
+def service(ha: DemoHomeAssistant, token: str, log: list[str]) -> contextlib.AbstractAsyncContextManager[str]:
+    return service_process(
+        log,
         HA_URL=ha.url,
         HA_TOKEN=token,
-        PORT=str(port),
         LOG_LEVEL="debug",
         HA_AUTH_RETRY="0.2",
         READ_KEY=READ_KEY,
@@ -37,23 +31,6 @@ async def service(ha: DemoHomeAssistant, token: str, log: list[str]) -> AsyncIte
         COMMAND_RATE="6",
         COMMAND_BURST="3",
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sse_service", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as client, asyncio.timeout(10):
-            while True:
-                try:
-                    await client.get(url + "/healthz")
-                    break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        _, stderr = await proc.communicate()
-        log.append(stderr.decode())
 
 
 async def session(url: str) -> list[str]:
