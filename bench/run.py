@@ -53,6 +53,7 @@ class Scenario:
     events_during_ramp: bool = False  # clients connect while events flow
     filtered: bool = False  # client i watches sensor.bench_<i % entities> only
     window: float | None = None  # measurement window, if not --duration
+    part: int = 0  # runs twice in a row (A-B-B-A); 1 or 2 tells them apart
 
 
 SCENARIOS = [
@@ -60,10 +61,15 @@ SCENARIOS = [
     Scenario("fanout-5k", "every client ends with the latest state", 5000, 10, 1000),
     Scenario("idle", "idle connections: server RSS per connection", 5000, 0, 500, idle=True),
     Scenario("ramp", "new clients connect while events flow", 1000, 100, 300, events_during_ramp=True, window=3),
-    Scenario("filter", "one entity per client, 10 entities change", 20, 100, 20, filtered=True),
-    Scenario("filter-ref", "unfiltered, same events/s and deliveries/s as filter", 2, 100, 2),
+    # The filter pair: same events/s and deliveries/s, so a difference in cost per delivery is
+    # the cost of the events a filtered client does not watch. 1000 events/s keeps the cost of
+    # receiving each upstream event from swamping the 2 deliveries it makes.
+    Scenario("filter", "one entity per client, 10 entities change", 20, 1000, 20, filtered=True),
+    Scenario("filter-ref", "unfiltered, same events/s and deliveries/s as filter", 2, 1000, 2),
 ]
-GROUPS = {"filter": ["filter", "filter-ref"]}
+# The filter pair runs A-B-B-A with half windows, and is judged on the means: on a shared
+# machine the cost of the same work drifts over a minute by more than the effect looked for.
+GROUPS = {"filter": [("filter", 1), ("filter-ref", 1), ("filter-ref", 2), ("filter", 2)]}
 
 
 # ----------------------------------------------------------------------------- helpers --
@@ -236,9 +242,11 @@ def loaded_modules(pid: int) -> list[str]:
 def run_one(args: argparse.Namespace, sc: Scenario, target: Target, rep: int, logroot: Path) -> dict[str, Any]:
     clients = args.clients or (sc.quick_clients if args.quick else sc.clients)
     window = args.duration if sc.window is None else min(sc.window, args.duration)
+    if sc.part:
+        window = max(1.0, args.duration * 0.6)
     if sc.idle:
         window = 1.0
-    label = f"{sc.name}-{target.name}-rep{rep}"
+    label = f"{sc.name}-{target.name}-rep{rep}" + (f"-{sc.part}" if sc.part else "")
     logdir = logroot / label
     procs = Procs(logdir)
     rec: dict[str, Any] = {
@@ -384,6 +392,11 @@ def table(records: list[dict[str, Any]], server_cpu: int, load_cpu: int) -> str:
     return "\n".join(lines)
 
 
+def mean_of(recs: list[dict[str, Any]], *path: str) -> float | None:
+    vals = [v for v in (get(r, *path) for r in recs) if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
 def check(ok: bool | None) -> str:
     return "?" if ok is None else ("PASS" if ok else "FAIL")
 
@@ -391,7 +404,12 @@ def check(ok: bool | None) -> str:
 def targets(records: list[dict[str, Any]]) -> list[str]:
     """The targets of issue 6, for each server that ran."""
     out = []
-    by = {(r["scenario"], r["target"]): r for r in records}  # the last repeat wins
+    last = max((r["rep"] for r in records), default=0)
+    by = {(r["scenario"], r["target"]): r for r in records if r["rep"] == last}
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rec in records:
+        if rec["rep"] == last and "result" in rec:
+            runs.setdefault((rec["scenario"], rec["target"]), []).append(rec)
     for tname in ("ours", "baseline"):
         lines = []
         r = by.get(("fanout", tname))
@@ -428,16 +446,17 @@ def targets(records: list[dict[str, Any]]) -> list[str]:
                 f"{check(ok)} ramp: with events at {r['rate']:g}/s, {early} of {r['clients']} new clients connected "
                 f"within 5 s (target: all), {conn} in {fmt(ramp, '{:.1f}')} s"
             )
-        f, ref = by.get(("filter", tname)), by.get(("filter-ref", tname))
-        if f and ref and "result" in f and "result" in ref:
-            a, b = get(f, "server", "us_per_delivery"), get(ref, "server", "us_per_delivery")
+        f, ref = runs.get(("filter", tname), []), runs.get(("filter-ref", tname), [])
+        if f and ref:
+            a, b = mean_of(f, "server", "us_per_delivery"), mean_of(ref, "server", "us_per_delivery")
             ratio = a / b if a and b else None
-            exact = all(get(x, "missing_total") == 0 and get(x, "stale_clients") == 0 for x in (f, ref))
+            exact = all(get(x, "missing_total") == 0 and get(x, "stale_clients") == 0 for x in f + ref)
             ok = None if ratio is None else (ratio <= 1.25 and exact)
             lines.append(
-                f"{check(ok)} filter: {fmt(a, '{:.1f}')} µs/delivery with {f['clients']} clients on one entity "
-                f"each vs {fmt(b, '{:.1f}')} with {ref['clients']} unfiltered at the same events/s and "
-                f"deliveries/s: ratio {fmt(ratio, '{:.2f}')} (≤ 1.25: no cost for unwatched entities)"
+                f"{check(ok)} filter: {fmt(a, '{:.1f}')} µs/delivery with {f[0]['clients']} clients on one entity "
+                f"each vs {fmt(b, '{:.1f}')} with {ref[0]['clients']} unfiltered, same events/s and deliveries/s "
+                f"(mean of {len(f)} and {len(ref)} runs): ratio {fmt(ratio, '{:.2f}')} (≤ 1.25: unwatched "
+                "entities cost nothing)"
             )
         if lines:
             out.append(f"{tname}:")
@@ -472,8 +491,12 @@ def main() -> int:
     for w in wanted:
         if w not in known:
             ap.error(f"unknown scenario {w!r}; choose from {names}")
-    expanded = [n for w in wanted for n in GROUPS.get(w, [w])]
-    plan = [s for s in SCENARIOS if s.name in expanded]
+    by_name = {s.name: s for s in SCENARIOS}
+    plan = []
+    for s in SCENARIOS:  # in the order of SCENARIOS, whatever the order asked for
+        if s.name in wanted:
+            group = GROUPS.get(s.name)
+            plan += [dataclasses.replace(by_name[n], part=k) for n, k in group] if group else [s]
     if args.duration is None:
         args.duration = 3.0 if args.quick else 10.0
     if args.warmup is None:
