@@ -1,0 +1,575 @@
+#!/usr/bin/env python3
+"""The fan-out benchmark: our service next to the textbook sse-starlette app, on loopback.
+
+For every scenario, and for each server in turn (ours, then the baseline), it starts a
+fake Home Assistant (``fake_ha.py``) and the server, connects many raw SSE clients
+(``subscribers.py``), measures, and stops every process it started, by PID. The server runs
+on one CPU, the load (fake HA, subscribers, this script) on another. At the end it prints
+one table and checks the targets of issue 6. See README.md ("Benchmark") and
+bench/README.md.
+
+    .venv/bin/python bench/run.py                      # everything, ~6 min
+    .venv/bin/python bench/run.py --quick              # small numbers, ~2 min
+    .venv/bin/python bench/run.py --scenarios fanout,idle --no-baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import dataclasses
+import json
+import os
+import resource
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PY = sys.executable
+LOOPBACK = "127.0.0.1"
+TOKEN = "bench-token"
+PR_SET_PDEATHSIG = 1
+
+
+# --------------------------------------------------------------------------- scenarios --
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    what: str
+    clients: int
+    rate: float
+    quick_clients: int
+    idle: bool = False  # no events: memory per connection
+    events_during_ramp: bool = False  # clients connect while events flow
+    filtered: bool = False  # client i watches sensor.bench_<i % entities> only
+    window: float | None = None  # measurement window, if not --duration
+    part: int = 0  # runs twice in a row (A-B-B-A); 1 or 2 tells them apart
+
+
+SCENARIOS = [
+    Scenario("fanout", "every client gets every event", 1000, 10, 200),
+    Scenario("fanout-5k", "every client ends with the latest state", 5000, 10, 1000),
+    Scenario("idle", "idle connections: server RSS per connection", 5000, 0, 500, idle=True),
+    Scenario("ramp", "new clients connect while events flow", 1000, 100, 300, events_during_ramp=True, window=3),
+    # The filter pair: same events/s and deliveries/s, so a difference in cost per delivery is
+    # the cost of the events a filtered client does not watch. 1000 events/s keeps the cost of
+    # receiving each upstream event from swamping the 2 deliveries it makes.
+    Scenario("filter", "one entity per client, 10 entities change", 20, 1000, 20, filtered=True),
+    Scenario("filter-ref", "unfiltered, same events/s and deliveries/s as filter", 2, 1000, 2),
+]
+# The filter pair runs A-B-B-A with half windows, and is judged on the means: on a shared
+# machine the cost of the same work drifts over a minute by more than the effect looked for.
+GROUPS = {"filter": [("filter", 1), ("filter-ref", 1), ("filter-ref", 2), ("filter", 2)]}
+
+
+# ----------------------------------------------------------------------------- helpers --
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, b""
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def raise_nofile(need: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Procs:
+    """Starts processes pinned to a CPU, remembers them, and stops exactly those, by PID."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        logdir.mkdir(parents=True, exist_ok=True)
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._prctl = libc.prctl
+
+    def spawn(
+        self, name: str, argv: list[str], cpus: set[int], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        prctl = self._prctl
+
+        def pin_and_tie() -> None:
+            os.sched_setaffinity(0, cpus)  # what `taskset -c` does
+            prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # if this script dies, so does the child
+
+        with open(self.logdir / f"{name}.log", "ab") as log:
+            log.write(f"$ {shlex.join(argv)}  (cpus {sorted(cpus)})\n".encode())
+            log.flush()
+            p = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env or child_env(),
+                cwd=ROOT,
+                preexec_fn=pin_and_tie,
+            )
+        self.procs.append(p)
+        return p
+
+    def stop_all(self, grace: float = 8.0) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is not None:
+                continue
+            kids = children(p.pid)
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                p.wait(5)
+            for k in kids:  # none expected; only ones this process started
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(k, signal.SIGKILL)
+        self.procs.clear()
+
+
+# ----------------------------------------------------------------------------- targets --
+class Target:
+    name = ""
+    desc = ""
+
+    def argv(self, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def env(self, port: int, ha_url: str) -> dict[str, str]:
+        return {**child_env(), "HA_URL": ha_url, "HA_TOKEN": TOKEN, "PORT": str(port)}
+
+    def ready(self, port: int, entities: int) -> bool:
+        raise NotImplementedError
+
+
+class Ours(Target):
+    name = "ours"
+    desc = "sse_service: python -m sse_service (uvicorn, uvloop + httptools, 1 worker)"
+
+    def argv(self, port: int) -> list[str]:
+        return [PY, "-m", "sse_service", "--host", LOOPBACK, "--port", str(port), "--graceful-timeout", "2"]
+
+    def env(self, port: int, ha_url: str) -> dict[str, str]:
+        return {**super().env(port, ha_url), "LOG_LEVEL": "warning"}
+
+    def ready(self, port: int, entities: int) -> bool:
+        status, body = http_get(f"http://{LOOPBACK}:{port}/healthz")
+        if status != 200:
+            return False
+        health = json.loads(body)
+        return bool(health["upstream"]["status"] == "connected" and health["entities"] == entities)
+
+
+class Baseline(Target):
+    name = "baseline"
+    desc = "bench/naive_app.py: Starlette + sse-starlette, a Queue per client (uvicorn, uvloop + httptools, 1 worker)"
+
+    def argv(self, port: int) -> list[str]:
+        return [
+            PY, "-m", "uvicorn", "naive_app:app", "--app-dir", str(HERE), "--host", LOOPBACK, "--port", str(port),
+            "--http", "httptools", "--loop", "uvloop", "--workers", "1", "--no-access-log",
+            "--log-level", "warning", "--backlog", "4096",
+        ]  # fmt: skip
+
+    def ready(self, port: int, entities: int) -> bool:
+        return http_get(f"http://{LOOPBACK}:{port}/health")[0] == 200
+
+
+TARGETS: dict[str, Target] = {"ours": Ours(), "baseline": Baseline()}
+
+
+def loaded_modules(pid: int) -> list[str]:
+    """Which of uvloop/httptools the server process really has mapped."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return []
+    return [m for m in ("uvloop", "httptools") if f"/{m}/" in maps]
+
+
+# ---------------------------------------------------------------------------- scenario --
+def run_one(args: argparse.Namespace, sc: Scenario, target: Target, rep: int, logroot: Path) -> dict[str, Any]:
+    clients = args.clients or (sc.quick_clients if args.quick else sc.clients)
+    window = args.duration if sc.window is None else min(sc.window, args.duration)
+    if sc.part:
+        window = max(1.0, args.duration * 0.6)
+    if sc.idle:
+        window = 1.0
+    label = f"{sc.name}-{target.name}-rep{rep}" + (f"-{sc.part}" if sc.part else "")
+    logdir = logroot / label
+    procs = Procs(logdir)
+    rec: dict[str, Any] = {
+        "scenario": sc.name,
+        "target": target.name,
+        "rep": rep,
+        "clients": clients,
+        "rate": sc.rate,
+        "label": label,
+    }
+    started = time.monotonic()
+    wait_signal = sc.rate > 0 and not sc.events_during_ramp
+    ramp_timeout = args.ramp_timeout_ramp if sc.events_during_ramp else args.ramp_timeout
+    drain = 0.0 if sc.idle else args.drain_timeout
+    limit = ramp_timeout + args.warmup + window + drain + 40
+    try:
+        ha_port, port = free_port(), free_port()
+        status_file = logdir / "fake_ha-status.json"
+        fake = procs.spawn(
+            "fake_ha",
+            [
+                PY, str(HERE / "fake_ha.py"), "--port", str(ha_port), "--token", TOKEN, "--rate", str(sc.rate),
+                "--entities", str(args.entities), "--max-seconds", str(limit + 30), "--status-file", str(status_file),
+            ]
+            + (["--wait-signal"] if wait_signal else []),
+            args.load_cpus,
+        )  # fmt: skip
+        if not wait_port(ha_port, 15):
+            raise RuntimeError("fake_ha did not come up")
+        ha_url = f"ws://{LOOPBACK}:{ha_port}/api/websocket"
+        server = procs.spawn(target.name, target.argv(port), args.server_cpus, target.env(port, ha_url))
+        end = time.monotonic() + 30
+        while not target.ready(port, args.entities):
+            if server.poll() is not None or time.monotonic() > end:
+                raise RuntimeError(f"{target.name} did not come up; see {logdir}/{target.name}.log")
+            time.sleep(0.1)
+        time.sleep(0.5)
+        rec["server_modules"] = loaded_modules(server.pid)
+        out = logdir / "subscribers.json"
+        argv = [
+            PY, str(HERE / "subscribers.py"), "--url", f"http://{LOOPBACK}:{port}/events",
+            "--clients", str(clients), "--entities", str(args.entities), "--duration", str(window),
+            "--ramp-batch", str(args.ramp_batch), "--ramp-timeout", str(ramp_timeout),
+            "--connect-timeout", str(ramp_timeout), "--json-out", str(out), "--label", label,
+            "--watch-pid", str(server.pid), "--load-pid", str(fake.pid),
+        ]  # fmt: skip
+        if sc.filtered:
+            argv.append("--filter-one-entity")
+        if sc.idle:
+            argv += ["--settle", "2"]
+        else:
+            argv += ["--stop-pid", str(fake.pid), "--status-file", str(status_file), "--drain-timeout", str(drain)]
+            if wait_signal:
+                argv += ["--signal-pid", str(fake.pid), "--warmup", str(args.warmup)]
+        for cpu in sorted(args.server_cpus | args.load_cpus):
+            argv += ["--watch-cpu", str(cpu)]
+        sub = procs.spawn("subscribers", argv, args.load_cpus)
+        try:
+            sub.wait(limit)
+        except subprocess.TimeoutExpired:
+            rec["error"] = "subscribers did not finish in time"
+        rec["server_alive_at_end"] = server.poll() is None
+        if out.exists():
+            rec["result"] = json.loads(out.read_text())
+        elif "error" not in rec:
+            rec["error"] = f"no result (subscribers exit {sub.returncode}); see {logdir}"
+        with contextlib.suppress(OSError):
+            if "unable to keep up" in (logdir / "fake_ha.log").read_text(errors="replace"):
+                rec["upstream_dropped_server"] = True
+    except Exception as e:  # record it and go on with the other scenarios
+        rec["error"] = repr(e)
+    finally:
+        procs.stop_all()
+    rec["wall_s"] = round(time.monotonic() - started, 1)
+    return rec
+
+
+# ------------------------------------------------------------------------------ tables --
+def get(rec: dict[str, Any], *path: str) -> Any:
+    cur: Any = rec.get("result")
+    for k in path:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(k)
+    return cur
+
+
+def fmt(v: Any, spec: str = "{}") -> str:
+    return "–" if v is None else spec.format(v)
+
+
+COLUMNS = [
+    "scenario", "server", "clients × rate/s", "connected", "ramp s", "deliv/s", "p50 ms", "p99 ms", "max ms",
+    "server µs/deliv", "server CPU %", "missing / dup", "resets", "stale at end", "KiB/idle conn", "client CPU %",
+    "others % srv/load core",
+]  # fmt: skip
+
+
+def others(rec: dict[str, Any], server_cpu: int, load_cpu: int) -> tuple[float | None, float | None]:
+    """CPU of each core taken by processes this benchmark did not start (other jobs on the machine)."""
+
+    def on(cpu: int, ours: float) -> float | None:
+        busy, irq = get(rec, "cpu_busy_pct", str(cpu)), get(rec, "cpu_irq_pct", str(cpu))
+        return None if busy is None or irq is None else max(0.0, busy - irq - ours)
+
+    server = get(rec, "server", "cpu_pct") or 0.0
+    load = (get(rec, "client_cpu_pct") or 0.0) + (get(rec, "load_procs_cpu_pct") or 0.0)
+    if server_cpu == load_cpu:
+        return on(server_cpu, (server + load) / 2), None
+    return on(server_cpu, server), on(load_cpu, load)
+
+
+def row(rec: dict[str, Any], server_cpu: int, load_cpu: int) -> list[str]:
+    idle = rec["rate"] == 0
+    if "result" not in rec:
+        return [rec["scenario"], rec["target"], f"{rec['clients']} × {rec['rate']:g}", "error"] + [""] * 13
+    missing, dup = get(rec, "missing_total"), get(rec, "dup_total")
+    noise = others(rec, server_cpu, load_cpu)
+    return [
+        rec["scenario"],
+        rec["target"],
+        f"{rec['clients']} × {rec['rate']:g}",
+        f"{get(rec, 'connected')}",
+        fmt(get(rec, "ramp_s"), "{:.1f}"),
+        "–" if idle else fmt(get(rec, "deliveries_per_s"), "{:,.0f}"),
+        "–" if idle else fmt(get(rec, "latency_ms", "p50"), "{:.1f}"),
+        "–" if idle else fmt(get(rec, "latency_ms", "p99"), "{:.1f}"),
+        "–" if idle else fmt(get(rec, "latency_ms", "max"), "{:.0f}"),
+        "–" if idle else fmt(get(rec, "server", "us_per_delivery"), "{:.1f}"),
+        fmt(get(rec, "server", "cpu_pct"), "{:.0f}"),
+        "–" if idle else f"{missing} / {dup}",
+        "–" if idle else fmt(get(rec, "resets_total")),
+        "–" if idle else fmt(get(rec, "stale_clients")),
+        fmt(get(rec, "server", "kib_per_conn"), "{:.1f}") if idle else "–",
+        "–" if idle else fmt(get(rec, "client_cpu_pct"), "{:.0f}"),
+        f"{fmt(noise[0], '{:.0f}')} / {fmt(noise[1], '{:.0f}')}",
+    ]
+
+
+def table(records: list[dict[str, Any]], server_cpu: int, load_cpu: int) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row(r, server_cpu, load_cpu)) + " |" for r in records]
+    return "\n".join(lines)
+
+
+def mean_of(recs: list[dict[str, Any]], *path: str) -> float | None:
+    vals = [v for v in (get(r, *path) for r in recs) if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def check(ok: bool | None) -> str:
+    return "?" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def targets(records: list[dict[str, Any]]) -> list[str]:
+    """The targets of issue 6, for each server that ran."""
+    out = []
+    last = max((r["rep"] for r in records), default=0)
+    by = {(r["scenario"], r["target"]): r for r in records if r["rep"] == last}
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rec in records:
+        if rec["rep"] == last and "result" in rec:
+            runs.setdefault((rec["scenario"], rec["target"]), []).append(rec)
+    for tname in ("ours", "baseline"):
+        lines = []
+        r = by.get(("fanout", tname))
+        if r and "result" in r:
+            p99, us = get(r, "latency_ms", "p99"), get(r, "server", "us_per_delivery")
+            exact = all(get(r, k) == 0 for k in ("missing_total", "dup_total", "resets_total", "stale_clients"))
+            complete = get(r, "connected") == r["clients"] and exact and get(r, "clients_zero_events") == 0
+            ok = complete and p99 is not None and p99 <= 50 and us is not None and us <= 25
+            lines.append(
+                f"{check(ok)} fanout {r['clients']}×{r['rate']:g}/s: every event to every client "
+                f"({'yes' if complete else 'NO'}), p99 {fmt(p99, '{:.1f}')} ms (≤ 50), "
+                f"{fmt(us, '{:.1f}')} µs/delivery (≤ 25)"
+            )
+        r = by.get(("fanout-5k", tname))
+        if r and "result" in r:
+            p99 = get(r, "latency_ms", "p99")
+            current = get(r, "connected") == r["clients"] and get(r, "stale_clients") == 0
+            ok = current and p99 is not None and p99 <= 250
+            lines.append(
+                f"{check(ok)} fanout-5k {r['clients']}×{r['rate']:g}/s: all end with the latest state "
+                f"({'yes' if current else 'NO: ' + str(get(r, 'stale_clients')) + ' stale'}), "
+                f"p99 {fmt(p99, '{:.1f}')} ms (≤ 250)"
+            )
+        r = by.get(("idle", tname))
+        if r and "result" in r:
+            kib = get(r, "server", "kib_per_conn")
+            ok = get(r, "connected") == r["clients"] and kib is not None and kib <= 15
+            lines.append(f"{check(ok)} idle {r['clients']}: {fmt(kib, '{:.1f}')} KiB per connection (≤ 15)")
+        r = by.get(("ramp", tname))
+        if r and "result" in r:
+            ramp, conn, early = get(r, "ramp_s"), get(r, "connected"), get(r, "connected_within_5s")
+            ok = early == r["clients"]
+            lines.append(
+                f"{check(ok)} ramp: with events at {r['rate']:g}/s, {early} of {r['clients']} new clients connected "
+                f"within 5 s (target: all), {conn} in {fmt(ramp, '{:.1f}')} s"
+            )
+        f, ref = runs.get(("filter", tname), []), runs.get(("filter-ref", tname), [])
+        if f and ref:
+            a, b = mean_of(f, "server", "us_per_delivery"), mean_of(ref, "server", "us_per_delivery")
+            ratio = a / b if a and b else None
+            exact = all(get(x, "missing_total") == 0 and get(x, "stale_clients") == 0 for x in f + ref)
+            ok = None if ratio is None else (ratio <= 1.25 and exact)
+            lines.append(
+                f"{check(ok)} filter: {fmt(a, '{:.1f}')} µs/delivery with {f[0]['clients']} clients on one entity "
+                f"each vs {fmt(b, '{:.1f}')} with {ref[0]['clients']} unfiltered, same events/s and deliveries/s "
+                f"(mean of {len(f)} and {len(ref)} runs): ratio {fmt(ratio, '{:.2f}')} (≤ 1.25: unwatched "
+                "entities cost nothing)"
+            )
+        if lines:
+            out.append(f"{tname}:")
+            out += [f"  {x}" for x in lines]
+    return out
+
+
+# -------------------------------------------------------------------------------- main --
+def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    names = [s.name for s in SCENARIOS if s.name != "filter-ref"]
+    ap.add_argument("--scenarios", default=",".join(names), help=f"comma list from {names} (default: all)")
+    ap.add_argument("--quick", action="store_true", help="fewer clients and shorter windows (~2 min)")
+    ap.add_argument("--no-baseline", action="store_true", help="run our service only")
+    ap.add_argument("--clients", type=int, help="clients for every selected scenario (overrides the defaults)")
+    ap.add_argument("--duration", type=float, help="measurement window, s (default 10; --quick 3)")
+    ap.add_argument("--warmup", type=float, help="events before the window opens, s (default 2; --quick 1)")
+    ap.add_argument("--drain-timeout", type=float, help="wait for clients to catch up after the window, s (default 10)")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--entities", type=int, default=10)
+    ap.add_argument("--ramp-batch", type=int, default=250)
+    ap.add_argument("--ramp-timeout", type=float, default=60.0, help="connect limit for the load scenarios, s")
+    ap.add_argument("--ramp-timeout-ramp", type=float, default=20.0, help="connect limit for the ramp scenario, s")
+    ap.add_argument("--server-cpu", type=int, default=0)
+    ap.add_argument("--load-cpu", type=int, default=1)
+    ap.add_argument("--out", default=str(HERE / "results"), help="folder for results-<stamp>.json and .md")
+    ap.add_argument("--json-out", help="also write the JSON here")
+    args = ap.parse_args()
+
+    wanted = [x.strip() for x in args.scenarios.split(",") if x.strip()]
+    known = {s.name for s in SCENARIOS}
+    for w in wanted:
+        if w not in known:
+            ap.error(f"unknown scenario {w!r}; choose from {names}")
+    by_name = {s.name: s for s in SCENARIOS}
+    plan = []
+    for s in SCENARIOS:  # in the order of SCENARIOS, whatever the order asked for
+        if s.name in wanted:
+            group = GROUPS.get(s.name)
+            plan += [dataclasses.replace(by_name[n], part=k) for n, k in group] if group else [s]
+    if args.duration is None:
+        args.duration = 3.0 if args.quick else 10.0
+    if args.warmup is None:
+        args.warmup = 1.0 if args.quick else 2.0
+    if args.drain_timeout is None:
+        args.drain_timeout = 5.0 if args.quick else 10.0
+
+    available = os.sched_getaffinity(0)
+    if {args.server_cpu, args.load_cpu} <= available and args.server_cpu != args.load_cpu:
+        args.server_cpus, args.load_cpus = {args.server_cpu}, {args.load_cpu}
+    else:
+        print(f"warning: CPUs {sorted(available)}: cannot pin server and load apart; results are not comparable")
+        args.server_cpus = args.load_cpus = available
+    os.sched_setaffinity(0, args.load_cpus)  # this script mostly sleeps; keep it off the server's CPU
+    most = max((args.clients or (s.quick_clients if args.quick else s.clients)) for s in plan) if plan else 0
+    nofile = raise_nofile(most + 200)  # inherited by the server and the subscribers
+    if nofile < most + 100:
+        print(f"warning: open-files limit {nofile} is too low for {most} clients")
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    outdir = Path(args.out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    logroot = Path(os.environ.get("TMPDIR", "/tmp")) / "sse-service-bench" / stamp
+    tnames = ["ours"] if args.no_baseline else ["ours", "baseline"]
+    meta = {
+        "stamp": stamp,
+        "argv": sys.argv,
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "server_cpus": sorted(args.server_cpus),
+        "load_cpus": sorted(args.load_cpus),
+        "nofile": nofile,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "entities": args.entities,
+        "targets": {t: TARGETS[t].desc for t in tnames},
+    }
+    print(f"bench: {len(plan)} scenario(s) × {tnames}, logs in {logroot}", flush=True)
+    records: list[dict[str, Any]] = []
+    jpath = outdir / f"results-{stamp}.json"
+    try:
+        for rep in range(1, args.repeats + 1):
+            for sc in plan:
+                for tname in tnames:  # side by side: ours, then the baseline, same scenario
+                    rec = run_one(args, sc, TARGETS[tname], rep, logroot)
+                    records.append(rec)
+                    res = rec.get("result") or {}
+                    lat = res.get("latency_ms") or {}
+                    print(
+                        f"[{rec['label']}] connected={res.get('connected')} ramp={res.get('ramp_s')}s "
+                        f"deliv/s={res.get('deliveries_per_s')} p50={lat.get('p50')} p99={lat.get('p99')} "
+                        f"us/deliv={(res.get('server') or {}).get('us_per_delivery')} "
+                        f"missing={res.get('missing_total')} dup={res.get('dup_total')} "
+                        f"resets={res.get('resets_total')} stale={res.get('stale_clients')} "
+                        f"kib/conn={(res.get('server') or {}).get('kib_per_conn')} "
+                        f"client_cpu={res.get('client_cpu_pct')}% err={rec.get('error')} ({rec['wall_s']} s)",
+                        flush=True,
+                    )
+                    doc = json.dumps({"meta": meta, "records": records}, indent=1)
+                    jpath.write_text(doc)
+                    if args.json_out:
+                        Path(args.json_out).write_text(doc)
+    except KeyboardInterrupt:
+        print("interrupted; tables of what ran so far:")
+    md = table(records, min(args.server_cpus), min(args.load_cpus))
+    summary = targets(records)
+    text = f"{md}\n\n" + "\n".join(summary) + "\n"
+    (outdir / f"results-{stamp}.md").write_text(text)
+    print()
+    print(text)
+    print(f"results: {jpath}")
+    return 1 if any(r.get("error") for r in records) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
