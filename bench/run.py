@@ -201,7 +201,9 @@ class Ours(Target):
         return [PY, "-m", "sse_service", "--host", LOOPBACK, "--port", str(port), "--graceful-timeout", "2"]
 
     def env(self, port: int, ha_url: str) -> dict[str, str]:
-        return {**super().env(port, ha_url), "LOG_LEVEL": "warning"}
+        # Every bench client comes from 127.0.0.1: lift the per-address cap on streams.
+        caps = {"MAX_STREAMS": "1000000", "MAX_STREAMS_PER_IP": "1000000"}
+        return {**super().env(port, ha_url), "LOG_LEVEL": "warning", **caps}
 
     def ready(self, port: int, entities: int) -> bool:
         status, body = http_get(f"http://{LOOPBACK}:{port}/healthz")
