@@ -102,6 +102,14 @@ class Hub:
         self._encoded_history: dict[str, str] = {}  # entity id -> its history points as JSON
         self._snapshot_cache: tuple[int, bytes] | None = None
         self._emptied = asyncio.Event()
+        # Frames made since the last flush. They go out once per event-loop turn: a burst of
+        # upstream messages becomes one write per subscriber, and the loop gets to accept
+        # new clients between bursts.
+        self._pending: list[_Frame] = []
+        self._pending_removed: list[str] = []
+        self._flush_handle: asyncio.Handle | None = None
+        # Subscribed while frames were pending, with the seq their snapshot or replay covers.
+        self._joining: list[tuple[Subscriber, int]] = []
 
     # --- ids ----------------------------------------------------------------------------
 
@@ -120,14 +128,14 @@ class Hub:
 
     @property
     def client_count(self) -> int:
-        return len(self._everything) + len(self._filtered)
+        return len(self._everything) + len(self._filtered) + len(self._joining)
 
     @property
     def unfiltered_count(self) -> int:
         return len(self._everything)
 
     def subscribers(self) -> Iterable[Subscriber]:
-        return itertools.chain(self._everything, self._filtered)
+        return itertools.chain(self._everything, self._filtered, (s for s, _ in self._joining))
 
     def subscribe(self, subscriber: Subscriber, last_event_id: str | None = None, prefix: bytes = b"") -> str:
         """Register a stream and write what it needs first: the missed frames, or a snapshot.
@@ -145,6 +153,20 @@ class Hub:
             kind = "snapshot"
             self.snapshots += 1
             first = self.snapshot_frame(pattern)
+        if self._pending:
+            # The snapshot or replay already covers the frames not yet delivered: join the
+            # others after the next flush. (Flushing here instead would cost a fan-out to
+            # everyone per new client, just when many connect at once.)
+            self._joining.append((subscriber, self.seq))
+        else:
+            self._register(subscriber)
+        if prefix or first:
+            subscriber.write(prefix + first)
+            self.bytes_out += len(prefix) + len(first)
+        return kind
+
+    def _register(self, subscriber: Subscriber) -> None:
+        pattern = subscriber.filter
         if pattern is None:
             self._everything.add(subscriber)
         else:
@@ -152,13 +174,12 @@ class Hub:
             for entity_id, watchers in self._watchers.items():
                 if pattern(entity_id):
                     watchers.add(subscriber)
-        if prefix or first:
-            subscriber.write(prefix + first)
-            self.bytes_out += len(prefix) + len(first)
-        return kind
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        if subscriber.filter is None:
+        joining = [entry for entry in self._joining if entry[0] is not subscriber]
+        if len(joining) < len(self._joining):
+            self._joining = joining
+        elif subscriber.filter is None:
             self._everything.discard(subscriber)
         elif subscriber in self._filtered:
             self._filtered.discard(subscriber)
@@ -248,17 +269,45 @@ class Hub:
             self._encoded.pop(entity_id, None)
             self._encoded_history.pop(entity_id, None)
             frames.append(self._frame("remove", sse.dumps({"entity_id": entity_id}), entity_id))
+        self._pending_removed.extend(removed)
         self._fan_out(frames)
-        for entity_id in removed:
-            self._watchers.pop(entity_id, None)
 
     def _fan_out(self, frames: list[_Frame]) -> None:
         if not frames:
             return
-        started = time.perf_counter()
-        self._write_all(frames)
-        if self.on_fanout is not None:
-            self.on_fanout(time.perf_counter() - started)
+        self._pending.extend(frames)
+        if self._flush_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (unit tests of the hub): deliver now
+            self.flush()
+            return
+        self._flush_handle = loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Deliver every frame made since the last flush: one write per subscriber."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        frames, self._pending = self._pending, []
+        removed, self._pending_removed = self._pending_removed, []
+        if frames:
+            started = time.perf_counter()
+            self._write_all(frames)
+            if self.on_fanout is not None:
+                self.on_fanout(time.perf_counter() - started)
+        for entity_id in removed:
+            if entity_id not in self.store.states:  # not back in the meantime
+                self._watchers.pop(entity_id, None)
+        joining, self._joining = self._joining, []
+        for subscriber, covered in joining:
+            # Frames made after its snapshot or replay, before this flush.
+            missed = b"".join(f.data for f in frames if f.seq > covered and _visible(f, subscriber.filter))
+            if missed:
+                subscriber.write(missed)
+                self.bytes_out += len(missed)
+            self._register(subscriber)
 
     def _write_all(self, frames: list[_Frame]) -> None:
         if len(frames) == 1:
@@ -311,6 +360,7 @@ class Hub:
 
     def close_all(self, final: bytes) -> None:
         """End every stream with ``final`` (e.g. a short ``retry:``)."""
+        self.flush()
         for subscriber in list(self.subscribers()):
             subscriber.close(final)
 

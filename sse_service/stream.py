@@ -145,6 +145,9 @@ class ClientStream:
             await _drive(coro, waiting_on)
             while not self.closed or self._closing is not None:
                 if self._overflowed:
+                    # Frames the hub still holds are older than the snapshot that replaces
+                    # them: out (and dropped here) first, so no lower id follows the snapshot.
+                    self._hub.flush()
                     self._overflowed = False
                     self._outbox.clear()
                     self._outbox_bytes = 0

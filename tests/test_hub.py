@@ -208,3 +208,35 @@ def test_history_is_encoded_once_per_change_of_its_entity(monkeypatch: pytest.Mo
     hub.snapshot_frame()
     hub.snapshot_frame(EntityPattern(["sensor.*"]))
     assert [v for v in encoded if isinstance(v, list)] == [[(1795428000.0, 0.0), (1795428000.0, 3.0)]]
+
+
+async def test_with_a_loop_frames_coalesce_and_a_client_joining_meanwhile_gets_no_gap_and_no_duplicate() -> None:
+    hub = seeded_hub()
+    early = Recorder()
+    hub.subscribe(early)
+    early.writes.clear()
+    hub.upstream_changes({"sensor.a": state("sensor.a", "1")}, [])
+    hub.upstream_changes({"sensor.b": state("sensor.b", "1")}, [])
+    assert early.writes == [], "nothing is written until the loop turns"
+    first_pending_id = hub.event_id(hub.seq - 1)
+
+    joining, resuming = Recorder(EntityPattern(["sensor.*"])), Recorder()
+    assert hub.subscribe(joining) == "snapshot"  # covers both pending changes
+    assert hub.subscribe(resuming, hub.event_id(hub.seq - 2)) == "replay"  # both pending changes, replayed
+    hub.flush()
+    hub.upstream_changes({"sensor.a": state("sensor.a", "2")}, ["sensor.b"])
+    hub.flush()
+
+    assert len(early.writes) == 2, "one write per flush, however many frames"
+    assert [(e[1], e[2].get("state")) for e in early.events()] == [
+        ("state", "1"),
+        ("state", "1"),
+        ("state", "2"),
+        ("remove", None),
+    ]
+    snapshot, *rest = joining.events()
+    assert snapshot[2]["entities"]["sensor.a"]["state"] == "1"
+    assert [(e[1], e[2].get("state")) for e in rest] == [("state", "2"), ("remove", None)]
+    replayed = resuming.events()
+    assert replayed[0][0] == first_pending_id
+    assert [e[0] for e in replayed] == [e[0] for e in early.events()], "same frames, same ids, once each"
