@@ -38,6 +38,10 @@ from .types import EntityState, UpstreamStatus
 
 __all__ = ["Hub", "Subscriber", "new_epoch"]
 
+# A fan-out longer than this means the server is busy (see _fan_out).
+BUSY_FLUSH = 0.005
+# ... and the pause before the next one is capped: latency matters more than CPU past this.
+MAX_WAIT = 0.025
 HEARTBEAT = sse.event("ping", "{}")  # no id: a ping is not part of the replayable sequence
 
 
@@ -108,6 +112,8 @@ class Hub:
         self._pending: list[_Frame] = []
         self._pending_removed: list[str] = []
         self._flush_handle: asyncio.Handle | None = None
+        self._flush_cost = 0.0  # seconds the last fan-out took
+        self._flush_end = 0.0  # perf_counter when it ended
         # Subscribed while frames were pending, with the seq their snapshot or replay covers.
         self._joining: list[tuple[Subscriber, int]] = []
 
@@ -283,7 +289,14 @@ class Hub:
         except RuntimeError:  # no loop (unit tests of the hub): deliver now
             self.flush()
             return
-        self._flush_handle = loop.call_soon(self.flush)
+        # Under load, the next fan-out starts no sooner than half the last one's length (at
+        # most MAX_WAIT) after it ended: the loop keeps time to accept clients and read
+        # upstream, and the frames made meanwhile share one write per client.
+        wait = min(self._flush_cost / 2, MAX_WAIT) - (time.perf_counter() - self._flush_end)
+        if self._flush_cost > BUSY_FLUSH and wait > 0:
+            self._flush_handle = loop.call_later(wait, self.flush)
+        else:
+            self._flush_handle = loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Deliver every frame made since the last flush: one write per subscriber."""
@@ -295,8 +308,10 @@ class Hub:
         if frames:
             started = time.perf_counter()
             self._write_all(frames)
+            self._flush_end = time.perf_counter()
+            self._flush_cost = self._flush_end - started
             if self.on_fanout is not None:
-                self.on_fanout(time.perf_counter() - started)
+                self.on_fanout(self._flush_cost)
         for entity_id in removed:
             if entity_id not in self.store.states:  # not back in the meantime
                 self._watchers.pop(entity_id, None)

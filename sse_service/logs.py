@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -90,10 +90,14 @@ class AccessLogMiddleware:
         self.skip = skip
         self.log = logging.getLogger("sse_service.access")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine itself: a stream passes straight through, without a frame of ours
+        # held for its whole life (each costs memory per idle connection).
         if scope["type"] != "http" or scope["path"] in self.skip:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._logged(scope, receive, send)
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 0
 

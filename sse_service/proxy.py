@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -89,7 +89,8 @@ class ProxyHeadersMiddleware:
         self.app = app
         self.trusted = trusted
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: no frame of ours stays alive under every open stream.
         if scope["type"] in ("http", "websocket"):
             peer = scope.get("client")
             if peer and self.trusted.trusts_peer(str(peer[0])):
@@ -102,4 +103,4 @@ class ProxyHeadersMiddleware:
                 if proto:
                     scheme = proto if scope["type"] == "http" else {"http": "ws", "https": "wss"}[proto]
                     scope = dict(scope, scheme=scheme)
-        await self.app(scope, receive, send)
+        return self.app(scope, receive, send)

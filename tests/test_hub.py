@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -240,3 +242,19 @@ async def test_with_a_loop_frames_coalesce_and_a_client_joining_meanwhile_gets_n
     replayed = resuming.events()
     assert replayed[0][0] == first_pending_id
     assert [e[0] for e in replayed] == [e[0] for e in early.events()], "same frames, same ids, once each"
+
+
+async def test_after_a_long_fan_out_the_next_waits_and_batches() -> None:
+    hub = seeded_hub()
+    sub = Recorder()
+    hub.subscribe(sub)
+    await asyncio.sleep(0)
+    sub.writes.clear()
+    hub._flush_cost, hub._flush_end = 0.04, time.perf_counter()  # as if 1000s of clients took 40 ms
+    hub.upstream_changes({"sensor.a": state("sensor.a", "1")}, [])
+    await asyncio.sleep(0.005)
+    hub.upstream_changes({"sensor.a": state("sensor.a", "2")}, [])
+    assert sub.writes == [], "the loop is left to other work for a while"
+    await asyncio.sleep(0.05)
+    assert len(sub.writes) == 1, "both changes went out in one write"
+    assert [e[2]["state"] for e in sub.events()] == ["1", "2"]
