@@ -21,7 +21,6 @@ import ctypes
 import dataclasses
 import json
 import os
-import resource
 import shlex
 import signal
 import socket
@@ -32,6 +31,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from subscribers import raise_nofile  # bench/ is on sys.path: this file runs as a script
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -107,15 +108,6 @@ def children(pid: int) -> list[int]:
             return [int(x) for x in f.read().split()]
     except OSError:
         return []
-
-
-def raise_nofile(need: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need:
-        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def child_env() -> dict[str, str]:
