@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from . import api, sse
 from .access import Keys, RateLimiter, StreamLimits
@@ -27,13 +28,21 @@ from .hub import Hub
 from .logs import AccessLogMiddleware
 from .metrics import Metrics
 from .proxy import ProxyHeadersMiddleware, TrustedProxies
-from .stream import EventsEndpoint
+from .stream import RAW_SEND, EventsEndpoint
 
 __all__ = ["WEB_DIR", "create_app"]
 
 log = logging.getLogger("sse_service")
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+class _App(Starlette):
+    """Starlette, handing the server's own ``send`` to the event streams (see ``stream.py``)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[RAW_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlette:
@@ -158,7 +167,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
                 max_age=600,
             )
         )
-    app = Starlette(
+    app = _App(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
