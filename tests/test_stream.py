@@ -6,7 +6,9 @@ import asyncio
 import time
 
 import httpx
+import pytest
 
+from sse_service.access import Keys
 from sse_service.ha.demo import DemoHomeAssistant
 
 from .helpers import live_server, open_stream, settings_for
@@ -194,6 +196,40 @@ async def test_head_gets_headers_and_other_methods_get_405(ha: DemoHomeAssistant
         post = await client.post(live.url + "/events")
         assert post.status_code == 405
         assert post.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_an_internal_error_before_the_stream_starts_is_a_json_500_without_details(
+    ha: DemoHomeAssistant, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # /events runs ahead of Starlette's error middleware, so it must answer this itself.
+    async with live_server(settings_for(ha)) as live, httpx.AsyncClient() as client:
+        limits = live.app.state.limits
+
+        def broken(*args: object) -> bool:
+            raise RuntimeError("secret internals")
+
+        monkeypatch.setattr(Keys, "may_read", broken)
+        response = await client.get(live.url + "/events")
+        assert response.status_code == 500
+        assert response.json()["error"]["code"] == "internal_error"
+        assert "secret internals" not in response.text
+        assert "secret internals" in caplog.text, "the details go to the server log"
+        assert limits.open == 0, "the slot is given back"
+
+        monkeypatch.undo()
+        async with open_stream(live.url + "/events") as stream:
+            assert (await stream.next()).event == "snapshot"
+
+
+async def test_the_stream_is_reached_with_a_trailing_slash_and_under_a_root_path(ha: DemoHomeAssistant) -> None:
+    async with live_server(settings_for(ha)) as live:
+        # Starlette redirects to /events, as EventSource follows it.
+        redirected = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None), follow_redirects=True)
+        async with redirected, open_stream(live.url + "/events/", client=redirected) as stream:
+            assert (await stream.next()).event == "snapshot"
+        live.server.config.root_path = "/dash"  # a proxy strips /dash; uvicorn puts it back in the path
+        async with open_stream(live.url + "/events") as stream:
+            assert (await stream.next()).event == "snapshot"
 
 
 async def test_states_and_health_routes(ha: DemoHomeAssistant) -> None:
