@@ -12,7 +12,7 @@ from typing import Any
 
 from sse_starlette import ServerSentEvent
 
-__all__ = ["comment", "dumps", "event", "retry"]
+__all__ = ["dumps", "event", "retry"]
 
 
 def dumps(value: Any) -> str:
@@ -26,7 +26,3 @@ def event(name: str, data: str, event_id: str | None = None) -> bytes:
 
 def retry(milliseconds: int) -> bytes:
     return ServerSentEvent(retry=milliseconds).encode()
-
-
-def comment(text: str = "") -> bytes:
-    return ServerSentEvent(comment=text).encode()
