@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -12,7 +13,7 @@ from .filters import EntityPattern
 from .ha.client import HAClient
 from .hub import Hub
 
-__all__ = ["error_response", "health", "read_denied", "single_state", "states"]
+__all__ = ["error_response", "health", "read_denied", "read_refusal", "single_state", "states"]
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -20,13 +21,17 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-def read_denied(request: Request) -> Response | None:
+def read_refusal(keys: Keys, headers: Headers, query: QueryParams) -> Response | None:
     """The 401 for a reader without a valid key, or None when it may read."""
-    keys: Keys = request.app.state.keys
-    if keys.may_read(request.headers, request.query_params):
+    if keys.may_read(headers, query):
         return None
     message = "a valid read key is required: 'Authorization: Bearer <key>', ?key=<key> or an sse_key cookie"
     return error_response(401, "unauthorized", message, {"www-authenticate": "Bearer"})
+
+
+def read_denied(request: Request) -> Response | None:
+    """:func:`read_refusal` for a Starlette route."""
+    return read_refusal(request.app.state.keys, request.headers, request.query_params)
 
 
 def _hub(request: Request) -> Hub:

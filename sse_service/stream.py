@@ -37,7 +37,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import sse
 from .access import Keys, Refusal, StreamLimits, client_ip
-from .api import error_response
+from .api import error_response, read_refusal
 from .filters import EntityPattern
 from .hub import Hub
 
@@ -242,10 +242,8 @@ class EventsEndpoint:
             return error_response(405, "method_not_allowed", "use GET for /events", {"allow": "GET, HEAD"})
         query = QueryParams(scope["query_string"])
         headers = Headers(scope=scope)
-        if not self.keys.may_read(headers, query):
-            # 401 also makes a browser's EventSource stop retrying, which is right for a bad key.
-            message = "a valid read key is required: ?key=<key>, an sse_key cookie or 'Authorization: Bearer <key>'"
-            return error_response(401, "unauthorized", message, {"www-authenticate": "Bearer"})
+        if denied := read_refusal(self.keys, headers, query):
+            return denied  # a 401 also makes an EventSource stop retrying: right for a bad key
         pattern = EntityPattern.parse(query.get("entity_id", ""), query.get("domain", ""))
         last_event_id = headers.get("last-event-id") or query.get("last_event_id")
         ip = client_ip(scope)
