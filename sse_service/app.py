@@ -117,7 +117,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         exposed=exposed,
         on_outcome=lambda outcome: metrics.command(outcome),
     )
-    metrics = Metrics(hub, limits, lambda: getattr(app.state, "upstream", None))
+    metrics = Metrics(hub, lambda: getattr(app.state, "upstream", None))
     hub.on_fanout = metrics.fanout.observe
     draining = False
 

@@ -19,7 +19,6 @@ from .api import read_denied
 from .types import UpstreamStatus
 
 if TYPE_CHECKING:
-    from .access import StreamLimits
     from .ha.client import HAClient
     from .hub import Hub
 
@@ -30,9 +29,8 @@ FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 
 
 class _HubCollector(Collector):
-    def __init__(self, hub: Hub, limits: StreamLimits, upstream: Callable[[], HAClient | None]) -> None:
+    def __init__(self, hub: Hub, upstream: Callable[[], HAClient | None]) -> None:
         self._hub = hub
-        self._limits = limits
         self._upstream = upstream
 
     def collect(self) -> Iterator[Metric]:
@@ -65,9 +63,9 @@ class _HubCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, hub: Hub, limits: StreamLimits, upstream: Callable[[], HAClient | None]) -> None:
+    def __init__(self, hub: Hub, upstream: Callable[[], HAClient | None]) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_HubCollector(hub, limits, upstream))
+        self.registry.register(_HubCollector(hub, upstream))
         self.commands = Counter(
             "sse_commands", "Service calls on the command route, by outcome", ["outcome"], registry=self.registry
         )
