@@ -114,6 +114,7 @@ class Hub:
         self._flush_handle: asyncio.Handle | None = None
         self._flush_cost = 0.0  # seconds the last fan-out took
         self._flush_end = 0.0  # perf_counter when it ended
+        self._pending_since = 0.0  # perf_counter when the oldest pending frame was made
         # Subscribed while frames were pending, with the seq their snapshot or replay covers.
         self._joining: list[tuple[Subscriber, int]] = []
 
@@ -281,6 +282,8 @@ class Hub:
     def _fan_out(self, frames: list[_Frame]) -> None:
         if not frames:
             return
+        if not self._pending:
+            self._pending_since = time.perf_counter()
         self._pending.extend(frames)
         if self._flush_handle is not None:
             return
@@ -310,8 +313,8 @@ class Hub:
             self._write_all(frames)
             self._flush_end = time.perf_counter()
             self._flush_cost = self._flush_end - started
-            if self.on_fanout is not None:
-                self.on_fanout(self._flush_cost)
+            if self.on_fanout is not None:  # what the oldest frame waited, pacing included
+                self.on_fanout(self._flush_end - self._pending_since)
         for entity_id in removed:
             if entity_id not in self.store.states:  # not back in the meantime
                 self._watchers.pop(entity_id, None)

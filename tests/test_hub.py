@@ -258,3 +258,16 @@ async def test_after_a_long_fan_out_the_next_waits_and_batches() -> None:
     await asyncio.sleep(0.05)
     assert len(sub.writes) == 1, "both changes went out in one write"
     assert [e[2]["state"] for e in sub.events()] == ["1", "2"]
+
+
+async def test_the_fan_out_histogram_sees_how_long_the_oldest_frame_waited() -> None:
+    hub = seeded_hub()
+    hub.subscribe(Recorder())
+    await asyncio.sleep(0)
+    observed: list[float] = []
+    hub.on_fanout = observed.append
+    hub._flush_cost, hub._flush_end = 0.04, time.perf_counter()  # paced: the flush waits ~20 ms
+    hub.upstream_changes({"sensor.a": state("sensor.a", "1")}, [])
+    await asyncio.sleep(0.05)
+    assert len(observed) == 1
+    assert observed[0] >= 0.015, "the pacing wait counts, not only the writes"
