@@ -16,11 +16,13 @@ class EntityPattern:
     globs there are. Matching is case-sensitive: Home Assistant entity ids are lower case.
     """
 
-    __slots__ = ("_match", "globs", "matches_all")
+    __slots__ = ("_match", "exact_ids", "globs", "matches_all")
 
     def __init__(self, globs: Iterable[str]) -> None:
         self.globs = tuple(dict.fromkeys(g for g in globs if g))
         self.matches_all = "*" in self.globs
+        # The globs as plain entity ids, when none of them is a pattern.
+        self.exact_ids = None if any(c in g for g in self.globs for c in "*?[") else self.globs
         if self.globs:
             self._match = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in self.globs)).match
         else:

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 __all__ = ["EntityState", "UpstreamStatus"]
 
 
 class EntityState(TypedDict):
-    """One entity as clients see it. Built once per change and never mutated afterwards."""
+    """One entity as clients see it, in the shape of HA's REST API (``/api/states``).
+
+    Built once per change and never mutated afterwards. ``context`` (``id``, ``parent_id``,
+    ``user_id``: who or what made the change) always comes from HA; ``last_reported`` only
+    from HA 2024.4 on, which has the field.
+    """
 
     entity_id: str
     state: str
     attributes: dict[str, Any]
     last_changed: str
+    last_reported: NotRequired[str]
     last_updated: str
+    context: NotRequired[dict[str, Any]]
 
 
 class UpstreamStatus(enum.StrEnum):

@@ -86,8 +86,10 @@ async def test_commands_use_strictly_increasing_ids(ha: DemoHomeAssistant) -> No
         )
         (connection,) = ha.clients
         ids = [m["id"] for m in connection.received]
-    assert ids == sorted(ids) and len(set(ids)) == len(ids) == 22
-    assert [m["type"] for m in connection.received[:2]] == ["supported_features", "subscribe_entities"]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    kinds = [m["type"] for m in connection.received]
+    assert kinds[:4] == ["supported_features", "auth/current_user", "get_states", "subscribe_entities"]
+    assert kinds.count("call_service") == 20
 
 
 async def test_only_exposed_entities_are_subscribed_and_kept(ha: DemoHomeAssistant) -> None:
@@ -95,7 +97,8 @@ async def test_only_exposed_entities_are_subscribed_and_kept(ha: DemoHomeAssista
     async with running(make_client(ha, sink, exposed=EntityPattern(["sensor.*", "switch.charger"]))) as client:
         await sink.wait(lambda: client.connected)
         (connection,) = ha.clients
-        assert connection.received[1]["include"] == {"entity_globs": ["sensor.*", "switch.charger"]}
+        (subscribe,) = [m for m in connection.received if m["type"] == "subscribe_entities"]
+        assert subscribe["include"] == {"entity_globs": ["sensor.*", "switch.charger"]}
         assert "light.kitchen" not in sink.snapshots[0]
         ha.set_state("light.kitchen", "off")
         ha.set_state("sensor.house_load", "700")
@@ -171,7 +174,7 @@ async def test_unreachable_ha_is_retried_with_growing_delays() -> None:
     sink = Sink()
     async with running(make_client(ha, sink, backoff_max=0.4)) as client:
         await sink.wait(lambda: client.status is UpstreamStatus.DISCONNECTED)
-        assert client.reason == "connection refused"
+        assert client.reason == "cannot connect: connection refused"
         await asyncio.sleep(0.5)
         await ha.start()
         try:
@@ -240,3 +243,117 @@ async def test_snapshots_larger_than_one_mebibyte_pass(ha: DemoHomeAssistant) ->
     async with running(make_client(ha, sink)) as client:
         await sink.wait(lambda: client.connected)
     assert len(sink.snapshots[0]) == 45
+
+
+# --- what real HA releases do (shared/docs/real-ha-testing.md), played by the fake ------
+
+
+async def _reconnect_lag(ha: DemoHomeAssistant, sink: Sink, client: HAClient, down: float) -> float:
+    """Drop the connection the way HA 2024.3 does (1006), stay down ``down`` s, return the lag after the restart."""
+    loop = asyncio.get_running_loop()
+    await ha.shut_down("2024.3")
+    await sink.wait(lambda: client.status is UpstreamStatus.DISCONNECTED)
+    await asyncio.sleep(down)
+    connects = ha.connections_total
+    await ha.start()
+    back = loop.time()
+    await sink.wait(lambda: client.connected and ha.connections_total > connects, timeout=10)
+    return loop.time() - back
+
+
+async def test_every_restart_is_noticed_within_about_a_second_however_the_connection_ended(
+    ha: DemoHomeAssistant,
+) -> None:
+    sink = Sink()
+    # The production cap: the schedule itself has to keep restarts short, not a test setting.
+    async with running(make_client(ha, sink, backoff_max=30.0)) as client:
+        await sink.wait(lambda: client.connected)
+        lags = [await _reconnect_lag(ha, sink, client, down=2.0) for _ in range(3)]
+    assert max(lags) < 1.5, lags
+
+
+def test_the_schedule_is_fast_for_a_minute_then_grows_with_the_outage_up_to_the_cap() -> None:
+    client = HAClient("ws://127.0.0.1:1/api/websocket", "t", Sink(), exposed=EntityPattern(["*"]), backoff_max=30.0)
+    assert client._backoff(0, 0.0) == 0.25
+    assert all(0.8 <= client._backoff(n, n * 0.9) <= 1.0 for n in range(1, 60))
+    assert 5.0 <= client._backoff(70, 120.0) <= 12.0
+    assert client._backoff(200, 3600.0) <= 30.0
+    capped = HAClient("ws://127.0.0.1:1/api/websocket", "t", Sink(), exposed=EntityPattern(["*"]), backoff_max=0.1)
+    assert max(capped._backoff(n, n * 10.0) for n in range(20)) <= 0.1
+
+
+async def test_a_close_frame_marks_the_upstream_disconnected_at_once_though_tcp_lingers(ha: DemoHomeAssistant) -> None:
+    sink = Sink()
+    loop = asyncio.get_running_loop()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+        started = loop.time()
+        await ha.shut_down("2025.4", linger=10.0)  # HA 2025.4: close frame now, TCP end 10 s later
+        await sink.wait(lambda: client.status is UpstreamStatus.DISCONNECTED, timeout=5)
+        assert loop.time() - started < 1.0
+        assert "code 1000" in client.reason
+        with pytest.raises(NotConnected):
+            await client.call_service("switch", "turn_on", None, {"entity_id": ["switch.charger"]})
+
+
+async def test_homeassistant_stop_ends_the_session_before_the_socket_goes(ha: DemoHomeAssistant) -> None:
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+        (connection,) = ha.clients
+        async with asyncio.timeout(2):
+            while not any(m.get("event_type") == "homeassistant_stop" for m in connection.received):
+                await asyncio.sleep(0.01)
+        ha.announce_stop()  # the socket itself stays open
+        await sink.wait(lambda: client.status is UpstreamStatus.DISCONNECTED, timeout=1.0)
+        assert client.reason == "Home Assistant is shutting down"
+    assert ha.errors_sent == []
+
+
+async def test_a_non_admin_token_does_not_ask_for_the_stop_event(ha: DemoHomeAssistant) -> None:
+    ha.admin = False
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+        await asyncio.sleep(0.2)
+        (connection,) = ha.clients
+    assert "subscribe_events" not in [m["type"] for m in connection.received]
+    assert ha.errors_sent == []  # a refused subscription is an ERROR line in HA's log
+
+
+@pytest.mark.parametrize(
+    ("exposed", "expected"),
+    [
+        (["sensor.*"], {}),  # globs: HA 2024.3 takes no include; every entity, filtered here
+        (["sensor.solar_power", "switch.charger"], {"entity_ids": ["sensor.solar_power", "switch.charger"]}),
+    ],
+)
+async def test_ha_before_2024_9_gets_a_subscription_it_accepts(exposed: list[str], expected: dict[str, Any]) -> None:
+    async with DemoHomeAssistant(version="2024.3.3") as old_ha:
+        seed_old = {"sensor.solar_power": "1200", "sensor.house_load": "640", "switch.charger": "off"}
+        for entity_id, value in seed_old.items():
+            old_ha.set_state(entity_id, value)
+        sink = Sink()
+        async with running(make_client(old_ha, sink, exposed=EntityPattern(exposed))) as client:
+            await sink.wait(lambda: client.connected)
+            (connection,) = old_ha.clients
+    (subscribe,) = [m for m in connection.received if m["type"] == "subscribe_entities"]
+    assert {k: v for k, v in subscribe.items() if k not in ("id", "type")} == expected
+    assert old_ha.errors_sent == []
+    assert set(sink.snapshots[0]) == {e for e in seed_old if EntityPattern(exposed)(e)}
+    assert "get_states" not in [m["type"] for m in connection.received]  # no last_reported before 2024.4
+    assert all("last_reported" not in state for state in sink.snapshots[0].values())
+
+
+async def test_states_carry_context_and_last_reported_as_ha_shows_them(ha: DemoHomeAssistant) -> None:
+    ha.set_state("sensor.house_load", "640")  # a write that changes nothing: only last_reported moves
+    assert ha.states["sensor.house_load"]["last_reported"] != ha.states["sensor.house_load"]["last_updated"]
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+        assert sink.snapshots[0] == ha.states
+        await client.call_service("switch", "turn_on", None, {"entity_id": ["switch.charger"]})
+        await sink.wait(lambda: any("switch.charger" in u for u, _ in sink.changes))
+    changed = sink.changes[-1][0]["switch.charger"]
+    assert changed == ha.states["switch.charger"]
+    assert changed["context"]["user_id"] == ha.user_id  # who made the change

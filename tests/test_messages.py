@@ -10,6 +10,8 @@ from sse_service.types import EntityState
 
 T0 = 1758273123.118204
 ISO0 = "2025-09-19T09:12:03.118204+00:00"
+CTX0 = "01K5Q7XG0B9Q2H6M1J3R5T7V9W"
+USER = "31ddb597e03147118cf8d2f8fbea5553"
 
 
 def kitchen(**overrides: Any) -> EntityState:
@@ -19,6 +21,7 @@ def kitchen(**overrides: Any) -> EntityState:
         "attributes": {"brightness": 180, "friendly_name": "Kitchen"},
         "last_changed": ISO0,
         "last_updated": ISO0,
+        "context": {"id": CTX0, "parent_id": None, "user_id": None},
     }
     state.update(overrides)  # type: ignore[typeddict-item]
     return state
@@ -41,13 +44,54 @@ def test_auth_message_has_no_id() -> None:
     assert messages.auth("tok") == {"type": "auth", "access_token": "tok"}
 
 
-def test_subscribe_entities_narrows_with_entity_globs() -> None:
+def test_subscribe_entities_narrows_with_entity_globs_or_exact_ids() -> None:
     assert messages.subscribe_entities(2) == {"id": 2, "type": "subscribe_entities"}
     assert messages.subscribe_entities(2, ["sensor.*"]) == {
         "id": 2,
         "type": "subscribe_entities",
         "include": {"entity_globs": ["sensor.*"]},
     }
+    assert messages.subscribe_entities(2, None, ["switch.charger"]) == {
+        "id": 2,
+        "type": "subscribe_entities",
+        "entity_ids": ["switch.charger"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("version", "at_least_2024_9"),
+    [("2024.9.0", True), ("2025.4.4", True), ("2024.3.3", False), ("2024.10.0.dev20240901", True), ("2023.12", False)],
+)
+def test_versions_compare_by_year_then_month(version: str, at_least_2024_9: bool) -> None:
+    assert messages.version_at_least(version, (2024, 9)) is at_least_2024_9
+
+
+@pytest.mark.parametrize("version", [None, "", "dev", "2024"])
+def test_an_unknown_version_is_taken_as_old(version: str | None) -> None:
+    assert not messages.version_at_least(version, (2024, 9))
+
+
+def test_a_context_diff_merges_into_the_stored_context_and_a_bare_id_replaces_only_the_id() -> None:
+    current = {"light.kitchen": kitchen()}
+    by_user = {"c": {"light.kitchen": {"+": {"s": "off", "lc": T0 + 1, "c": {"id": "01KB", "user_id": USER}}}}}
+    after = apply_entities_event(current, by_user).updated["light.kitchen"]
+    assert after["context"] == {"id": "01KB", "parent_id": None, "user_id": USER}
+    by_id = {"c": {"light.kitchen": {"+": {"lu": T0 + 2, "c": "01KC"}}}}
+    again = apply_entities_event({"light.kitchen": after}, by_id).updated["light.kitchen"]
+    assert again["context"] == {"id": "01KC", "parent_id": None, "user_id": USER}
+
+
+def test_last_reported_is_last_updated_at_each_change_where_ha_has_the_field() -> None:
+    add = {"s": "on", "a": {}, "c": CTX0, "lc": T0}
+    state = apply_entities_event({}, {"a": {"light.kitchen": add}}, reported=True).updated["light.kitchen"]
+    assert list(state) == [
+        "entity_id", "state", "attributes", "last_changed", "last_reported", "last_updated", "context",
+    ]  # fmt: skip
+    assert state["last_reported"] == state["last_updated"] == ISO0
+    diff = {"c": {"light.kitchen": {"+": {"lu": T0 + 60, "c": "01KD", "a": {"brightness": 3}}}}}
+    later = apply_entities_event({"light.kitchen": state}, diff, reported=True).updated["light.kitchen"]
+    assert later["last_reported"] == later["last_updated"] == "2025-09-19T09:13:03.118204+00:00"
+    assert "last_reported" not in apply_entities_event({}, {"a": {"light.kitchen": add}}).updated["light.kitchen"]
 
 
 def test_call_service_puts_targets_in_target() -> None:
@@ -61,14 +105,15 @@ def test_call_service_puts_targets_in_target() -> None:
 
 
 def test_expand_state_fills_last_updated_from_last_changed() -> None:
-    state = expand_state("light.kitchen", {"s": "on", "a": {"brightness": 180, "friendly_name": "Kitchen"}, "lc": T0})
-    assert state == kitchen()
+    compressed = {"s": "on", "a": {"brightness": 180, "friendly_name": "Kitchen"}, "c": CTX0, "lc": T0}
+    assert expand_state("light.kitchen", compressed) == kitchen()
     later = expand_state("light.kitchen", {"s": "on", "a": {}, "c": "01K", "lc": T0, "lu": T0 + 60})
     assert later["last_updated"] == "2025-09-19T09:13:03.118204+00:00"
 
 
 def test_add_event_builds_full_states() -> None:
-    changes = apply_entities_event({}, {"a": {"light.kitchen": {"s": "on", "a": kitchen()["attributes"], "lc": T0}}})
+    add = {"s": "on", "a": kitchen()["attributes"], "c": CTX0, "lc": T0}
+    changes = apply_entities_event({}, {"a": {"light.kitchen": add}})
     assert changes.updated == {"light.kitchen": kitchen()}
     assert changes.removed == []
 

@@ -2,10 +2,31 @@
 
 Handshake (``auth_required`` -> ``auth`` -> ``auth_ok``/``auth_invalid``), coalesced frames,
 one ``subscribe_entities`` subscription whose first event is an authoritative snapshot,
-an application-level ping, and reconnects with capped exponential backoff plus jitter.
+an application-level ping, and reconnects on the schedule below.
 
 The read loop only parses and hands records to the sink, which must not block: HA drops a
 client whose queue of pending messages grows past 4096 (protocol notes §6.1).
+
+What real HA releases do differently, and what this client does about it
+(``shared/docs/real-ha-testing.md``):
+
+* **Shutdown.** 2024.3 sends ``homeassistant_stop`` (to admins that subscribed) and drops TCP
+  without a close frame; 2025.4 sends a close frame at once but ends TCP only ~10 s later.
+  The stop event and the close frame each end the session at once: no command goes out
+  into a connection that is going away, and clients learn of the outage when it starts.
+* **Filters.** ``subscribe_entities`` takes ``include`` from 2024.9 on; older versions log an
+  error for it. They get the exact ``entity_ids`` where ``ENTITIES`` names only exact ids,
+  and otherwise every entity, filtered here.
+* **last_reported** exists from 2024.4 on, but the compressed stream does not carry it: the
+  snapshot takes it from one ``get_states`` sent just before the subscription; each change
+  sets it to ``last_updated``, as HA does (writes that change nothing are not streamed).
+
+Reconnect schedule: HA restarts on every update, typically for 2-60 s. After a connection
+that was up (snapshot received), however it ended, the first retry comes after 0.25 s, then
+one a second for the first minute of the outage, so an ordinary restart is noticed within
+about a second of HA accepting connections. A refused connect costs HA nothing. Past a
+minute, the outage is probably a long one (maintenance, host down): the delay grows with it
+(a tenth of its length) up to ``HA_BACKOFF_MAX``, which also caps every delay above.
 """
 
 from __future__ import annotations
@@ -20,6 +41,8 @@ from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
 
 from .. import __version__
 from ..filters import EntityPattern
@@ -30,6 +53,12 @@ from .messages import ProtocolError
 __all__ = ["AuthInvalid", "HAClient", "HAError", "NotConnected", "UpstreamSink"]
 
 log = logging.getLogger("sse_service.upstream")
+
+FIRST_RETRY = 0.25
+FAST_RETRY = 1.0
+FAST_PERIOD = 60.0
+# While HA stays unreachable, a line every this many seconds at most (not one per try).
+LOG_EVERY = 30.0
 
 
 class UpstreamSink(Protocol):
@@ -60,6 +89,24 @@ class HAError(Exception):
         self.extra = dict(extra or {})
 
 
+class _Connection(ClientConnection):
+    """A WebSocket client connection that ends as soon as the server's close frame is in.
+
+    websockets' client waits for the server to end TCP after the close handshake, as the RFC
+    says; HA 2025.4 does so only ~10 s after its close frame. Our reply is already written
+    when the frame is processed, so the handshake is complete and closing TCP here is safe.
+    """
+
+    def process_event(self, event: Event) -> None:
+        super().process_event(event)
+        if isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
+            self.transport.close()
+
+
+class _Goodbye(Exception):
+    """HA announced its shutdown (``homeassistant_stop``): the session ends now."""
+
+
 class _Session:
     """State of one WebSocket connection; thrown away when it closes."""
 
@@ -71,6 +118,10 @@ class _Session:
         self.subscription_id: int | None = None
         self.snapshot_seen = False
         self.local_filter_only = False
+        self.user_id: int | None = None  # the auth/current_user request
+        self.stop_subscription_id: int | None = None
+        self.states_id: int | None = None  # the get_states request whose last_reported we take
+        self.reported: dict[str, tuple[float, str]] = {}  # entity -> (last_updated, last_reported)
 
 
 class HAClient:
@@ -107,6 +158,19 @@ class HAClient:
         self.ha_version: str | None = None
         self.connects = 0
         self.pong_rtt: float | None = None
+        self.next_attempt_at: float | None = None  # loop time of the next connect, while not connected
+        self._healthy = False  # the current connection got its snapshot
+
+    @property
+    def display_url(self) -> str:
+        """The HA URL for logs and messages: no credentials, no query."""
+        return _display_url(self._url)
+
+    def retry_in(self) -> float | None:
+        """Seconds until the next connect attempt, or None while connected."""
+        if self.next_attempt_at is None or self.connected:
+            return None
+        return max(0.0, self.next_attempt_at - asyncio.get_running_loop().time())
 
     # --- public API -------------------------------------------------------------------
 
@@ -116,30 +180,52 @@ class HAClient:
 
     async def run(self) -> None:
         """Connect, and reconnect for ever; returns only when cancelled."""
+        loop = asyncio.get_running_loop()
         attempt = 0
+        outage_since = loop.time()
+        last_logged = -LOG_EVERY
+        ever_connected = False
         while True:
-            authenticated = False
+            self._healthy = False
             try:
-                authenticated = await self._connect_once()
+                await self._connect_once()
                 reason = "connection closed by Home Assistant"
             except AuthInvalid as e:
                 self._set_status(UpstreamStatus.AUTH_INVALID, f"auth_invalid: {e}")
+                self.next_attempt_at = loop.time() + self._auth_retry
                 log.error(
-                    "Home Assistant refused the token (%s); next try in %.0f s. Check HA_TOKEN.", e, self._auth_retry
+                    "Home Assistant at %s refused the token (%s); next try in %.0f s. Check HA_TOKEN.",
+                    self.display_url,
+                    e,
+                    self._auth_retry,
                 )
                 await asyncio.sleep(self._auth_retry)
                 attempt = 0
                 continue
+            except _Goodbye as e:
+                reason = str(e)
             except ConnectionClosed as e:
                 reason = _describe_close(e)
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ProtocolError) as e:
                 reason = _describe_error(e)
-            if authenticated:
+            now = loop.time()
+            if self._healthy:
+                # However it ended (close frame, 1006, pong timeout, network), a connection
+                # that was up starts the next outage from the first, short delay.
+                ever_connected = True
                 attempt = 0
+                outage_since = now
+                last_logged = -LOG_EVERY
+            if not ever_connected:
+                reason = f"cannot connect: {reason}"
             self._set_status(UpstreamStatus.DISCONNECTED, reason)
-            delay = self._backoff(attempt)
+            delay = self._backoff(attempt, now - outage_since)
             attempt += 1
-            log.warning("Upstream disconnected (%s); reconnecting in %.1f s", reason, delay)
+            self.next_attempt_at = now + delay
+            if now - last_logged >= LOG_EVERY:
+                last_logged = now
+                tries = f" (try {attempt})" if attempt > 1 else ""
+                log.warning("Upstream %s%s: %s; next try in %.1f s", self.display_url, tries, reason, delay)
             await asyncio.sleep(delay)
 
     async def call_service(
@@ -165,6 +251,8 @@ class HAClient:
             reply = await future
         finally:
             session.pending.pop(msg_id, None)
+            if not future.done():
+                future.cancel()
         if not reply.get("success"):
             error = reply.get("error") or {}
             raise HAError(
@@ -176,12 +264,18 @@ class HAClient:
 
     # --- one connection ---------------------------------------------------------------
 
-    def _backoff(self, attempt: int) -> float:
-        base = min(1.0, self._backoff_max)
-        return min(self._backoff_max, base * 2.0**attempt) * random.uniform(0.5, 1.0)
+    def _backoff(self, attempt: int, outage: float) -> float:
+        """The delay before the next try, ``outage`` seconds into an outage (see the module doc)."""
+        if attempt == 0:
+            delay = FIRST_RETRY
+        elif outage < FAST_PERIOD:
+            delay = FAST_RETRY * random.uniform(0.8, 1.0)
+        else:
+            delay = max(FAST_RETRY, outage / 10) * random.uniform(0.5, 1.0)
+        return min(delay, self._backoff_max)
 
-    async def _connect_once(self) -> bool:
-        """Run one connection to its end. Returns whether it got past auth."""
+    async def _connect_once(self) -> None:
+        """Run one connection to its end (an exception says how it ended)."""
         async with asyncio.timeout(self._connect_timeout):
             ws = await connect(
                 self._url,
@@ -190,15 +284,24 @@ class HAClient:
                 close_timeout=2,
                 proxy=True if self._use_proxy else None,
                 user_agent_header=f"sse_service/{__version__}",
+                create_connection=_Connection,
             )
         session = _Session(ws)
         try:
             async with asyncio.timeout(self._connect_timeout):
                 await self._authenticate(ws)
             self.connects += 1
-            log.info("Upstream authenticated (Home Assistant %s)", self.ha_version or "unknown version")
+            log.info(
+                "Upstream authenticated at %s (Home Assistant %s)",
+                self.display_url,
+                self.ha_version or "unknown version",
+            )
             self._session = session
             await self._send(session, messages.supported_features)
+            # Admins may hear HA announce its shutdown; others get "unauthorized", so ask first.
+            session.user_id = await self._send(session, lambda i: messages.simple(i, "auth/current_user"))
+            if messages.version_at_least(self.ha_version, (2024, 4)):
+                session.states_id = await self._send(session, lambda i: messages.simple(i, "get_states"))
             await self._subscribe(session)
             pinger = asyncio.create_task(self._ping_loop(session), name="ha-ping")
             try:
@@ -207,7 +310,8 @@ class HAClient:
                 pinger.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pinger
-            return True
+        except NotConnected as e:
+            raise ConnectionError(str(e)) from None  # a send found the connection gone
         finally:
             self._session = None
             for future in session.pending.values():
@@ -231,8 +335,16 @@ class HAClient:
     async def _subscribe(self, session: _Session, *, local_filter_only: bool = False) -> None:
         session.local_filter_only = local_filter_only
         session.snapshot_seen = False
-        globs = None if (self._exposed.matches_all or local_filter_only) else self._exposed.globs
-        session.subscription_id = await self._send(session, lambda i: messages.subscribe_entities(i, globs))
+        globs: Sequence[str] | None = None
+        entity_ids: Sequence[str] | None = None
+        if not (self._exposed.matches_all or local_filter_only):
+            if messages.version_at_least(self.ha_version, (2024, 9)):
+                globs = self._exposed.globs
+            elif self._exposed.exact_ids is not None:
+                entity_ids = self._exposed.exact_ids
+            else:
+                session.local_filter_only = True  # globs, and an HA that takes none: filter here
+        session.subscription_id = await self._send(session, lambda i: messages.subscribe_entities(i, globs, entity_ids))
 
     async def _send(
         self,
@@ -247,13 +359,21 @@ class HAClient:
             msg_id = session.last_id
             if future is not None:
                 session.pending[msg_id] = future
-            await session.ws.send(_dumps(build(msg_id)))
+            try:
+                await session.ws.send(_dumps(build(msg_id)))
+            except ConnectionClosed:
+                # The connection is going away: the caller gets NotConnected, and the
+                # future is nobody's to await any more.
+                if future is not None:
+                    session.pending.pop(msg_id, None)
+                    future.cancel()
+                raise NotConnected("the connection to Home Assistant is closing") from None
         return msg_id
 
     async def _ping_loop(self, session: _Session) -> None:
         try:
             await self._ping_forever(session)
-        except ConnectionClosed:
+        except (ConnectionClosed, NotConnected):
             pass  # the read loop sees the close too and ends the session
 
     async def _ping_forever(self, session: _Session) -> None:
@@ -276,7 +396,10 @@ class HAClient:
             self.pong_rtt = loop.time() - started
 
     async def _read_loop(self, session: _Session) -> None:
-        async for frame in session.ws:
+        # recv(), not ``async for``: that ends quietly on a clean close, and the close code
+        # is what tells a user why the connection ended.
+        while True:
+            frame = await session.ws.recv()
             for message in messages.parse_frame(frame):
                 await self._dispatch(session, message)
 
@@ -288,15 +411,38 @@ class HAClient:
             if not isinstance(event, dict):
                 raise ProtocolError("entities event is not an object")
             self._on_entities_event(session, event)
+        elif kind == "event" and msg_id == session.stop_subscription_id:
+            raise _Goodbye("Home Assistant is shutting down")
         elif kind in ("result", "pong"):
             if kind == "result" and msg_id == session.subscription_id and not message.get("success"):
                 await self._on_subscribe_failed(session, message)
+                return
+            if kind == "result" and isinstance(msg_id, int) and msg_id in (session.user_id, session.states_id):
+                await self._on_setup_result(session, msg_id, message)
                 return
             future = session.pending.get(msg_id) if isinstance(msg_id, int) else None
             if future is not None and not future.done():
                 future.set_result(message)
         elif kind == "event":
             log.debug("Event for unknown subscription %r ignored", msg_id)
+
+    async def _on_setup_result(self, session: _Session, msg_id: int, message: dict[str, Any]) -> None:
+        result = message.get("result") if message.get("success") else None
+        if msg_id == session.user_id:
+            session.user_id = None
+            if isinstance(result, dict) and result.get("is_admin") is True:
+                session.stop_subscription_id = await self._send(
+                    session, lambda i: messages.subscribe_events(i, "homeassistant_stop")
+                )
+            return
+        session.states_id = None
+        for state in result if isinstance(result, list) else []:
+            if not isinstance(state, dict):
+                continue
+            entity_id, updated, reported = state.get("entity_id"), state.get("last_updated"), state.get("last_reported")
+            if isinstance(entity_id, str) and isinstance(updated, str) and isinstance(reported, str):
+                with contextlib.suppress(ValueError):
+                    session.reported[entity_id] = (messages.timestamp_from_iso(updated), reported)
 
     async def _on_subscribe_failed(self, session: _Session, message: dict[str, Any]) -> None:
         error = message.get("error") or {}
@@ -310,16 +456,19 @@ class HAClient:
 
     def _on_entities_event(self, session: _Session, event: dict[str, Any]) -> None:
         exposed = self._exposed
+        reported = messages.version_at_least(self.ha_version, (2024, 4))
         if not session.snapshot_seen:
             # The first event after (re)subscribing holds every state: it replaces what we
             # had, so entities removed while we were away disappear (cf. HA-js issue #769).
             session.snapshot_seen = True
-            changes = messages.apply_entities_event({}, event)
-            self._states = {k: v for k, v in changes.updated.items() if exposed(k)}
+            changes = messages.apply_entities_event({}, event, reported=reported)
+            self._states = {k: self._with_reported(session, v) for k, v in changes.updated.items() if exposed(k)}
+            session.reported.clear()
             self._sink.upstream_snapshot(dict(self._states))
+            self._healthy = True
             self._set_status(UpstreamStatus.CONNECTED, "connected")
             return
-        changes = messages.apply_entities_event(self._states, event)
+        changes = messages.apply_entities_event(self._states, event, reported=reported)
         updated = {k: v for k, v in changes.updated.items() if exposed(k)}
         removed = [k for k in changes.removed if k in self._states]
         for entity_id in removed:
@@ -329,6 +478,18 @@ class HAClient:
             log.debug("Diff for unknown entities ignored: %s", ", ".join(changes.unknown[:5]))
         if updated or removed:
             self._sink.upstream_changes(updated, removed)
+
+    @staticmethod
+    def _with_reported(session: _Session, state: EntityState) -> EntityState:
+        """The state with HA's own last_reported, where get_states saw this very version of it."""
+        seen = session.reported.get(state["entity_id"])
+        if seen is None or "last_reported" not in state:
+            return state
+        # The stream's float seconds and get_states' ISO text of one instant differ by float
+        # rounding only; another write would be apart by far more than a millisecond.
+        if abs(seen[0] - messages.timestamp_from_iso(state["last_updated"])) > 0.001:
+            return state
+        return {**state, "last_reported": seen[1]}
 
     def _set_status(self, status: UpstreamStatus, reason: str) -> None:
         self.reason = reason
@@ -346,6 +507,13 @@ def _describe_close(e: ConnectionClosed) -> str:
     if e.rcvd is not None:
         return f"closed by Home Assistant (code {e.rcvd.code})"
     return "connection lost"
+
+
+def _display_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    host = host.rpartition("@")[2]
+    return f"{scheme}{sep}{host}{slash}{path.split('?', 1)[0]}"
 
 
 def _describe_error(e: BaseException) -> str:

@@ -6,9 +6,14 @@ it (with the simulation off) as their fake HA: it follows the protocol closely e
 exercise auth failures, id rules, coalesced frames, restarts and service errors.
 
 Protocol coverage: ``auth_required``/``auth``/``auth_ok``/``auth_invalid``, ``supported_features``
-(coalesced arrays), ``get_states``, ``get_config``, ``subscribe_entities`` (``entity_ids``,
-``include``/``exclude``), ``subscribe_events`` (``state_changed``), ``unsubscribe_events``,
-``call_service``, ``ping``; ``id_reuse``, ``invalid_format`` and ``unknown_command`` errors.
+(coalesced arrays), ``get_states``, ``get_config``, ``auth/current_user``, ``subscribe_entities``
+(``entity_ids``, ``include``/``exclude``), ``subscribe_events`` (``state_changed``, and
+``homeassistant_stop`` for admins), ``unsubscribe_events``, ``call_service``, ``ping``;
+``id_reuse``, ``invalid_format``, ``unauthorized`` and ``unknown_command`` errors.
+
+``version`` picks what differs between HA releases: before 2024.9 ``subscribe_entities``
+refuses ``include``, before 2024.4 states have no ``last_reported``. :meth:`shut_down`
+goes away the way each real release does on SIGTERM (see shared/docs/real-ha-testing.md).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -82,14 +87,17 @@ class _Client:
         self.queue: list[str] = []
         self.wakeup = asyncio.Event()
         self.entity_subs: dict[int, Callable[[str], bool]] = {}
-        self.event_subs: set[int] = set()
+        self.event_subs: dict[int, str] = {}  # subscription id -> event type
         self.received: list[dict[str, Any]] = []
+        self.closing = False  # sent its close frame, TCP still open (see shut_down)
 
     def send(self, message: Mapping[str, Any]) -> None:
         if len(self.queue) >= MAX_PENDING:
             log.warning("Demo HA: client unable to keep up with pending messages; closing it")
             self.ws.transport.abort()
             return
+        if message.get("success") is False:
+            self.server.errors_sent.append(dict(message))  # what a real HA would log as an error
         self.queue.append(json.dumps(message, separators=(",", ":")))
         self.wakeup.set()
 
@@ -111,20 +119,33 @@ class _Client:
 class DemoHomeAssistant:
     """A small HA WebSocket API server on loopback. Mutate it with :meth:`set_state` and friends."""
 
-    def __init__(self, token: str | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        version: str = HA_VERSION,
+        admin: bool = True,
+    ) -> None:
         self.token = token or secrets.token_urlsafe(24)
         self.host = host
         self.port = port
+        self.version = version
+        self.admin = admin  # the token's user: only admins may subscribe to homeassistant_stop
+        self.user_id = secrets.token_hex(16)
         self.states: dict[str, EntityState] = {}
         self.services: dict[tuple[str, str], ServiceHandler] = {}
         self.clients: set[_Client] = set()
         self.connections_total = 0
         self.auth_failures = 0
         self.service_calls: list[ServiceCall] = []
-        self.refuse_filtered_subscribe = False  # behave like HA before 2024.9
+        self.refuse_filtered_subscribe = not messages.version_at_least(version, (2024, 9))
         self.answer_pings = True  # False: a half-open connection, as far as the client can tell
         self.arrays_sent = 0
+        self.errors_sent: list[dict[str, Any]] = []
         self._server: Server | None = None
+        self._lingering: set[asyncio.TimerHandle] = set()
         for service in ("turn_on", "turn_off", "toggle"):
             self.services[("switch", service)] = self._switch_service
 
@@ -147,12 +168,51 @@ class DemoHomeAssistant:
             self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        """Go away like a stopping HA: stop listening and close every connection."""
+        """Go away: stop listening and close every connection with a close handshake."""
+        for task in list(self._lingering):
+            task.cancel()
         server, self._server = self._server, None
         if server is None:
             return
+        for client in list(self.clients):
+            if client.closing:
+                client.ws.transport.abort()
         server.close()
         await server.wait_closed()
+
+    def announce_stop(self) -> None:
+        """Fire ``homeassistant_stop`` to its subscribers, and nothing else (yet)."""
+        for client in list(self.clients):
+            for sub_id, event_type in client.event_subs.items():
+                if event_type == "homeassistant_stop":
+                    event = {"event_type": "homeassistant_stop", "data": {}, "origin": "LOCAL"}
+                    client.send({"id": sub_id, "type": "event", "event": event})
+
+    async def shut_down(self, how: Literal["2024.3", "2025.4"], *, linger: float = 10.0) -> None:
+        """Stop as a real HA does on SIGTERM, then listen no more (until :meth:`start`).
+
+        ``"2024.3"``: a ``homeassistant_stop`` event to whoever subscribed to it, then the TCP
+        connection drops without a close frame (the client sees 1006). ``"2025.4"``: a close
+        frame (1000), but the TCP connection ends only ``linger`` seconds later (aiohttp's
+        shutdown timeout); a client that waits for the end of TCP believes it is connected.
+        """
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close(close_connections=False)
+        for client in list(self.clients):
+            if how == "2024.3":
+                for sub_id, event_type in client.event_subs.items():
+                    if event_type == "homeassistant_stop":
+                        event = {"event_type": "homeassistant_stop", "data": {}, "origin": "LOCAL"}
+                        await client.ws.send(json.dumps({"id": sub_id, "type": "event", "event": event}))
+                client.ws.transport.abort()  # no close frame: the client sees 1006
+            else:
+                client.closing = True
+                client.ws.transport.write(b"\x88\x02\x03\xe8")  # FIN + close, code 1000; never read the reply
+                client.ws.transport.pause_reading()
+                task = asyncio.get_running_loop().call_later(linger, client.ws.transport.abort)
+                self._lingering.add(task)
 
     async def __aenter__(self) -> DemoHomeAssistant:
         await self.start()
@@ -163,22 +223,36 @@ class DemoHomeAssistant:
 
     # --- state changes, as HA's state machine would make them ---------------------------
 
-    def set_state(self, entity_id: str, state: str, attributes: Mapping[str, Any] | None = None) -> EntityState:
-        """Write a state. Attributes default to the current ones; last_changed moves only with the state."""
+    def set_state(
+        self,
+        entity_id: str,
+        state: str,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        user_id: str | None = None,
+    ) -> EntityState:
+        """Write a state. Attributes default to the current ones; last_changed moves only with the state.
+
+        A write that changes nothing only moves ``last_reported`` and sends no event, as in HA.
+        """
         old = self.states.get(entity_id)
         now = _now_iso()
-        new: EntityState = {
-            "entity_id": entity_id,
-            "state": state,
-            "attributes": dict(attributes if attributes is not None else (old["attributes"] if old else {})),
-            "last_changed": now if old is None or old["state"] != state else old["last_changed"],
-            "last_updated": now,
-        }
-        if old is not None and old["state"] == new["state"] and old["attributes"] == new["attributes"]:
-            return old  # HA fires no state_changed for a write that changes nothing
+        new_attributes = dict(attributes if attributes is not None else (old["attributes"] if old else {}))
+        if old is not None and old["state"] == state and old["attributes"] == new_attributes:
+            if "last_reported" in old:
+                self.states[entity_id] = {**old, "last_reported": now}
+            return self.states[entity_id]
+        changed = now if old is None or old["state"] != state else old["last_changed"]
+        context = {"id": _context_id(), "parent_id": None, "user_id": user_id}
+        reported = now if self.has_last_reported else None
+        new = messages.make_state(entity_id, state, new_attributes, changed, now, context, reported)
         self.states[entity_id] = new
         self._broadcast(entity_id, old, new)
         return new
+
+    @property
+    def has_last_reported(self) -> bool:
+        return messages.version_at_least(self.version, (2024, 4))
 
     def remove_state(self, entity_id: str) -> None:
         old = self.states.pop(entity_id, None)
@@ -199,7 +273,9 @@ class DemoHomeAssistant:
                     event = {"c": {entity_id: messages.diff_states(old, new, context_id)}}
                 # HA serialises cached events with the id last (§3.1); clients must not care.
                 client.send({"type": "event", "event": event, "id": sub_id})
-            for sub_id in client.event_subs:
+            for sub_id, event_type in client.event_subs.items():
+                if event_type != "state_changed":
+                    continue
                 data = {
                     "entity_id": entity_id,
                     "old_state": _full(old, context_id),
@@ -217,13 +293,13 @@ class DemoHomeAssistant:
                 state = "off" if current["state"] == "on" else "on"
             else:
                 state = "on" if call.service == "turn_on" else "off"
-            self.set_state(entity_id, state)
+            self.set_state(entity_id, state, user_id=self.user_id)
 
     # --- the WebSocket API --------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.connections_total += 1
-        await ws.send(json.dumps({"type": "auth_required", "ha_version": HA_VERSION}))
+        await ws.send(json.dumps({"type": "auth_required", "ha_version": self.version}))
         try:
             async with asyncio.timeout(AUTH_TIMEOUT):
                 raw = await ws.recv()
@@ -237,7 +313,7 @@ class DemoHomeAssistant:
             self.auth_failures += 1
             await ws.send(json.dumps({"type": "auth_invalid", "message": "Invalid access token or password"}))
             return
-        await ws.send(json.dumps({"type": "auth_ok", "ha_version": HA_VERSION}))
+        await ws.send(json.dumps({"type": "auth_ok", "ha_version": self.version}))
 
         client = _Client(ws, self)
         self.clients.add(client)
@@ -279,6 +355,7 @@ class DemoHomeAssistant:
             "supported_features": self._cmd_supported_features,
             "get_states": self._cmd_get_states,
             "get_config": self._cmd_get_config,
+            "auth/current_user": self._cmd_current_user,
             "subscribe_entities": self._cmd_subscribe_entities,
             "subscribe_events": self._cmd_subscribe_events,
             "unsubscribe_events": self._cmd_unsubscribe,
@@ -299,8 +376,12 @@ class DemoHomeAssistant:
     async def _cmd_get_states(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
         client.send(_result(msg_id, [_full(s, _context_id()) for s in self.states.values()]))
 
+    async def _cmd_current_user(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
+        user = {"id": self.user_id, "name": "Demo", "is_owner": self.admin, "is_admin": self.admin}
+        client.send(_result(msg_id, user | {"credentials": [], "mfa_modules": []}))
+
     async def _cmd_get_config(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
-        client.send(_result(msg_id, {"version": HA_VERSION, "state": "RUNNING", "location_name": "Demo home"}))
+        client.send(_result(msg_id, {"version": self.version, "state": "RUNNING", "location_name": "Demo home"}))
 
     async def _cmd_subscribe_entities(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
         try:
@@ -318,10 +399,11 @@ class DemoHomeAssistant:
         client.send({"id": msg_id, "type": "event", "event": {"a": adds}})
 
     async def _cmd_subscribe_events(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
-        if message.get("event_type") != "state_changed":
+        event_type = message.get("event_type")
+        if event_type != "state_changed" and not (self.admin and event_type == "homeassistant_stop"):
             client.send(_error(msg_id, "unauthorized", "Unauthorized"))
             return
-        client.event_subs.add(msg_id)
+        client.event_subs[msg_id] = event_type
         client.send(_result(msg_id, None))
 
     async def _cmd_unsubscribe(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
@@ -331,7 +413,7 @@ class DemoHomeAssistant:
         ):
             client.send(_error(msg_id, "not_found", "Subscription not found."))
             return
-        client.event_subs.discard(subscription)
+        client.event_subs.pop(subscription, None)
         client.send(_result(msg_id, None))
 
     async def _cmd_ping(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
@@ -441,8 +523,7 @@ def _full(state: EntityState | None, context_id: str) -> dict[str, Any] | None:
     if state is None:
         return None
     full: dict[str, Any] = dict(state)
-    full["last_reported"] = state["last_updated"]
-    full["context"] = {"id": context_id, "parent_id": None, "user_id": None}
+    full.setdefault("context", {"id": context_id, "parent_id": None, "user_id": None})
     return full
 
 

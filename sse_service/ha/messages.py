@@ -35,11 +35,15 @@ __all__ = [
     "diff_states",
     "expand_state",
     "iso_from_timestamp",
+    "make_state",
     "parse_frame",
     "ping",
+    "simple",
     "subscribe_entities",
+    "subscribe_events",
     "supported_features",
     "timestamp_from_iso",
+    "version_at_least",
 ]
 
 Message = dict[str, Any]
@@ -61,12 +65,42 @@ def supported_features(msg_id: int) -> Message:
     return {"id": msg_id, "type": "supported_features", "features": {"coalesce_messages": 1}}
 
 
-def subscribe_entities(msg_id: int, entity_globs: Sequence[str] | None = None) -> Message:
-    """Subscribe to the compressed state stream; ``entity_globs`` narrows it server-side (HA >= 2024.9)."""
+def subscribe_entities(
+    msg_id: int, entity_globs: Sequence[str] | None = None, entity_ids: Sequence[str] | None = None
+) -> Message:
+    """Subscribe to the compressed state stream, narrowed server-side where HA can.
+
+    ``entity_globs`` goes out as an ``include`` filter (HA >= 2024.9 only: older versions
+    reject the key and log an error), ``entity_ids`` as the exact list every version takes.
+    """
     message: Message = {"id": msg_id, "type": "subscribe_entities"}
     if entity_globs:
         message["include"] = {"entity_globs": list(entity_globs)}
+    if entity_ids:
+        message["entity_ids"] = list(entity_ids)
     return message
+
+
+def subscribe_events(msg_id: int, event_type: str) -> Message:
+    return {"id": msg_id, "type": "subscribe_events", "event_type": event_type}
+
+
+def simple(msg_id: int, kind: str) -> Message:
+    """A command with no arguments (``get_states``, ``auth/current_user``)."""
+    return {"id": msg_id, "type": kind}
+
+
+def version_at_least(version: str | None, wanted: tuple[int, int]) -> bool:
+    """Whether an ``ha_version`` such as ``2024.3.3`` or ``2025.4.0.dev1`` is at least ``(year, month)``.
+
+    An unknown or unparsable version is not: callers then pick what every version accepts.
+    """
+    parts = (version or "").split(".")
+    try:
+        found = (int(parts[0]), int(parts[1]))
+    except (IndexError, ValueError):
+        return False
+    return found >= wanted
 
 
 def call_service(
@@ -112,20 +146,69 @@ def timestamp_from_iso(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-def expand_state(entity_id: str, compressed: Mapping[str, Any]) -> EntityState:
-    """A full state from a compressed add (``{"s", "a", "c", "lc", "lu"?}``)."""
+def expand_state(entity_id: str, compressed: Mapping[str, Any], *, reported: bool = False) -> EntityState:
+    """A full state from a compressed add (``{"s", "a", "c", "lc", "lu"?}``).
+
+    ``reported``: HA has ``last_reported`` (2024.4 on). The compressed format does not carry
+    it; at a change it equals ``last_updated``, which is what HA's own state object holds then.
+    """
     last_changed = iso_from_timestamp(_number(compressed.get("lc"), entity_id, "lc"))
     lu = compressed.get("lu")
+    last_updated = last_changed if lu is None else iso_from_timestamp(_number(lu, entity_id, "lu"))
     attributes = compressed.get("a") or {}
     if not isinstance(attributes, dict):
         raise ProtocolError(f"attributes of {entity_id} are not an object")
+    return make_state(
+        entity_id,
+        _state_string(compressed.get("s"), entity_id),
+        dict(attributes),
+        last_changed,
+        last_updated,
+        _context(compressed.get("c"), None, entity_id),
+        last_updated if reported else None,
+    )
+
+
+def make_state(
+    entity_id: str,
+    state: str,
+    attributes: dict[str, Any],
+    last_changed: str,
+    last_updated: str,
+    context: dict[str, Any],
+    last_reported: str | None,
+) -> EntityState:
+    # Keys in the order of HA's State.as_dict, so a state reads like /api/states in HA.
+    if last_reported is None:
+        return {
+            "entity_id": entity_id,
+            "state": state,
+            "attributes": attributes,
+            "last_changed": last_changed,
+            "last_updated": last_updated,
+            "context": context,
+        }
     return {
         "entity_id": entity_id,
-        "state": _state_string(compressed.get("s"), entity_id),
-        "attributes": dict(attributes),
+        "state": state,
+        "attributes": attributes,
         "last_changed": last_changed,
-        "last_updated": last_changed if lu is None else iso_from_timestamp(_number(lu, entity_id, "lu")),
+        "last_reported": last_reported,
+        "last_updated": last_updated,
+        "context": context,
     }
+
+
+def _context(value: Any, base: Mapping[str, Any] | None, entity_id: str) -> dict[str, Any]:
+    """A context from its compressed form: a bare id string, or a dict merged into ``base`` (§3.9)."""
+    context: dict[str, Any] = dict(base) if base else {"id": None, "parent_id": None, "user_id": None}
+    if isinstance(value, str):
+        context["id"] = value
+    elif isinstance(value, dict):
+        context.update(value)
+    elif value is not None:
+        raise ProtocolError(f"context of {entity_id} is neither a string nor an object")
+    return context
 
 
 @dataclasses.dataclass
@@ -137,11 +220,14 @@ class EntityChanges:
     unknown: list[str] = dataclasses.field(default_factory=list)  # diffs for entities we never saw
 
 
-def apply_entities_event(current: Mapping[str, EntityState], event: Mapping[str, Any]) -> EntityChanges:
+def apply_entities_event(
+    current: Mapping[str, EntityState], event: Mapping[str, Any], *, reported: bool = False
+) -> EntityChanges:
     """Apply one event to a read-only view of the current states; return what changed.
 
     ``current`` is not modified. Adds (``a``) replace, removes (``r``) delete, diffs (``c``)
-    patch the state as it stands after the adds and removes of the same event.
+    patch the state as it stands after the adds and removes of the same event. ``reported``:
+    see :func:`expand_state`.
     """
     changes = EntityChanges()
     adds = event.get("a", {})
@@ -153,7 +239,7 @@ def apply_entities_event(current: Mapping[str, EntityState], event: Mapping[str,
     for entity_id, compressed in adds.items():
         if not isinstance(compressed, dict):
             raise ProtocolError(f"add for {entity_id} is not an object")
-        changes.updated[entity_id] = expand_state(entity_id, compressed)
+        changes.updated[entity_id] = expand_state(entity_id, compressed, reported=reported)
     for entity_id in removes:
         if not isinstance(entity_id, str):
             raise ProtocolError("remove list holds a non-string")
@@ -169,34 +255,30 @@ def apply_entities_event(current: Mapping[str, EntityState], event: Mapping[str,
             continue
         if not isinstance(diff, dict):
             raise ProtocolError(f"diff for {entity_id} is not an object")
-        changes.updated[entity_id] = _patch(base, diff)
+        changes.updated[entity_id] = _patch(base, diff, reported)
     return changes
 
 
-def _patch(base: EntityState, diff: Mapping[str, Any]) -> EntityState:
+def _patch(base: EntityState, diff: Mapping[str, Any], reported: bool) -> EntityState:
     entity_id = base["entity_id"]
     plus = diff.get("+") or {}
     minus = diff.get("-") or {}
     if not isinstance(plus, dict) or not isinstance(minus, dict):
         raise ProtocolError(f"diff for {entity_id} has +/- of the wrong type")
-    new: EntityState = {
-        "entity_id": entity_id,
-        "state": base["state"],
-        "attributes": base["attributes"],
-        "last_changed": base["last_changed"],
-        "last_updated": base["last_updated"],
-    }
+    state = base["state"]
+    last_changed, last_updated = base["last_changed"], base["last_updated"]
     if "s" in plus:
-        new["state"] = _state_string(plus["s"], entity_id)
+        state = _state_string(plus["s"], entity_id)
     if "lc" in plus:
         # HA sends lc without lu when both moved together (§3.9).
-        new["last_changed"] = new["last_updated"] = iso_from_timestamp(_number(plus["lc"], entity_id, "lc"))
+        last_changed = last_updated = iso_from_timestamp(_number(plus["lc"], entity_id, "lc"))
     elif "lu" in plus:
-        new["last_updated"] = iso_from_timestamp(_number(plus["lu"], entity_id, "lu"))
+        last_updated = iso_from_timestamp(_number(plus["lu"], entity_id, "lu"))
+    attributes = base["attributes"]
     added = plus.get("a")
     removed = minus.get("a")
     if added or removed:
-        attributes = dict(base["attributes"])
+        attributes = dict(attributes)
         if added:
             if not isinstance(added, dict):
                 raise ProtocolError(f"changed attributes of {entity_id} are not an object")
@@ -206,8 +288,11 @@ def _patch(base: EntityState, diff: Mapping[str, Any]) -> EntityState:
                 raise ProtocolError(f"removed attributes of {entity_id} are not a list")
             for key in removed:
                 attributes.pop(key, None)
-        new["attributes"] = attributes
-    return new
+    context = _context(plus.get("c"), base.get("context"), entity_id)
+    last_reported = base.get("last_reported")
+    if reported and (last_reported is None or last_updated != base["last_updated"]):
+        last_reported = last_updated
+    return make_state(entity_id, state, attributes, last_changed, last_updated, context, last_reported)
 
 
 def _number(value: Any, entity_id: str, key: str) -> float:
@@ -226,11 +311,20 @@ def _state_string(value: Any, entity_id: str) -> str:
 
 
 def compress_state(state: EntityState, context_id: str) -> Message:
-    compressed: Message = {"s": state["state"], "a": state["attributes"], "c": context_id}
+    compressed: Message = {"s": state["state"], "a": state["attributes"], "c": _compress_context(state, context_id)}
     compressed["lc"] = timestamp_from_iso(state["last_changed"])
     if state["last_updated"] != state["last_changed"]:
         compressed["lu"] = timestamp_from_iso(state["last_updated"])
     return compressed
+
+
+def _compress_context(state: EntityState, context_id: str) -> str | Message:
+    context = state.get("context")
+    if context is None:
+        return context_id
+    if context.get("parent_id") is None and context.get("user_id") is None:
+        return str(context.get("id"))
+    return dict(context)
 
 
 def diff_states(old: EntityState, new: EntityState, context_id: str) -> Message:
@@ -242,7 +336,7 @@ def diff_states(old: EntityState, new: EntityState, context_id: str) -> Message:
         plus["lc"] = timestamp_from_iso(new["last_changed"])
     elif new["last_updated"] != old["last_updated"]:
         plus["lu"] = timestamp_from_iso(new["last_updated"])
-    plus["c"] = context_id
+    plus["c"] = _diff_context(old.get("context"), new.get("context"), context_id)
     old_attributes, new_attributes = old["attributes"], new["attributes"]
     changed = {k: v for k, v in new_attributes.items() if k not in old_attributes or old_attributes[k] != v}
     if changed:
@@ -252,3 +346,19 @@ def diff_states(old: EntityState, new: EntityState, context_id: str) -> Message:
     if removed:
         diff["-"] = {"a": removed}
     return diff
+
+
+def _diff_context(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, context_id: str) -> str | Message:
+    # As HA's _state_diff: a dict of what moved, or the bare id when only the id did.
+    if new is None:
+        return context_id
+    old = old or {}
+    delta: Message = {}
+    if new.get("parent_id") != old.get("parent_id"):
+        delta["parent_id"] = new.get("parent_id")
+    if new.get("user_id") != old.get("user_id"):
+        delta["user_id"] = new.get("user_id")
+    if delta:
+        delta["id"] = new.get("id")
+        return delta
+    return str(new.get("id"))
