@@ -7,6 +7,7 @@ import pytest
 from sse_service.ha.demo import DemoHomeAssistant
 
 from .helpers import seed_home
+from .real_ha import fresh_real_ha, pytest_terminal_summary, real_ha, real_ha_release  # noqa: F401  (fixtures, hook)
 
 
 @pytest.fixture
