@@ -20,9 +20,19 @@ entity's attributes (``new_state.attributes`` for ``subscribe_events``, ``+.a`` 
 entity a change is for.
 
 Signals: with ``--wait-signal`` nothing is emitted before SIGUSR1. SIGUSR2 stops emitting
-for good and writes ``{"last_seq": N, "entities": E}`` to ``--status-file``: the final
-state every subscriber must end with. Like HA, each connection has a bounded send queue
+for good and writes ``{"last_seq": N, "entities": E, "states": {...}}`` to ``--status-file``:
+the final state every subscriber must end with (``states`` is what ``get_states`` would
+answer, by entity id). Like HA, each connection has a bounded send queue
 (``--max-pending``, HA uses 4096): a client that does not read fast enough is dropped.
+
+Invalid JSON from a client ends its connection, as HA does ("Received invalid JSON"). With
+``--strict-json`` (used by ``soak.py``) that also covers what HA's parser cannot take:
+integers outside the signed 64-bit range, numbers that are not finite (``1e309``,
+``NaN``), nesting too deep for the parser. (HA 2024.3 dropped the connection on a
+400-digit integer and on ``1e309``; the bridge's rule is stricter: nothing outside int64.)
+Each such drop prints ``fake_ha: Received invalid JSON (...)`` to stderr;
+``--log-connections`` also prints one line per authenticated connection. ``--pad N`` adds
+an ``N``-character attribute to every entity, so every state the bridge sends is larger.
 
 Bounded: exits after ``--max-seconds`` and emits at most ``--max-events`` changes.
 """
@@ -35,6 +45,7 @@ import collections
 import contextlib
 import ipaddress
 import json
+import math
 import os
 import random
 import signal
@@ -52,6 +63,40 @@ def dumps(o: Any) -> str:
 
 
 loads = json.loads
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class InvalidJSON(ValueError):
+    """What HA's JSON parser would refuse: it then drops the connection."""
+
+
+def _int64(text: str) -> int:
+    if len(text.lstrip("-")) > 19:  # before int(): Python refuses more than 4300 digits itself
+        raise InvalidJSON(f"integer of {len(text.lstrip('-'))} digits")
+    value = int(text)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidJSON(f"integer {text} outside the signed 64-bit range")
+    return value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidJSON(f"number {text[:30]} is not finite")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidJSON(f"{name} is not JSON")
+
+
+def strict_loads(raw: str | bytes) -> Any:
+    """``json.loads`` that refuses what HA's parser refuses (see the module docstring)."""
+    try:
+        return json.loads(raw, parse_int=_int64, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise InvalidJSON("nested too deep") from None
 
 
 HA_VERSION = "2024.10.0"
@@ -73,15 +118,20 @@ def context(ns: int) -> dict[str, Any]:
 
 
 class World:
-    def __init__(self, entities: int) -> None:
+    def __init__(self, entities: int, pad: int = 0) -> None:
         now = time.time_ns()
         self.states: dict[str, dict[str, Any]] = {}
+        self.base: dict[str, dict[str, Any]] = {}  # the attributes every state of an entity has
         for i in range(entities):
             eid = f"sensor.bench_{i}"
+            base: dict[str, Any] = {"unit_of_measurement": "%", "friendly_name": f"Bench {i}"}
+            if pad:
+                base["pad"] = "x" * pad
+            self.base[eid] = base
             self.states[eid] = {
                 "entity_id": eid,
                 "state": "0",
-                "attributes": {"unit_of_measurement": "%", "friendly_name": f"Bench {i}"},
+                "attributes": dict(base),
                 "last_changed": iso(now),
                 "last_updated": iso(now),
                 "context": context(now),
@@ -117,21 +167,14 @@ class World:
         new = {
             "entity_id": eid,
             "state": str(seq % 100),
-            "attributes": {
-                "t": ns,
-                "seq": seq,
-                "unit_of_measurement": "%",
-                "friendly_name": old["attributes"]["friendly_name"],
-            },
+            "attributes": {"t": ns, "seq": seq, **self.base[eid]},
             "last_changed": ts if str(seq % 100) != old["state"] else old["last_changed"],
             "last_updated": ts,
             "context": ctx,
         }
         # The old_state sent next time carries no t/seq, so the first "t"/"seq" in an event
         # is always the new one.
-        self.states[eid] = dict(
-            new, attributes={"unit_of_measurement": "%", "friendly_name": old["attributes"]["friendly_name"]}
-        )
+        self.states[eid] = dict(new, attributes=dict(self.base[eid]))
         self.extra[eid] = {"t": ns, "seq": seq}
         plus: dict[str, Any] = {"a": {"t": ns, "seq": seq}, "c": ctx["id"]}
         if new["state"] != old["state"]:
@@ -190,13 +233,15 @@ class Conn:
 class FakeHA:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.world = World(args.entities)
+        self.world = World(args.entities, args.pad)
         self.conns: set[Conn] = set()
         self.has_sub = asyncio.Event()
         self.go = asyncio.Event()  # SIGUSR1 with --wait-signal
         self.stopped = asyncio.Event()  # SIGUSR2
         self.emitted = 0
         self.max_lag_ms = 0.0
+        self.connections = 0  # authenticated
+        self.invalid_json_drops = 0
 
     async def handler(self, ws: ServerConnection) -> None:
         a = self.args
@@ -215,16 +260,23 @@ class FakeHA:
             await ws.close()
             return
         await ws.send(dumps({"type": "auth_ok", "ha_version": HA_VERSION}))
+        self.connections += 1
+        if a.log_connections:
+            print(f"fake_ha: connection {self.connections} authenticated", file=sys.stderr, flush=True)
         c = Conn(ws, a.max_pending)
         self.conns.add(c)
         wtask = asyncio.ensure_future(c.writer())
         last_id = 0
+        parse = strict_loads if a.strict_json else loads
         try:
             async for raw in ws:
                 try:
-                    msg = loads(raw)
-                except ValueError:
-                    break  # HA disconnects on invalid JSON
+                    msg = parse(raw)
+                except ValueError as e:  # HA disconnects on invalid JSON
+                    self.invalid_json_drops += 1
+                    why = str(e)[:120] if isinstance(e, InvalidJSON) else "malformed"
+                    print(f"fake_ha: Received invalid JSON ({why}); disconnecting", file=sys.stderr, flush=True)
+                    break
                 for m in msg if isinstance(msg, list) else [msg]:
                     last_id = self.command(c, m, last_id)
                 if c.dead:
@@ -329,8 +381,18 @@ class FakeHA:
         if not self.args.status_file:
             return
         tmp = self.args.status_file + ".tmp"
+        w = self.world
+        states = {eid: dict(st, attributes={**st["attributes"], **w.extra[eid]}) for eid, st in w.states.items()}
+        status = {
+            "last_seq": w.seq,
+            "entities": len(w.ids),
+            "emitted": self.emitted,
+            "connections": self.connections,
+            "invalid_json_drops": self.invalid_json_drops,
+            "states": states,
+        }
         with open(tmp, "w") as f:
-            json.dump({"last_seq": self.world.seq, "entities": len(self.world.ids), "emitted": self.emitted}, f)
+            json.dump(status, f)
         os.replace(tmp, self.args.status_file)
 
     def stop_emitting(self) -> None:
@@ -372,7 +434,14 @@ def main() -> None:
     ap.add_argument("--max-events", type=int, default=10_000_000)
     ap.add_argument("--max-pending", type=int, default=4096)
     ap.add_argument("--wait-signal", action="store_true", help="emit nothing until SIGUSR1")
-    ap.add_argument("--status-file", help="where SIGUSR2 writes the final seq")
+    ap.add_argument("--status-file", help="where SIGUSR2 writes the final seq and states")
+    ap.add_argument("--pad", type=int, default=0, help="add an attribute of this many characters to every entity")
+    ap.add_argument(
+        "--strict-json",
+        action="store_true",
+        help="also drop a connection on integers outside int64, non-finite numbers, deep nesting (as HA's parser)",
+    )
+    ap.add_argument("--log-connections", action="store_true", help="one stderr line per authenticated connection")
     ap.add_argument(
         "--compression",
         choices=["deflate", "none"],
@@ -384,6 +453,8 @@ def main() -> None:
         ap.error("--host must be a loopback address")
     if args.entities < 1:
         ap.error("--entities must be >= 1")
+    if not 0 <= args.pad <= 1_000_000:
+        ap.error("--pad must be in 0..1000000")
     try:
         import uvloop
     except ImportError:
