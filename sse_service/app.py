@@ -30,12 +30,14 @@ from .logs import AccessLogMiddleware
 from .metrics import Metrics
 from .proxy import ProxyHeadersMiddleware, TrustedProxies
 from .stream import EventsEndpoint
+from .untrusted import loggable
 
 __all__ = ["WEB_DIR", "create_app"]
 
 log = logging.getLogger("sse_service")
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+EVERY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 class _App(Starlette):
@@ -158,7 +160,9 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         Route("/events", events),  # reached only by what _App does not take first (e.g. "/events/")
         Route("/api/states", api.states, methods=["GET"]),
         Route("/api/states/{entity_id:str}", api.single_state, methods=["GET"]),
-        Route("/api/services/{domain:str}/{service:str}", commands.handle, methods=["POST"]),
+        # Every method: the endpoint answers anything but POST with 405 and Allow (a Mount of
+        # the page at "/" would otherwise take a GET and answer 404).
+        Route("/api/services/{domain:str}/{service:str}", commands.handle, methods=EVERY_METHOD),
         Route("/healthz", api.health, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
@@ -173,7 +177,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         return api.error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.error("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        log.error("Unhandled error on %s %s", loggable(request.method, 20), loggable(request.url.path), exc_info=exc)
         return api.error_response(500, "internal_error", "internal error; the details are in the server log")
 
     trusted = TrustedProxies(settings.forwarded_allow_ips)

@@ -1,9 +1,14 @@
 """``POST /api/services/<domain>/<service>``: a Home Assistant service call, checked first.
 
 The body has the shape of HA's own REST call: a JSON object with ``entity_id`` (a string or
-a list) and the service data. The checks run cheapest first and each failure has its own
-status and stable ``code`` (the table is in the README). The result reaches every client
-through the stream, as the ``state`` event HA sends when the entity changes.
+a list) and the service data. Who may act is decided before what they sent is read: method,
+rate, key, allowlist, then the body, then the entities; each failure has its own status and
+stable ``code`` (the table is in the README). The result reaches every client through the
+stream, as the ``state`` event HA sends when the entity changes.
+
+Nothing a client sends may make HA drop the connection (every stream would go down with
+it): HA closes the WebSocket on JSON it cannot parse, which for its parser includes
+integers outside the signed 64-bit range and non-finite floats. Those are refused here.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -25,6 +30,7 @@ from .filters import EntityPattern
 from .ha.client import HAClient, HAError, NotConnected
 from .hub import Hub
 from .types import UpstreamStatus
+from .untrusted import ascii_int, loggable, shown
 
 __all__ = ["CommandEndpoint"]
 
@@ -33,6 +39,7 @@ log = logging.getLogger("sse_service.commands")
 # Targets other than entity ids would reach entities this bridge does not expose.
 FORBIDDEN_TARGETS = ("target", "area_id", "device_id", "floor_id", "label_id")
 MAX_DEPTH = 32
+INT64 = range(-(2**63), 2**63)
 # HA's own error codes and the status we answer them with.
 HA_ERROR_STATUS = {
     "not_found": 404,
@@ -71,13 +78,19 @@ class CommandEndpoint:
     async def handle(self, request: Request) -> Response:
         domain, service = request.path_params["domain"], request.path_params["service"]
         name = f"{domain}.{service}"
+        if request.method != "POST":
+            # What someone gets who pastes the URL into a browser.
+            message = f"{loggable(request.method, 20)} is not allowed here; call a service with POST"
+            return error_response(405, "method_not_allowed", message, {"allow": "POST"})
         response, entity_ids = await self._handle(request, domain, service, name)
         outcome = "ok" if response.status_code == 200 else _code_of(response)
         if self._on_outcome is not None:
             self._on_outcome(outcome)
         level = logging.INFO if response.status_code < 500 else logging.WARNING
-        targets = _loggable(",".join(entity_ids)) or "-"
-        log.log(level, "Command %s on %s from %s: %s", _loggable(name), targets, client_ip(request.scope), outcome)
+        targets = loggable(",".join(entity_ids)) or "-"
+        log.log(
+            level, "Command %s on %s from %s: %s", loggable(name), targets, loggable(client_ip(request.scope)), outcome
+        )
         return response
 
     async def _handle(self, request: Request, domain: str, service: str, name: str) -> tuple[Response, list[str]]:
@@ -93,10 +106,14 @@ class CommandEndpoint:
                 "a valid write key is required: send it as 'Authorization: Bearer <key>'",
                 {"www-authenticate": "Bearer"},
             ), []
+        if not self._allowed(name):
+            # Before the body: a caller learns nothing about a route it may not use.
+            return error_response(403, "service_not_allowed", f"the service {loggable(name)} is not allowed here"), []
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            shown = _printable(content_type) or "none"
-            message = f"the body must be JSON sent as 'Content-Type: application/json', not {shown}"
+            message = (
+                f"the body must be JSON sent as 'Content-Type: application/json', not {shown(content_type) or 'none'}"
+            )
             return error_response(415, "unsupported_media_type", message), []
         try:
             raw = await self._read_body(request)
@@ -110,8 +127,6 @@ class CommandEndpoint:
         except BadBody as e:
             return error_response(422, "invalid_body", str(e)), []
 
-        if not self._allowed(name):
-            return error_response(403, "service_not_allowed", f"the service {name} is not allowed here"), entity_ids
         for entity_id in entity_ids:
             if not self._exposed(entity_id):
                 message = f"the entity {entity_id} is not exposed by this bridge"
@@ -120,14 +135,14 @@ class CommandEndpoint:
                 return error_response(404, "unknown_entity", f"no entity {entity_id} in Home Assistant"), entity_ids
 
         if self._hub.status is not UpstreamStatus.CONNECTED:
-            return _unavailable(f"Home Assistant is not connected (status: {self._hub.status.value})"), entity_ids
+            return self._unavailable(), entity_ids
         try:
             async with asyncio.timeout(self._timeout):
                 result = await self._upstream().call_service(
                     domain, service, service_data, target={"entity_id": entity_ids}
                 )
         except NotConnected:
-            return _unavailable("the connection to Home Assistant dropped before it answered"), entity_ids
+            return self._unavailable("the connection to Home Assistant dropped before it answered"), entity_ids
         except TimeoutError:
             message = f"Home Assistant did not answer within {self._timeout:g} s; the command may still take effect"
             return error_response(504, "upstream_timeout", message), entity_ids
@@ -143,9 +158,26 @@ class CommandEndpoint:
             body["response"] = result["response"]
         return JSONResponse(body), entity_ids
 
+    def _unavailable(self, why: str | None = None) -> Response:
+        """503, saying what is wrong and when the bridge tries again (``Retry-After``)."""
+        client = self._upstream()
+        retry_in = client.retry_in()
+        seconds = max(1, math.ceil(retry_in)) if retry_in is not None else 1
+        status = self._hub.status
+        if why is None and status is UpstreamStatus.AUTH_INVALID:
+            message = (
+                f"Home Assistant refused the bridge's token ({self._hub.status_reason}); "
+                f"the bridge tries again in {seconds} s, and needs a valid HA_TOKEN for that to work"
+            )
+            return error_response(503, "upstream_auth_invalid", message, {"retry-after": str(seconds)})
+        if why is None:
+            why = f"Home Assistant is not connected ({status.value}: {self._hub.status_reason})"
+        message = f"{why}; the bridge tries to reconnect in {seconds} s"
+        return error_response(503, "upstream_unavailable", message, {"retry-after": str(seconds)})
+
     async def _read_body(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_body:
+        declared = ascii_int(request.headers.get("content-length", "").strip(), max_digits=30)
+        if declared is not None and declared > self._max_body:
             raise _TooLarge
         chunks: list[bytes] = []
         size = 0
@@ -161,10 +193,6 @@ class _TooLarge(Exception):
     pass
 
 
-def _unavailable(message: str) -> Response:
-    return error_response(503, "upstream_unavailable", f"{message}; try again shortly", {"retry-after": "5"})
-
-
 def _code_of(response: Response) -> str:
     try:
         return str(json.loads(bytes(response.body))["error"]["code"])
@@ -172,25 +200,27 @@ def _code_of(response: Response) -> str:
         return str(response.status_code)
 
 
-def _loggable(text: str) -> str:
-    """Client-chosen text, made safe for a log line (no forged lines, bounded length)."""
-    return "".join(c if c.isprintable() else "?" for c in text[:200])
-
-
-def _printable(text: str) -> str:
-    shown = "".join(c for c in text if c.isprintable())[:60]
-    return repr(shown) if shown else ""
-
-
 def _reject_constant(name: str) -> Any:
     raise BadBody(f"body: {name} is not valid JSON")
 
 
-def _finite_float(text: str) -> float:
+class _BadNumber(NamedTuple):
+    """A number HA could not parse, kept in place so the walk can name its field."""
+
+    text: str
+
+
+def _int64(text: str) -> int | _BadNumber:
+    # The length check comes first: int() refuses more than 4300 digits with a ValueError.
+    if len(text) > 20:
+        return _BadNumber(text)
+    value = int(text)
+    return value if value in INT64 else _BadNumber(text)
+
+
+def _finite_float(text: str) -> float | _BadNumber:
     value = float(text)
-    if not math.isfinite(value):
-        raise BadBody(f"body: the number {text[:20]} is too large")
-    return value
+    return value if math.isfinite(value) else _BadNumber(text)
 
 
 def _parse_body(raw: bytes) -> tuple[list[str], dict[str, Any]]:
@@ -199,7 +229,7 @@ def _parse_body(raw: bytes) -> tuple[list[str], dict[str, Any]]:
         raise BadBody("body: expected a JSON object with entity_id, got an empty body")
     try:
         text = raw.decode("utf-8")
-        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_int64)
     except UnicodeDecodeError:
         raise BadBody("body: not valid UTF-8") from None
     except RecursionError:
@@ -231,6 +261,11 @@ def _check_value(value: Any, where: str, depth: int) -> None:
         raise BadBody(f"{where}: nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, str):
         _check_text(value, where)
+    elif isinstance(value, _BadNumber):
+        number = value.text if len(value.text) <= 24 else f"{value.text[:12]}… ({len(value.text)} characters)"
+        raise BadBody(
+            f"{where}: the number {number} is out of range (integers must fit in 64 bits, numbers must be finite)"
+        )
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_text(key, where)

@@ -35,6 +35,7 @@ from .filters import EntityPattern
 from .ha.messages import iso_from_timestamp
 from .store import HISTORY_SIZE, EntityStore
 from .types import EntityState, UpstreamStatus
+from .untrusted import ascii_int
 
 __all__ = ["Hub", "Subscriber", "new_epoch"]
 
@@ -127,9 +128,9 @@ class Hub:
         if not event_id:
             return None
         epoch, _, seq = event_id.strip().rpartition("-")
-        if epoch != self.epoch or not seq.isdigit() or len(seq) > 18:
+        if epoch != self.epoch:
             return None
-        return int(seq)
+        return ascii_int(seq)  # anything else is not one of ours: the client gets a snapshot
 
     # --- subscribers --------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .access import client_ip
+from .untrusted import loggable
 
 __all__ = ["AccessLogMiddleware", "JsonFormatter", "RedactingFormatter", "setup_logging"]
 
@@ -46,6 +47,12 @@ class RedactingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return self._redact(super().format(record))
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # The net under loggable() at the call sites: one record, one line (a traceback,
+        # added after this, keeps its lines).
+        record.message = loggable(record.message, limit=20_000)
+        return super().formatMessage(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -110,6 +117,12 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            path = "".join(c if c.isprintable() else "?" for c in scope["path"][:200])
             elapsed = (time.perf_counter() - started) * 1000
-            self.log.info("%s %s %s %d %.1f ms", client_ip(scope), scope["method"], path, status, elapsed)
+            self.log.info(
+                "%s %s %s %d %.1f ms",
+                loggable(client_ip(scope)),
+                loggable(scope["method"], 20),
+                loggable(scope["path"]),
+                status,
+                elapsed,
+            )

@@ -40,6 +40,7 @@ from .access import Keys, Refusal, StreamLimits, client_ip
 from .api import error_response, read_refusal
 from .filters import EntityPattern
 from .hub import Hub
+from .untrusted import loggable
 
 __all__ = ["ClientStream", "EventsEndpoint", "STREAM_HEADERS"]
 
@@ -226,7 +227,7 @@ class EventsEndpoint:
         try:
             admitted = self._admit(scope)
         except Exception:
-            log.exception("Unhandled error on %s /events", scope.get("method"))
+            log.exception("Unhandled error on %s /events", loggable(str(scope.get("method")), 20))
             admitted = error_response(500, "internal_error", "internal error; the details are in the server log")
         if isinstance(admitted, Response):
             await admitted(scope, receive, send)
@@ -268,7 +269,8 @@ class EventsEndpoint:
 
         stream = ClientStream(send, self.hub, pattern, self.buffer_limit)
         started = time.monotonic()
-        shown = ",".join(pattern.globs)[:200] if pattern else "*"
+        shown = loggable(",".join(pattern.globs)) if pattern else "*"
+        ip = loggable(ip)
         ending = "client left"
         try:
             kind = self.hub.subscribe(stream, last_event_id, prefix=sse.retry(self.retry_ms))

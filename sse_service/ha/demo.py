@@ -321,9 +321,12 @@ class DemoHomeAssistant:
         try:
             async for frame in ws:
                 try:
-                    decoded = json.loads(frame)
+                    decoded = json.loads(frame, parse_int=_orjson_int)
                 except ValueError:
-                    return  # HA disconnects on invalid JSON in the command phase
+                    # HA disconnects on invalid JSON in the command phase ("Received invalid
+                    # JSON"), and its parser (orjson) takes no integer past 64 bits.
+                    log.warning("Demo HA: Received invalid JSON; disconnecting the client")
+                    return
                 for message in decoded if isinstance(decoded, list) else [decoded]:
                     await self._command(client, message)
         except ConnectionClosed:
@@ -525,6 +528,12 @@ def _full(state: EntityState | None, context_id: str) -> dict[str, Any] | None:
     full: dict[str, Any] = dict(state)
     full.setdefault("context", {"id": context_id, "parent_id": None, "user_id": None})
     return full
+
+
+def _orjson_int(text: str) -> int:
+    if len(text) > 20 or not -(2**63) <= int(text) < 2**64:
+        raise ValueError(f"integer out of range: {text[:20]}")
+    return int(text)
 
 
 def _as_list(value: Any) -> list[str]:
