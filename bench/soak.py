@@ -315,6 +315,16 @@ class Soak:
     async def connects(self) -> float:
         return (await self.metrics()).get("sse_upstream_connects_total", 0.0)
 
+    async def fresh_upstream(self, entities: int, pad: int = 400) -> float:
+        """Start a fake upstream (none is running) and wait until the bridge is connected to it.
+
+        The connect count is read before the start: the bridge may connect within milliseconds.
+        """
+        assert self.fake is None
+        before = await self.connects()
+        await self.start_fake(entities, pad)
+        return await self.wait_upstream(entities, before)
+
     async def truth(self) -> dict[str, dict[str, Any]]:
         """Stop the fake upstream's changes and read its final states."""
         assert self.fake is not None and self.status_file is not None
@@ -386,8 +396,7 @@ class Soak:
     # --------------------------------------------------------------------- phases --
     async def phase_kills(self) -> dict[str, Any]:
         m = self.mode
-        await self.start_fake(m.entities)
-        connects = await self.wait_upstream(m.entities, await self.connects())
+        await self.fresh_upstream(m.entities)
         viewers = [self.viewer(f"kill-{i}", i) for i in range(m.clients)]
         connected = await self.connect_all(viewers)
         await asyncio.sleep(1.0)
@@ -398,8 +407,7 @@ class Soak:
             await asyncio.sleep(self.rng.uniform(0.0, 1.5))  # the upstream is down
             entities = self.rng.randint(max(2, m.entities - 3), m.entities + 3)  # some go, some come
             sets.append(entities)
-            await self.start_fake(entities)
-            connects = await self.wait_upstream(entities, connects)
+            await self.fresh_upstream(entities)
         await asyncio.sleep(1.5)
         truth = await self.truth()
         bad = await self.converge(viewers, truth, 10.0)
@@ -424,8 +432,7 @@ class Soak:
 
     async def phase_resumes(self) -> dict[str, Any]:
         m = self.mode
-        await self.start_fake(m.entities)
-        await self.wait_upstream(m.entities, await self.connects())
+        await self.fresh_upstream(m.entities)
         viewers = [self.viewer(f"resume-{i}", i, entities=m.entities) for i in range(m.resume_clients)]
         connected = await self.connect_all(viewers)
         failed = 0
@@ -481,8 +488,7 @@ class Soak:
         m = self.mode
         assert self.bridge is not None
         pid = self.bridge.pid
-        await self.start_fake(m.entities, pad=m.non_reader_pad)  # big states: the non-readers' backlog grows fast
-        await self.wait_upstream(m.entities, await self.connects())
+        await self.fresh_upstream(m.entities, pad=m.non_reader_pad)  # big states: the backlog grows fast
         readers = [self.viewer(f"reader-{i}", i, entities=m.entities) for i in range(m.readers)]
         connected = await self.connect_all(readers)
         await asyncio.sleep(1.0)
@@ -549,8 +555,7 @@ class Soak:
 
     async def phase_hostile(self) -> dict[str, Any]:
         m = self.mode
-        await self.start_fake(m.entities)
-        await self.wait_upstream(m.entities, await self.connects())
+        await self.fresh_upstream(m.entities)
         health = await self.get("/healthz")
         event_id = str(json.loads(health.body)["event_id"]) if health.head and health.head.status == 200 else "x-0"
         ctx = Ctx(self.port, event_id.rpartition("-")[0], self.read_key, self.write_key)

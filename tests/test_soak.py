@@ -1,0 +1,26 @@
+"""The soak test (bench/soak.py --quick, about a minute) prints only OK figures.
+
+It runs the bridge against a fake Home Assistant that is SIGKILLed and restarted, clients
+that resume with Last-Event-ID, clients that never read, and a few hundred hostile
+requests; see bench/README.md ("The soak test"). The failure message is its table.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(300)
+def test_quick_soak_has_every_figure_ok(tmp_path: Path) -> None:
+    command = [sys.executable, str(ROOT / "bench" / "soak.py"), "--quick", "--json-out", str(tmp_path / "soak.json")]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=280)
+    table = result.stdout[result.stdout.find("| # |") :] if "| # |" in result.stdout else result.stdout
+    message = f"bench/soak.py --quick exited {result.returncode}:\n{table}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, message
+    assert "| 1 |" in result.stdout and "**FAIL**" not in result.stdout, table
