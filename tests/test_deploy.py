@@ -163,6 +163,12 @@ def test_every_runtime_dependency_is_pinned() -> None:
     assert names <= set(pinned()), names - set(pinned())
 
 
+def test_the_readme_shows_the_procfile_line_and_does_not_send_render_to_it() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert f"web: {procfile_command()}\n" in readme
+    assert "Render does not read the Procfile" in readme
+
+
 def test_python_version_is_what_heroku_and_render_accept() -> None:
     text = (ROOT / ".python-version").read_text()
     assert re.fullmatch(r"3\.\d+\n?", text), "major.minor (e.g. 3.11): the buildpack takes the latest patch release"
