@@ -29,7 +29,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -188,10 +188,8 @@ class RealHA:
             return f.read().decode(errors="replace")
 
     def error_lines(self, mark: int = 0) -> list[str]:
-        """HA's ERROR and CRITICAL log lines since ``mark`` (each with what follows it up to the next line)."""
-        text = self.log_since(mark)
-        lines = text.splitlines()
-        return [line for line in lines if _ERROR_LINE.match(line)]
+        """HA's ERROR and CRITICAL log lines since ``mark``."""
+        return [line for line in self.log_since(mark).splitlines() if _ERROR_LINE.match(line)]
 
     def _tail(self, lines: int = 25) -> str:
         try:
@@ -433,11 +431,11 @@ MEASUREMENTS: list[str] = []
 
 
 def record_measurement(line: str) -> None:
-    """A line for the terminal summary and test-artifacts/real-ha-reconnect.txt."""
-    MEASUREMENTS.append(line)
+    """A line for the terminal summary and test-artifacts/real-ha-reconnect.txt (one run per file)."""
     ARTIFACTS.mkdir(exist_ok=True)
-    with (ARTIFACTS / "real-ha-reconnect.txt").open("a") as f:
+    with (ARTIFACTS / "real-ha-reconnect.txt").open("a" if MEASUREMENTS else "w") as f:
         f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+    MEASUREMENTS.append(line)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -496,9 +494,10 @@ def _started(release: Release, config_dir: Path) -> RealHA:
     return ha
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real_ha(real_ha_release: Release, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealHA]:
-    """One HA for the session per release; leave it running."""
+    """One HA per release, started once: for the module, so that it does not idle beside the
+    rest of the suite (only tests/test_real_ha.py uses it). Leave it running."""
     ha = _started(real_ha_release, tmp_path_factory.mktemp(f"real-{real_ha_release.id}"))
     try:
         yield ha
@@ -514,12 +513,3 @@ def fresh_real_ha(real_ha_release: Release, tmp_path: Path) -> Iterator[RealHA]:
         yield ha
     finally:
         ha.close()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-    return True

@@ -23,7 +23,6 @@ import pytest
 from sse_service.config import Secret
 
 from .helpers import LiveServer, SSEEvent, SSEStream, StreamEnded, live_server, open_stream
-from .install_real_ha import Release
 from .real_ha import RealHA, bridge_settings, record_measurement
 
 # Reconnect after HA accepts connections again, per the issue ("within about 2 s").
@@ -164,8 +163,10 @@ async def test_snapshot_equals_ha_rest_states_entity_for_entity(real_ha: RealHA)
 
     (snapshot, rest), ha_states = await stable_states(real_ha, read_bridge)
     assert {"input_number.battery", "counter.cycles", "sensor.battery_mirror", "zone.home"} <= set(ha_states)
-    assert differences(snapshot, ha_states) == [], "the stream's snapshot is HA's /api/states"
-    assert differences(rest, ha_states) == [], "the bridge's /api/states is HA's /api/states"
+    found = differences(snapshot, ha_states)
+    assert not found, "the stream's snapshot differs from HA's /api/states:\n" + "\n".join(found)
+    found = differences(rest, ha_states)
+    assert not found, "the bridge's /api/states differs from HA's:\n" + "\n".join(found)
 
 
 async def test_a_change_made_in_ha_reaches_the_stream_as_ha_shows_it(real_ha: RealHA) -> None:
@@ -187,7 +188,8 @@ async def test_a_change_made_in_ha_reaches_the_stream_as_ha_shows_it(real_ha: Re
             f"{real_ha.release.id}: REST set_value -> state event on the stream in {latency * 1000:.1f} ms"
         )
     ha_view = await real_ha.state("input_number.battery")
-    assert differences({"e": seen[2].json()}, {"e": ha_view}) == [], "the state event is what HA's REST API shows"
+    found = differences({"e": seen[2].json()}, {"e": ha_view})
+    assert not found, "the state event differs from what HA's REST API shows:\n" + "\n".join(found)
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -375,8 +377,3 @@ async def test_after_sigterm_the_bridge_says_disconnected_at_once_and_commands_g
     if logged or "Traceback" in caplog.text or "never retrieved" in caplog.text:
         problems.append(f"the bridge logged {[r.getMessage()[:120] for r in logged]}")
     assert problems == [], problems
-
-
-@pytest.fixture(autouse=True)
-def _release_in_report(real_ha_release: Release, record_property: Callable[[str, object], None]) -> None:
-    record_property("home_assistant", real_ha_release.version)
