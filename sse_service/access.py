@@ -1,7 +1,11 @@
-"""Who may watch and who may act: keys, per-client rate limits and stream caps.
+"""Who may watch and who may act: keys, tokens, per-client rate limits and stream caps.
 
 Everything here is synchronous bookkeeping: no I/O, so the routes can check before they
 read a body or start a stream.
+
+A request's credential becomes a :class:`Grant`: what it may see and call. Static keys see
+everything the bridge exposes; a token (tokens.py) sees its own globs, within that. The
+routes apply a grant's view; nothing else decides who sees what.
 """
 
 from __future__ import annotations
@@ -16,11 +20,26 @@ from http.cookies import CookieError, SimpleCookie
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Scope
 
-from .config import Secret
+from .config import Secret, Settings
+from .filters import EntityPattern
+from .tokens import TokenClaims, TokenRefused, TokenVerifier, looks_like_token
+from .untrusted import loggable
 
-__all__ = ["KEY_COOKIE", "KEY_PARAM", "Keys", "RateLimiter", "Refusal", "StreamLimits", "client_ip"]
+__all__ = [
+    "KEY_COOKIE",
+    "KEY_PARAM",
+    "TOKEN_PARAM",
+    "Denied",
+    "Grant",
+    "Keys",
+    "RateLimiter",
+    "Refusal",
+    "StreamLimits",
+    "client_ip",
+]
 
 KEY_PARAM = "key"  # ?key= on the stream: EventSource cannot send an Authorization header
+TOKEN_PARAM = "token"  # ?token=, the same place for a token (either takes either)
 KEY_COOKIE = "sse_key"
 
 
@@ -54,32 +73,130 @@ def _cookie(headers: Headers, name: str) -> str | None:
     return morsel.value if morsel is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What one request may see and call.
+
+    ``entities`` None: every exposed entity. ``services`` None: every allowed service. A
+    token's grant narrows both (always within ``ENTITIES`` and ``ALLOWED_SERVICES``, which
+    the routes apply as well). ``name`` is the token's ``sub``, cleaned for logs and metrics.
+    """
+
+    entities: EntityPattern | None = None
+    services: EntityPattern | None = None
+    token: TokenClaims | None = None
+    name: str | None = None
+
+    @classmethod
+    def of_token(cls, claims: TokenClaims) -> Grant:
+        name = loggable(claims.sub, 64) if claims.sub else "unnamed"
+        entities = None if claims.entities.matches_all else claims.entities
+        return cls(entities, claims.services, claims, name)
+
+    @property
+    def expires(self) -> float | None:
+        return self.token.expires if self.token is not None else None
+
+    @property
+    def label(self) -> str:
+        """Who this is, for a log line: ``token public-site``, or ``key``."""
+        return f"token {self.name}" if self.token is not None else "key"
+
+    def sees(self, entity_id: str) -> bool:
+        return self.entities is None or self.entities(entity_id)
+
+    def may_call(self, service: str) -> bool:
+        return self.services is None or self.services(service)
+
+
+EVERYTHING = Grant()
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """No grant: the 401 to answer (``code``, ``message``)."""
+
+    code: str
+    message: str
+
+
 @dataclass(frozen=True)
 class Keys:
-    """The optional read and write keys.
+    """The optional read and write keys, and the verifier of signed tokens.
 
     The write key also grants reading. Without a write key, commands need the read key
     (if there is one): a deployment with a read key never has open commands by accident.
+    With ``TOKEN_SECRET`` set nothing is open: reading needs a key or a token (else a token
+    for a public page would narrow nothing), and commands a write key or a token whose
+    ``services`` allow them.
     """
 
     read: Secret | None = None
     write: Secret | None = None
+    tokens: TokenVerifier | None = None
 
-    def may_read(self, headers: Headers, query: QueryParams | Mapping[str, str]) -> bool:
-        if self.read is None and self.write is None:
-            return True
-        for given in (_bearer(headers), query.get(KEY_PARAM), _cookie(headers, KEY_COOKIE)):
-            if _same(given, self.read) or _same(given, self.write):
-                return True
-        return False
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Keys:
+        verifier = None
+        if settings.token_secret is not None:
+            verifier = TokenVerifier(settings.token_secret, revoked=settings.token_revoked)
+        return cls(settings.read_key, settings.write_key, verifier)
 
-    def may_write(self, headers: Headers) -> bool:
-        # Only the header for commands: a cookie would be sent by any page that posts to us.
-        if self.write is not None:
-            return _same(_bearer(headers), self.write)
-        if self.read is not None:
-            return _same(_bearer(headers), self.read)
-        return True
+    @property
+    def open(self) -> bool:
+        return self.read is None and self.write is None and self.tokens is None
+
+    def reader(self, headers: Headers, query: QueryParams | Mapping[str, str]) -> Grant | Denied:
+        """The grant of the first valid credential: the header, ``?token=``, ``?key=``, the cookie.
+
+        When none is valid, the refusal of the first token given (it says exactly what is
+        wrong with it), else a plain "a key is required".
+        """
+        if self.open:
+            return EVERYTHING
+        given = (_bearer(headers), query.get(TOKEN_PARAM), query.get(KEY_PARAM), _cookie(headers, KEY_COOKIE))
+        refused: Denied | None = None
+        for credential in given:
+            if credential is None:
+                continue
+            if _same(credential, self.read) or _same(credential, self.write):
+                return EVERYTHING
+            grant = self._token(credential)
+            if isinstance(grant, Grant):
+                return grant
+            refused = refused or grant
+        return refused or self._missing("read key or token" if self.tokens else "read key", header_only=False)
+
+    def writer(self, headers: Headers) -> Grant | Denied:
+        """The grant for a command. Only the header: a cookie would be sent by any page that posts to us."""
+        if self.open:
+            return EVERYTHING
+        given = _bearer(headers)
+        if _same(given, self.write) or self.write is None and _same(given, self.read):
+            return EVERYTHING
+        if given is not None and (grant := self._token(given)) is not None:
+            return grant
+        if self.write is None and self.read is None:
+            return self._missing("token", header_only=True)
+        return self._missing("write key or token" if self.tokens else "write key", header_only=True)
+
+    def _token(self, credential: str) -> Grant | Denied | None:
+        """The grant of a token, its refusal, or None for something that is not a token at all."""
+        if not looks_like_token(credential):
+            return None
+        if self.tokens is None:
+            return Denied("unauthorized", "this bridge accepts no tokens (TOKEN_SECRET is not set); use its key")
+        try:
+            return Grant.of_token(self.tokens.verify(credential))
+        except TokenRefused as e:
+            return Denied(e.code, e.message)
+
+    @staticmethod
+    def _missing(what: str, *, header_only: bool) -> Denied:
+        if header_only:
+            return Denied("unauthorized", f"a valid {what} is required: send it as 'Authorization: Bearer <{what}>'")
+        where = "'Authorization: Bearer <value>', ?token=<value>, ?key=<value> or an sse_key cookie"
+        return Denied("unauthorized", f"a valid {what} is required: {where}")
 
 
 @dataclass(frozen=True)

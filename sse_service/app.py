@@ -25,6 +25,7 @@ from .config import Settings
 from .filters import EntityPattern
 from .ha.client import HAClient
 from .ha.demo import BatteryHome, DemoHomeAssistant
+from .history import HistoryEndpoint
 from .hub import Hub
 from .logs import AccessLogMiddleware
 from .metrics import Metrics
@@ -72,7 +73,12 @@ def _route_path(scope: Scope) -> str:
 
 def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlette:
     """Build the ASGI app. Nothing global: several apps can run side by side (the tests do)."""
-    hub = Hub(replay_size=settings.replay_buffer, heartbeat=settings.heartbeat)
+    hub = Hub(
+        replay_size=settings.replay_buffer,
+        heartbeat=settings.heartbeat,
+        history_size=settings.history_points,
+        history_window=settings.history_window,
+    )
     exposed = EntityPattern(settings.entities)
     demo = DemoHomeAssistant() if settings.ha_url is None or settings.ha_token is None else None
 
@@ -93,6 +99,8 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
             backoff_max=settings.ha_backoff_max,
             auth_retry=settings.ha_auth_retry,
             use_proxy=demo is None,
+            history_window=settings.history_window if settings.history_points else 0.0,
+            history_entities=settings.history_entities,
         )
 
     keys = Keys(settings.read_key, settings.write_key)
@@ -119,6 +127,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         exposed=exposed,
         on_outcome=lambda outcome: metrics.command(outcome),
     )
+    history = HistoryEndpoint(upstream, exposed=exposed, window=settings.history_window)
     metrics = Metrics(hub, lambda: getattr(app.state, "upstream", None))
     hub.on_fanout = metrics.fanout.observe
     draining = False
@@ -160,6 +169,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         Route("/events", events),  # reached only by what _App does not take first (e.g. "/events/")
         Route("/api/states", api.states, methods=["GET"]),
         Route("/api/states/{entity_id:str}", api.single_state, methods=["GET"]),
+        Route("/api/history/{entity_id:str}", history.handle, methods=["GET"]),
         # Every method: the endpoint answers anything but POST with 405 and Allow (a Mount of
         # the page at "/" would otherwise take a GET and answer 404).
         Route("/api/services/{domain:str}/{service:str}", commands.handle, methods=EVERY_METHOD),

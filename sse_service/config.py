@@ -81,6 +81,10 @@ class Settings:
     # Who may watch and who may act. No keys: anyone who can reach the port may read.
     read_key: Secret | None = None
     write_key: Secret | None = None
+    # Signed tokens (JWT, HS256) with their own view: see tokens.py. None: no tokens.
+    token_secret: Secret | None = None
+    # jti or sub values of tokens that may no longer be used.
+    token_revoked: tuple[str, ...] = ()
     # Services that may be called ("domain.service" globs). None: the demo's switch services
     # when running the demo, none at all against a real Home Assistant.
     allowed_services: tuple[str, ...] | None = None
@@ -99,6 +103,12 @@ class Settings:
     # "whoever connects is the platform's router" (PaaS).
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     max_stream_age: float = 0.0  # seconds; 0: streams live until the client leaves
+    # Charts: how far back the snapshot's history reaches (from HA's recorder; 0: only what
+    # the bridge saw itself), how many points per entity it holds at most, and for how many
+    # entities the recorder is asked.
+    history_window: float = 24 * 3600.0
+    history_points: int = 120
+    history_entities: int = 50
 
     @property
     def demo(self) -> bool:
@@ -112,7 +122,7 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction filter."""
-        values = (self.ha_token, self.read_key, self.write_key)
+        values = (self.ha_token, self.read_key, self.write_key, self.token_secret)
         return [s.reveal() for s in values if s is not None and s.reveal()]
 
 
@@ -147,6 +157,28 @@ def _float(lo: float, hi: float) -> Callable[[str, str], float]:
             raise ConfigError(name, f"expected a number of seconds from {lo:g} to {hi:g}, got {_show(raw)}") from None
         if not math.isfinite(value) or not lo <= value <= hi:
             raise ConfigError(name, f"expected a number of seconds from {lo:g} to {hi:g}, got {_show(raw)}")
+        return value
+
+    return parse
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(lo: float, hi: float) -> Callable[[str, str], float]:
+    """Seconds, or a number with a unit: ``90``, ``30m``, ``24h``, ``7d``."""
+
+    def parse(name: str, raw: str) -> float:
+        text = raw.strip().lower()
+        unit = _UNITS.get(text[-1:], 0)
+        try:
+            value = float(text[:-1] if unit else text) * (unit or 1)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise ConfigError(
+                name, f"expected a duration from {lo:g} to {hi:g} s (e.g. 3600, 30m, 24h, 7d), got {_show(raw)}"
+            )
         return value
 
     return parse
@@ -217,6 +249,26 @@ def _key(name: str, raw: str) -> Secret:
             "(make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(24))')",
         )
     return Secret(value)
+
+
+def _token_secret(name: str, raw: str) -> Secret:
+    value = raw.strip()
+    # HS256 wants a key as long as its hash (RFC 7518, 3.2). Never echo the value.
+    if len(value.encode()) < 32 or any(c.isspace() or not c.isprintable() for c in value):
+        raise ConfigError(
+            name,
+            "expected at least 32 bytes of printable characters without spaces "
+            "(make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
+        )
+    return Secret(value)
+
+
+def _names(name: str, raw: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    for item in items:
+        if not item.isprintable() or len(item) > 200:
+            raise ConfigError(name, f"expected a comma-separated list of token jti or sub values, got {_show(item)}")
+    return items
 
 
 def _services(name: str, raw: str) -> tuple[str, ...]:
@@ -296,8 +348,13 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "HA_BACKOFF_MAX": ("ha_backoff_max", _float(0.01, 3600)),
     "HA_AUTH_RETRY": ("ha_auth_retry", _float(0.05, 86400)),
     "DEMO_INTERVAL": ("demo_interval", _float(0.01, 3600)),
+    "HISTORY_WINDOW": ("history_window", _duration(0, 31 * 86400)),
+    "HISTORY_POINTS": ("history_points", _int(0, 10_000)),
+    "HISTORY_ENTITIES": ("history_entities", _int(0, 1000)),
     "READ_KEY": ("read_key", _key),
     "WRITE_KEY": ("write_key", _key),
+    "TOKEN_SECRET": ("token_secret", _token_secret),
+    "TOKEN_REVOKED": ("token_revoked", _names),
     "ALLOWED_SERVICES": ("allowed_services", _services),
     "CORS_ORIGINS": ("cors_origins", _origins),
     "CORS_CREDENTIALS": ("cors_credentials", _bool),
@@ -359,4 +416,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     if fields.get("cors_credentials") and "*" in fields.get("cors_origins", ()):  # type: ignore[operator]
         # Any site could then read the stream with the visitor's key cookie.
         raise ConfigError("CORS_CREDENTIALS", "cannot be true while CORS_ORIGINS allows '*'; list the origins")
+    if "token_secret" in fields and fields["token_secret"] in (fields.get("read_key"), fields.get("write_key")):
+        # Whoever holds that key could then mint tokens for any view.
+        raise ConfigError("TOKEN_SECRET", "must differ from READ_KEY and WRITE_KEY")
     return Settings(**fields)  # type: ignore[arg-type]

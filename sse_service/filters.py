@@ -1,12 +1,28 @@
-"""Entity id patterns: the exposed set, per-stream filters and allowlists all use these."""
+"""Entity id patterns: the exposed set, per-stream filters and allowlists all use these.
+
+A stream's filter is whatever narrows it: its own ``?entity_id=``/``?domain=`` and, for a
+token, the token's ``entities``. Several of them make one :class:`AllOf`, which the hub
+treats like a single pattern: it is consulted when a subscriber registers and when an entity
+first appears, never per event (the hub's index of entity to subscribers serves each event),
+so a token costs a stream nothing on the hot path.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import re
 from collections.abc import Iterable
+from typing import Protocol
 
-__all__ = ["EntityPattern"]
+__all__ = ["AllOf", "EntityFilter", "EntityPattern", "combine"]
+
+
+class EntityFilter(Protocol):
+    """What the hub and the routes need of a filter: a test, and a text for log lines."""
+
+    def __call__(self, entity_id: str) -> bool: ...
+
+    def describe(self) -> str: ...
 
 
 class EntityPattern:
@@ -42,6 +58,9 @@ class EntityPattern:
     def __call__(self, entity_id: str) -> bool:
         return self._match(entity_id) is not None
 
+    def describe(self) -> str:
+        return ",".join(self.globs) or "(nothing)"
+
     def __repr__(self) -> str:
         return f"EntityPattern({list(self.globs)!r})"
 
@@ -50,3 +69,35 @@ class EntityPattern:
 
     def __hash__(self) -> int:
         return hash(self.globs)
+
+
+class AllOf:
+    """The entities that every one of ``parts`` matches: the intersection of their sets."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: Iterable[EntityFilter]) -> None:
+        self.parts = tuple(parts)
+
+    def __call__(self, entity_id: str) -> bool:
+        return all(part(entity_id) for part in self.parts)
+
+    def describe(self) -> str:
+        return " & ".join(f"({part.describe()})" if isinstance(part, AllOf) else part.describe() for part in self.parts)
+
+    def __repr__(self) -> str:
+        return f"AllOf({list(self.parts)!r})"
+
+
+def combine(*filters: EntityFilter | None) -> EntityFilter | None:
+    """One filter for everything that narrows a view; None when nothing does.
+
+    ``None`` and ``*`` narrow nothing and are left out, so a token that sees everything and
+    a stream without ``?entity_id=`` stays an unfiltered subscriber (the hub's cheapest kind).
+    """
+    parts = [f for f in filters if f is not None and not (isinstance(f, EntityPattern) and f.matches_all)]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return AllOf(parts)

@@ -33,7 +33,7 @@ from typing import NamedTuple, Protocol
 from . import sse
 from .filters import EntityPattern
 from .ha.messages import iso_from_timestamp
-from .store import HISTORY_SIZE, EntityStore
+from .store import HISTORY_SIZE, HISTORY_WINDOW, EntityStore
 from .types import EntityState, UpstreamStatus
 from .untrusted import ascii_int
 
@@ -79,13 +79,14 @@ class Hub:
         *,
         replay_size: int = 2048,
         history_size: int = HISTORY_SIZE,
+        history_window: float = HISTORY_WINDOW,
         heartbeat: float | None = None,
         epoch: str | None = None,
     ) -> None:
         self.epoch = epoch or new_epoch()
         self.heartbeat_interval = heartbeat  # announced in snapshots; run_heartbeat() keeps it
         self.seq = 0
-        self.store = EntityStore(history_size=history_size)
+        self.store = EntityStore(history_size=history_size, history_window=history_window)
         self.status = UpstreamStatus.CONNECTING
         self.status_reason = "starting"
         self.status_since = iso_from_timestamp(time.time())
@@ -234,7 +235,7 @@ class Hub:
     def _history_json(self, entity_id: str) -> str:
         data = self._encoded_history.get(entity_id)
         if data is None:
-            data = self._encoded_history[entity_id] = sse.dumps(list(self.store.history[entity_id]))
+            data = self._encoded_history[entity_id] = sse.dumps(self.store.history[entity_id].points)
         return data
 
     # --- the upstream sink ---------------------------------------------------------------
@@ -247,6 +248,32 @@ class Hub:
     def upstream_changes(self, updated: Mapping[str, EntityState], removed: Sequence[str]) -> None:
         self.events_in += len(updated) + len(removed)
         self._publish_changes(*self.store.apply_changes(updated, removed))
+
+    def upstream_history(self, recorded: Mapping[str, Iterable[tuple[float, float]]]) -> None:
+        """The recorder's past arrived: merge it, and send it to the streams already open.
+
+        ``event: history`` has no id: it is not part of the replayable sequence (a stream that
+        resumes already has it, a new one gets it inside its snapshot). It carries the whole
+        series of each entity it names, in the snapshot's format; a page replaces its points.
+        """
+        merged = self.store.merge_history(recorded)
+        if not merged:
+            return
+        for entity_id in merged:
+            self._encoded_history.pop(entity_id, None)
+        self._snapshot_cache = None
+        self.flush()  # frames made before the history go out before it
+        encoded: dict[EntityPattern | None, bytes] = {}
+        for subscriber in list(self.subscribers()):
+            pattern = subscriber.filter
+            frame = encoded.get(pattern)
+            if frame is None:
+                visible = [e for e in merged if pattern is None or pattern(e)]
+                body = ",".join(f"{sse.dumps(e)}:{self._history_json(e)}" for e in visible)
+                frame = encoded[pattern] = sse.event("history", f'{{"history":{{{body}}}}}') if visible else b""
+            if frame:
+                subscriber.write(frame)
+                self.bytes_out += len(frame)
 
     def upstream_status(self, status: UpstreamStatus, reason: str) -> None:
         self.status = status

@@ -4,10 +4,13 @@ Applying a snapshot or a batch of changes returns only what really changed, so a
 reconnect that brings back identical values sends nothing to clients, and a snapshot that
 lacks an entity removes it for everyone.
 
-History: for every entity whose state is a plain number, the last ``history_size`` values as
-``(epoch seconds of last_updated, value)``, so a page can draw a full chart at once. A point
-is added only when the number changes (an attribute-only update adds nothing); a state that
-is not a number (``unavailable``) adds nothing and keeps the points; removal forgets them.
+History: for every entity whose state is a plain number, its recent values as
+``(epoch seconds of last_updated, value)``, so a page can draw a full chart at once: at most
+``history_size`` points over at most ``history_window`` seconds, downsampled keeping the
+shape (series.py). The recorder's past (``merge_history``) goes under what the stream
+brought. A point is added only when the number changes (an attribute-only update adds
+nothing); a state that is not a number (``unavailable``) adds nothing and keeps the points;
+removal forgets them.
 """
 
 from __future__ import annotations
@@ -15,15 +18,16 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from .series import Point, Series
 from .types import EntityState
 
-__all__ = ["HISTORY_SIZE", "EntityStore", "numeric_value"]
+__all__ = ["HISTORY_SIZE", "HISTORY_WINDOW", "EntityStore", "numeric_value"]
 
 HISTORY_SIZE = 120
+HISTORY_WINDOW = 24 * 3600.0
 
 # A plain decimal number, as HA writes sensor states. Not Python's float() syntax: that also
 # takes "nan", "inf" and "1_000". The page uses the same pattern, so both keep the same points.
@@ -46,10 +50,11 @@ def _epoch(iso: str) -> float:
 
 
 class EntityStore:
-    def __init__(self, *, history_size: int = HISTORY_SIZE) -> None:
+    def __init__(self, *, history_size: int = HISTORY_SIZE, history_window: float = HISTORY_WINDOW) -> None:
         self.states: dict[str, EntityState] = {}
-        self.history: dict[str, deque[tuple[float, float]]] = {}
+        self.history: dict[str, Series] = {}
         self.history_size = history_size
+        self.history_window = history_window
 
     def __len__(self) -> int:
         return len(self.states)
@@ -74,13 +79,26 @@ class EntityStore:
                 self._record(state)
         return changed, gone
 
+    def merge_history(self, recorded: Mapping[str, Iterable[Point]]) -> list[str]:
+        """Merge the recorder's past into the series of exposed entities. Returns those that changed."""
+        merged = []
+        for entity_id, points in recorded.items():
+            if entity_id not in self.states or self.history_size <= 0:
+                continue
+            series = self.history.get(entity_id)
+            if series is None:
+                series = self.history[entity_id] = Series(self.history_size, self.history_window)
+            before = list(series.points)
+            series.merge(points)
+            if series.points != before:
+                merged.append(entity_id)
+        return merged
+
     def _record(self, state: EntityState) -> None:
         value = numeric_value(state["state"])
         if value is None or self.history_size <= 0:
             return
-        points = self.history.get(state["entity_id"])
-        if points is None:
-            points = self.history[state["entity_id"]] = deque(maxlen=self.history_size)
-        elif points and points[-1][1] == value:
-            return
-        points.append((_epoch(state["last_updated"]), value))
+        series = self.history.get(state["entity_id"])
+        if series is None:
+            series = self.history[state["entity_id"]] = Series(self.history_size, self.history_window)
+        series.append((_epoch(state["last_updated"]), value))

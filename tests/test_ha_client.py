@@ -22,6 +22,7 @@ class Sink:
         self.snapshots: list[dict[str, EntityState]] = []
         self.changes: list[tuple[dict[str, EntityState], list[str]]] = []
         self.statuses: list[UpstreamStatus] = []
+        self.histories: list[dict[str, list[tuple[float, float]]]] = []
         self._changed = asyncio.Event()
 
     def upstream_snapshot(self, states: dict[str, EntityState]) -> None:
@@ -34,6 +35,10 @@ class Sink:
 
     def upstream_status(self, status: UpstreamStatus, reason: str) -> None:
         self.statuses.append(status)
+        self._changed.set()
+
+    def upstream_history(self, recorded: Mapping[str, Sequence[tuple[float, float]]]) -> None:
+        self.histories.append({k: list(v) for k, v in recorded.items()})
         self._changed.set()
 
     async def wait(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:

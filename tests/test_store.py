@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sse_service.store import EntityStore
 from sse_service.types import EntityState
 
@@ -33,12 +35,45 @@ def at(entity_id: str, value: str, when: str, **attributes: object) -> EntitySta
     return {"entity_id": entity_id, "state": value, "attributes": attrs, "last_changed": when, "last_updated": when}
 
 
-def test_numeric_states_keep_a_bounded_history_of_changes() -> None:
-    store = EntityStore(history_size=3)
-    for second, value in enumerate(["1", "2", "2", "3.5", "-4", "5e2"]):
-        store.apply_changes({"sensor.t": at("sensor.t", value, f"2026-11-23T10:00:0{second}+00:00")}, [])
-    base = 1795428000.0  # 2026-11-23T10:00:00Z
-    assert list(store.history["sensor.t"]) == [(base + 3, 3.5), (base + 4, -4.0), (base + 5, 500.0)]
+def iso(seconds: float) -> str:
+    return datetime.fromtimestamp(BASE + seconds, UTC).isoformat()
+
+
+BASE = 1795428000.0  # 2026-11-23T10:00:00Z
+
+
+def test_numeric_states_keep_a_bounded_history_that_keeps_its_peaks_and_the_newest_value() -> None:
+    store = EntityStore(history_size=8)
+    values = [10.0] * 40
+    values[13] = 99.0  # a spike an every-n-th-point decimation would lose
+    values[27] = -5.0
+    for second, value in enumerate(values):
+        store.apply_changes({"sensor.t": at("sensor.t", f"{value + second / 1000:g}", iso(second))}, [])
+    points = list(store.history["sensor.t"])
+    assert len(points) <= 8
+    assert points == sorted(points)
+    assert points[-1] == (BASE + 39, 10.039)
+    assert max(v for _, v in points) == 99.013 and min(v for _, v in points) == -4.973
+
+
+def test_history_keeps_only_the_window_before_the_newest_point() -> None:
+    store = EntityStore(history_size=4, history_window=60.0)
+    for second in range(0, 200, 10):
+        store.apply_changes({"sensor.t": at("sensor.t", str(second), iso(second))}, [])
+    points = list(store.history["sensor.t"])
+    assert points[-1] == (BASE + 190, 190.0)
+    assert all(t >= BASE + 190 - 60 for t, _ in points)
+
+
+def test_the_recorders_past_goes_under_the_live_points() -> None:
+    store = EntityStore(history_size=100)
+    store.apply_snapshot({"sensor.t": at("sensor.t", "7", iso(3600))})
+    store.apply_changes({"sensor.t": at("sensor.t", "8", iso(3601))}, [])
+    past = [(BASE + m * 60, float(m)) for m in range(60)]  # the hour before, from HA's recorder
+    assert store.merge_history({"sensor.t": past, "sensor.not_exposed": past}) == ["sensor.t"]
+    points = list(store.history["sensor.t"])
+    assert points[:60] == past and points[-1] == (BASE + 3601, 8.0)
+    assert "sensor.not_exposed" not in store.history
 
 
 def test_history_skips_attribute_only_updates_and_non_numbers() -> None:
@@ -49,7 +84,7 @@ def test_history_skips_attribute_only_updates_and_non_numbers() -> None:
         store.apply_changes({"sensor.t": at("sensor.t", value, "2026-11-23T10:00:02+00:00")}, [])
     store.apply_changes({"sensor.t": at("sensor.t", "21", "2026-11-23T10:00:03.250000+00:00")}, [])
     assert [v for _, v in store.history["sensor.t"]] == [20.0, 21.0]
-    assert store.history["sensor.t"][-1][0] == 1795428003.25
+    assert store.history["sensor.t"].points[-1][0] == 1795428003.25
     store.apply_changes({"switch.s": at("switch.s", "on", "2026-11-23T10:00:00+00:00")}, [])
     assert "switch.s" not in store.history
 

@@ -36,6 +36,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -46,6 +47,7 @@ from websockets.protocol import Event
 
 from .. import __version__
 from ..filters import EntityPattern
+from ..store import numeric_value
 from ..types import EntityState, UpstreamStatus
 from . import messages
 from .messages import ProtocolError
@@ -59,6 +61,10 @@ FAST_RETRY = 1.0
 FAST_PERIOD = 60.0
 # While HA stays unreachable, a line every this many seconds at most (not one per try).
 LOG_EVERY = 30.0
+# Frames past this size are parsed in a worker thread: a day of history for many entities
+# is megabytes of JSON, tens of milliseconds that every stream would otherwise wait.
+LARGE_FRAME = 256 * 1024
+HISTORY_TIMEOUT = 30.0
 
 
 class UpstreamSink(Protocol):
@@ -69,6 +75,8 @@ class UpstreamSink(Protocol):
     def upstream_changes(self, updated: Mapping[str, EntityState], removed: Sequence[str]) -> None: ...
 
     def upstream_status(self, status: UpstreamStatus, reason: str) -> None: ...
+
+    def upstream_history(self, recorded: Mapping[str, Sequence[tuple[float, float]]]) -> None: ...
 
 
 class AuthInvalid(Exception):
@@ -121,6 +129,7 @@ class _Session:
         self.user_id: int | None = None  # the auth/current_user request
         self.stop_subscription_id: int | None = None
         self.states_id: int | None = None  # the get_states request whose last_reported we take
+        self.history_task: asyncio.Task[None] | None = None
         self.reported: dict[str, tuple[float, str]] = {}  # entity -> (last_updated, last_reported)
 
 
@@ -140,6 +149,8 @@ class HAClient:
         backoff_max: float = 30.0,
         auth_retry: float = 300.0,
         use_proxy: bool = True,
+        history_window: float = 0.0,
+        history_entities: int = 50,
     ) -> None:
         self._url = url
         self._token = token
@@ -151,6 +162,9 @@ class HAClient:
         self._backoff_max = backoff_max
         self._auth_retry = auth_retry
         self._use_proxy = use_proxy
+        self._history_window = history_window
+        self._history_entities = history_entities
+        self._history_said: str | None = None  # the last "no history" reason logged
         self._states: dict[str, EntityState] = {}
         self._session: _Session | None = None
         self.status = UpstreamStatus.CONNECTING
@@ -307,9 +321,11 @@ class HAClient:
             try:
                 await self._read_loop(session)
             finally:
-                pinger.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pinger
+                for task in (pinger, session.history_task):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
         except NotConnected as e:
             raise ConnectionError(str(e)) from None  # a send found the connection gone
         finally:
@@ -400,7 +416,11 @@ class HAClient:
         # is what tells a user why the connection ended.
         while True:
             frame = await session.ws.recv()
-            for message in messages.parse_frame(frame):
+            if len(frame) > LARGE_FRAME:
+                parsed = await asyncio.to_thread(messages.parse_frame, frame)
+            else:
+                parsed = messages.parse_frame(frame)
+            for message in parsed:
                 await self._dispatch(session, message)
 
     async def _dispatch(self, session: _Session, message: dict[str, Any]) -> None:
@@ -467,6 +487,10 @@ class HAClient:
             self._sink.upstream_snapshot(dict(self._states))
             self._healthy = True
             self._set_status(UpstreamStatus.CONNECTED, "connected")
+            if self._history_window > 0:
+                numbers = [e for e, state in self._states.items() if numeric_value(state["state"]) is not None]
+                if numbers:
+                    session.history_task = asyncio.create_task(self._fetch_history(session, numbers), name="ha-history")
             return
         changes = messages.apply_entities_event(self._states, event, reported=reported)
         updated = {k: v for k, v in changes.updated.items() if exposed(k)}
@@ -478,6 +502,62 @@ class HAClient:
             log.debug("Diff for unknown entities ignored: %s", ", ".join(changes.unknown[:5]))
         if updated or removed:
             self._sink.upstream_changes(updated, removed)
+
+    async def history(
+        self, entity_ids: Sequence[str], start: float, end: float
+    ) -> dict[str, list[tuple[float, float]]]:
+        """The recorder's numbers for ``entity_ids`` between two instants. Raises NotConnected or HAError.
+
+        The caller bounds the span and wraps this in its own timeout.
+        """
+        session = self._session
+        if session is None or not self.connected:
+            raise NotConnected("not connected to Home Assistant")
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        msg_id = await self._send(session, lambda i: messages.history_during_period(i, start, end, entity_ids), future)
+        try:
+            reply = await future
+        finally:
+            session.pending.pop(msg_id, None)
+            if not future.done():
+                future.cancel()
+        if not reply.get("success"):
+            error = reply.get("error") or {}
+            raise HAError(str(error.get("code", "unknown_error")), str(error.get("message", "")))
+        return await asyncio.to_thread(messages.history_points, reply.get("result"))
+
+    async def _fetch_history(self, session: _Session, numbers: list[str]) -> None:
+        """After a snapshot: the recorder's past of the numeric entities, merged by the sink.
+
+        Off the read loop, and never fatal: without the recorder (or the right to read it, or
+        in time) the bridge keeps the history it gathers itself, and says so once.
+        """
+        end = time.time()
+        chosen = sorted(numbers)[: self._history_entities]
+        try:
+            async with asyncio.timeout(HISTORY_TIMEOUT):
+                recorded = await self.history(chosen, end - self._history_window, end)
+        except HAError as e:
+            self._say_no_history(f"Home Assistant answered {e.code}: {e.message or 'no details'}")
+            return
+        except TimeoutError:
+            self._say_no_history(f"no answer within {HISTORY_TIMEOUT:g} s")
+            return
+        except (NotConnected, ProtocolError):
+            return  # the session is ending; the next one asks again
+        self._history_said = None
+        if len(numbers) > len(chosen):
+            log.info("History from the recorder for %d of %d numeric entities", len(chosen), len(numbers))
+        self._sink.upstream_history(recorded)
+
+    def _say_no_history(self, reason: str) -> None:
+        if reason != self._history_said:
+            self._history_said = reason
+            log.warning(
+                "No history from Home Assistant's recorder (%s); charts start from what the bridge sees. "
+                "HA needs the recorder and history integrations for more.",
+                reason,
+            )
 
     @staticmethod
     def _with_reported(session: _Session, state: EntityState) -> EntityState:

@@ -45,6 +45,7 @@ log = logging.getLogger("sse_service.demo")
 HA_VERSION = "2026.11.0"
 AUTH_TIMEOUT = 10.0
 MAX_PENDING = 4096  # HA drops a client that falls this far behind (protocol notes §6.1)
+RECORDER_ROWS = 20_000  # per entity
 
 
 @dataclasses.dataclass
@@ -144,6 +145,9 @@ class DemoHomeAssistant:
         self.answer_pings = True  # False: a half-open connection, as far as the client can tell
         self.arrays_sent = 0
         self.errors_sent: list[dict[str, Any]] = []
+        # The recorder: (last_updated, state) per entity, as HA's history integration keeps it.
+        self.has_recorder = True
+        self.recorder: dict[str, list[tuple[float, str]]] = {}
         self._server: Server | None = None
         self._lingering: set[asyncio.TimerHandle] = set()
         for service in ("turn_on", "turn_off", "toggle"):
@@ -247,8 +251,16 @@ class DemoHomeAssistant:
         reported = now if self.has_last_reported else None
         new = messages.make_state(entity_id, state, new_attributes, changed, now, context, reported)
         self.states[entity_id] = new
+        self.record(entity_id, messages.timestamp_from_iso(now), state)
         self._broadcast(entity_id, old, new)
         return new
+
+    def record(self, entity_id: str, when: float, state: str) -> None:
+        """Add a row to the recorder (also how the demo home writes its past)."""
+        rows = self.recorder.setdefault(entity_id, [])
+        rows.append((when, state))
+        if len(rows) > RECORDER_ROWS:
+            del rows[: len(rows) - RECORDER_ROWS]
 
     @property
     def has_last_reported(self) -> bool:
@@ -359,6 +371,7 @@ class DemoHomeAssistant:
             "get_states": self._cmd_get_states,
             "get_config": self._cmd_get_config,
             "auth/current_user": self._cmd_current_user,
+            "history/history_during_period": self._cmd_history,
             "subscribe_entities": self._cmd_subscribe_entities,
             "subscribe_events": self._cmd_subscribe_events,
             "unsubscribe_events": self._cmd_unsubscribe,
@@ -378,6 +391,27 @@ class DemoHomeAssistant:
 
     async def _cmd_get_states(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
         client.send(_result(msg_id, [_full(s, _context_id()) for s in self.states.values()]))
+
+    async def _cmd_history(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
+        if not self.has_recorder:
+            client.send(_error(msg_id, "unknown_command", "Unknown command."))  # no history integration
+            return
+        try:
+            start = messages.timestamp_from_iso(str(message["start_time"]))
+            end = messages.timestamp_from_iso(str(message.get("end_time") or _now_iso()))
+            entity_ids = _as_list(message["entity_ids"])
+        except (KeyError, ValueError):
+            client.send(_error(msg_id, "invalid_format", "Invalid start_time, end_time or entity_ids"))
+            return
+        result: dict[str, list[dict[str, Any]]] = {}
+        for entity_id in entity_ids:
+            rows = self.recorder.get(entity_id, [])
+            before = [r for r in rows if r[0] < start][-1:]  # the state at start_time comes first
+            inside = [r for r in rows if start <= r[0] <= end]
+            chosen = [(max(t, start), v) for t, v in before] + inside
+            if chosen:
+                result[entity_id] = [{"s": v, "lu": t} for t, v in chosen]
+        client.send(_result(msg_id, result))
 
     async def _cmd_current_user(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
         user = {"id": self.user_id, "name": "Demo", "is_owner": self.admin, "is_admin": self.admin}
@@ -476,6 +510,7 @@ class BatteryHome:
         self.level = 62.0
         self.load = 650.0
         self._started = time.monotonic()
+        self._write_past_day()
         ha.set_state("sensor.battery_level", f"{self.level:.1f}", {
             "unit_of_measurement": "%", "device_class": "battery", "state_class": "measurement",
             "friendly_name": "Home battery",
@@ -490,6 +525,22 @@ class BatteryHome:
         })  # fmt: skip
         ha.set_state("switch.charger", "off", {"friendly_name": "Battery charger", "icon": "mdi:battery-charging"})
         self.tick()
+
+    def _write_past_day(self, step: float = 300.0) -> None:
+        """A plausible last day in the recorder: sun from 6 to 18 h UTC, a house load, the battery in between."""
+        now = time.time()
+        level = 45.0
+        for k in range(int(86400 // step), 0, -1):
+            when = now - k * step
+            hour = (when % 86400) / 3600
+            solar = max(0.0, 4200 * math.sin(math.pi * (hour - 6) / 12)) if 6 <= hour <= 18 else 0.0
+            solar = max(0.0, solar + self.random.gauss(0, 150)) if solar else 0.0
+            load = max(180.0, 500 + 900 * math.exp(-(((hour - 19) / 2.0) ** 2)) + self.random.gauss(0, 120))
+            level = min(100.0, max(5.0, level + (solar - load) * step / 3600 / self.CAPACITY_WH * 100))
+            self.ha.record("sensor.solar_power", when, f"{solar:.0f}")
+            self.ha.record("sensor.house_load", when, f"{load:.0f}")
+            self.ha.record("sensor.battery_level", when, f"{level:.1f}")
+        self.level = level
 
     def tick(self) -> None:
         phase = ((time.monotonic() - self._started) % self.DAY_S) / self.DAY_S

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ..store import numeric_value  # the one definition of "a number"
 from ..types import EntityState
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "compress_state",
     "diff_states",
     "expand_state",
+    "history_during_period",
+    "history_points",
     "iso_from_timestamp",
     "make_state",
     "parse_frame",
@@ -88,6 +91,43 @@ def subscribe_events(msg_id: int, event_type: str) -> Message:
 def simple(msg_id: int, kind: str) -> Message:
     """A command with no arguments (``get_states``, ``auth/current_user``)."""
     return {"id": msg_id, "type": kind}
+
+
+def history_during_period(msg_id: int, start: float, end: float, entity_ids: Sequence[str]) -> Message:
+    """The recorder's states of ``entity_ids`` between two instants: only ``s`` and ``lu`` per row."""
+    return {
+        "id": msg_id,
+        "type": "history/history_during_period",
+        "start_time": iso_from_timestamp(start),
+        "end_time": iso_from_timestamp(end),
+        "entity_ids": list(entity_ids),
+        "minimal_response": True,
+        "no_attributes": True,
+    }
+
+
+def history_points(result: Any) -> dict[str, list[tuple[float, float]]]:
+    """Numbers out of a ``history_during_period`` result, as sorted ``(epoch seconds, value)``.
+
+    Rows whose state is not a number (``unavailable``) are left out, as the live history does.
+    """
+    points: dict[str, list[tuple[float, float]]] = {}
+    if not isinstance(result, dict):
+        raise ProtocolError("history result is not an object")
+    for entity_id, rows in result.items():
+        if not isinstance(entity_id, str) or not isinstance(rows, list):
+            continue
+        series = []
+        for row in rows:
+            if not isinstance(row, dict) or not isinstance(row.get("s"), str):
+                continue
+            when = row.get("lu", row.get("lc"))
+            value = numeric_value(row["s"])
+            if value is not None and isinstance(when, int | float) and not isinstance(when, bool):
+                series.append((round(float(when), 3), value))
+        if series:
+            points[entity_id] = sorted(series, key=_when)  # stable: rows of one instant keep their order
+    return points
 
 
 def version_at_least(version: str | None, wanted: tuple[int, int]) -> bool:
@@ -362,3 +402,7 @@ def _diff_context(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, 
         delta["id"] = new.get("id")
         return delta
     return str(new.get("id"))
+
+
+def _when(point: tuple[float, float]) -> float:
+    return point[0]

@@ -1,0 +1,103 @@
+"""``GET /api/history/<entity_id>``: more of a number's past than the snapshot holds.
+
+Answered from Home Assistant's recorder through the one upstream connection
+(``history/history_during_period``), never from a second connection. Bounded: a span of at
+most ``MAX_SPAN`` and at most ``points`` points (downsampled keeping the shape, series.py),
+so one request can neither make HA read a year nor send a client megabytes.
+Points have the snapshot's format: ``[[epoch_seconds, value], ...]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from . import api
+from .filters import EntityPattern
+from .ha.client import HAClient, HAError, NotConnected
+from .ha.messages import iso_from_timestamp
+from .series import downsample
+from .untrusted import ascii_int, shown
+
+__all__ = ["HistoryEndpoint"]
+
+MAX_SPAN = 7 * 86400.0
+DEFAULT_POINTS = 500
+MAX_POINTS = 5000
+TIMEOUT = 20.0
+
+
+class _BadQuery(Exception):
+    pass
+
+
+class HistoryEndpoint:
+    def __init__(self, upstream: Callable[[], HAClient], *, exposed: EntityPattern, window: float) -> None:
+        self._upstream = upstream
+        self._exposed = exposed
+        self._window = window or 86400.0
+
+    async def handle(self, request: Request) -> Response:
+        if denied := api.read_denied(request):
+            return denied
+        entity_id = request.path_params["entity_id"]
+        if not self._exposed(entity_id) or entity_id not in request.app.state.hub.store.states:
+            return api.error_response(404, "unknown_entity", f"no exposed entity {shown(entity_id) or '(empty)'}")
+        now = time.time()
+        try:
+            until = _instant(request.query_params.get("until"), "until", now)
+            since = _instant(request.query_params.get("since"), "since", until - self._window)
+            points = ascii_int(request.query_params.get("points", str(DEFAULT_POINTS)), max_digits=6)
+            if points is None or not 2 <= points <= MAX_POINTS:
+                raise _BadQuery(f"points: expected a whole number from 2 to {MAX_POINTS}")
+            if since >= until:
+                raise _BadQuery("since: must be before until")
+            if until - since > MAX_SPAN:
+                raise _BadQuery(f"since: the span is limited to {MAX_SPAN / 86400:g} days")
+        except _BadQuery as e:
+            return api.error_response(422, "invalid_query", str(e))
+        client = self._upstream()
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                recorded = await client.history([entity_id], since, until)
+        except NotConnected:
+            message = "Home Assistant is not connected; the history comes from its recorder"
+            return api.error_response(503, "upstream_unavailable", message, {"retry-after": "5"})
+        except TimeoutError:
+            message = f"Home Assistant's recorder did not answer within {TIMEOUT:g} s"
+            return api.error_response(504, "upstream_timeout", message)
+        except HAError as e:
+            if e.code == "unknown_command":
+                message = "Home Assistant has no history: it needs the recorder and history integrations"
+                return api.error_response(501, "history_unavailable", message)
+            return api.error_response(502, f"ha_{e.code}", f"Home Assistant refused: {e.message or e.code}")
+        series = downsample(recorded.get(entity_id, []), points)
+        body = {
+            "entity_id": entity_id,
+            "since": iso_from_timestamp(since),
+            "until": iso_from_timestamp(until),
+            "points": series,
+        }
+        return JSONResponse(body, headers={"cache-control": "no-store"})
+
+
+def _instant(raw: str | None, name: str, default: float) -> float:
+    """An ISO 8601 time (with a zone, or UTC) or epoch seconds in ASCII digits."""
+    if raw is None or not raw.strip():
+        return default
+    text = raw.strip()
+    seconds = ascii_int(text, max_digits=12)
+    if seconds is not None:
+        return float(seconds)
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _BadQuery(f"{name}: expected an ISO 8601 time or epoch seconds, got {shown(text)}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
