@@ -87,4 +87,16 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
 def serve(app: Starlette, settings: Settings) -> None:
     server = Server(uvicorn_config(app, settings), drain=app.state.drain)
     sock = listening_socket(settings.host, settings.port)
+    log.info("%s", where_to_look(settings, sock.getsockname()[1]))
     server.run(sockets=[sock])
+
+
+def where_to_look(settings: Settings, port: int) -> str:
+    """The first line a new user needs: where to point a browser, and what it will show."""
+    if settings.host in ("0.0.0.0", "::", ""):
+        url = f"http://<this machine's address>:{port}/ (listening on all interfaces)"
+    else:
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        url = f"http://{host}:{port}/"
+    source = "the embedded demo Home Assistant (no HA_URL set)" if settings.demo else "Home Assistant"
+    return f"Open {url} for the live page of {source}; the stream is at /events"
