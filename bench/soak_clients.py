@@ -185,6 +185,7 @@ class Viewer:
         self.frames = 0
         self.states = 0
         self.errors: list[str] = []
+        self.anomalies: list[str] = []  # what each lost / duplicated / regressed event was, the first few
         self.conn: SSEConnection | None = None
         self.connects = 0
         self.awaiting_first = False  # no data event yet on the current connection
@@ -254,7 +255,7 @@ class Viewer:
         self.awaiting_first = False
         self.got_data.set()
         if event_id is not None:
-            self._check_id(event_id)
+            self._check_id(event_id, snapshot=event == "snapshot")
         try:
             doc = json.loads(data)
         except ValueError:
@@ -276,14 +277,17 @@ class Viewer:
         if event_id is not None:
             self.last_id = event_id
 
-    def _check_id(self, event_id: str) -> None:
+    def _check_id(self, event_id: str, *, snapshot: bool) -> None:
+        """Ids grow. A snapshot carries the id of the latest event: the one last seen, if nothing happened since."""
         epoch, _, seq = event_id.rpartition("-")
         if not seq.isascii() or not seq.isdigit():
             self.errors.append(f"odd event id {event_id[:40]!r}")
             return
         key = (epoch, int(seq))
-        if self.last_id_key is not None and key[0] == self.last_id_key[0] and key[1] <= self.last_id_key[1]:
+        last = self.last_id_key
+        if last is not None and key[0] == last[0] and (key[1] < last[1] or key[1] == last[1] and not snapshot):
             self.id_regressions += 1
+            self._note(f"id {event_id} after {last[0]}-{last[1]}")
         self.last_id_key = key
 
     def _snapshot(self, doc: dict[str, Any], first: bool) -> None:
@@ -300,6 +304,7 @@ class Viewer:
                 held = self.seqs.get(entity_id)
                 if held is not None and seq is not None and seq < held:
                     self.behind += 1
+                    self._note(f"snapshot has {entity_id} at seq {seq}, held {held}")
             self.seqs = {eid: s for eid, s in ((eid, _seq(st)) for eid, st in entities.items()) if s is not None}
         self.view = dict(entities)
 
@@ -323,10 +328,17 @@ class Viewer:
             expected = held + self.entities
         if seq > expected:
             self.lost += (seq - expected) // self.entities
+            self._note(f"{entity_id} seq {seq}, expected {expected}")
         elif seq < expected:
             self.dup += 1
+            self._note(f"{entity_id} seq {seq} again (held {held})")
         if held is None or seq > held:
             self.seqs[entity_id] = seq
+
+    def _note(self, what: str) -> None:
+        if len(self.anomalies) < 5:
+            kind = "resumed" if self.resuming else "first"
+            self.anomalies.append(f"{self.name} connection {self.connects} ({kind}, last id {self.last_id}): {what}")
 
     # -- checks -----------------------------------------------------------------------
     def truth_for(self, truth: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
