@@ -1,16 +1,22 @@
-"""``python -m sse_service`` / ``sse-service``: read the settings, then serve."""
+"""``python -m sse_service`` / ``sse-service``: read the settings, then serve.
+
+``sse-service token …`` prints a token signed with ``TOKEN_SECRET`` instead (tokens.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
+import time
 from collections.abc import Sequence
 
 from .app import create_app
-from .config import ConfigError, load_settings
+from .config import ConfigError, _globs, _services, load_settings
 from .logs import setup_logging
 from .server import serve
+from .tokens import mint, parse_expiry
 
 __all__ = ["main"]
 
@@ -27,7 +33,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--forwarded-allow-ips", help="trusted proxies (FORWARDED_ALLOW_IPS, default 127.0.0.1,::1)")
     parser.add_argument("--max-stream-age", help="seconds before a stream is ended for rotation (MAX_STREAM_AGE)")
     parser.add_argument("--check", action="store_true", help="validate the settings and exit")
+    commands = parser.add_subparsers(dest="command", metavar="token", help="print a signed token (token --help)")
+    token = commands.add_parser(
+        "token",
+        help="print a token signed with TOKEN_SECRET",
+        description="Print a JWT (HS256) signed with TOKEN_SECRET, read from the same settings as the service. "
+        "What it sees is always narrowed by ENTITIES, what it may call by ALLOWED_SERVICES.",
+    )
+    token.add_argument("--entities", required=True, help="comma-separated entity globs it sees, e.g. 'sensor.solar_*'")
+    token.add_argument("--services", help="comma-separated service globs it may call, e.g. 'switch.turn_*' (none)")
+    token.add_argument("--expires", help="lifetime (30m, 12h, 7d, 2w) or a time (2026-12-06T18:00); default: never")
+    token.add_argument("--name", help="its sub: the name logs and /metrics show, e.g. public-site")
+    token.add_argument("--id", help="its jti, for TOKEN_REVOKED (default: random)")
     args = parser.parse_args(argv)
+    if args.command == "token":
+        return _print_token(args)
 
     environ = dict(os.environ)
     flags = (
@@ -50,6 +70,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     serve(create_app(settings), settings)
+    return 0
+
+
+def _print_token(args: argparse.Namespace) -> int:
+    """The token on stdout (for ``TOKEN=$(sse-service token …)``), what it grants on stderr."""
+    try:
+        settings = load_settings(os.environ)
+        if settings.token_secret is None:
+            raise ConfigError("TOKEN_SECRET", "required to sign tokens (the service verifies them with the same value)")
+        entities = _globs("--entities", args.entities)
+        services = _services("--services", args.services) if args.services else ()
+        if args.name is not None and (not args.name.strip() or not args.name.isprintable()):
+            raise ConfigError("--name", "expected a printable name like public-site")
+        try:
+            expires = parse_expiry(args.expires) if args.expires else None
+        except ValueError as e:
+            raise ConfigError("--expires", str(e)) from None
+    except ConfigError as e:
+        print(f"sse-service: configuration error: {e}", file=sys.stderr)
+        return 2
+    jti = args.id or secrets.token_hex(8)
+    name = args.name.strip() if args.name else None
+    print(mint(settings.token_secret, entities=entities, services=services, expires=expires, sub=name, jti=jti))
+    until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires)) if expires is not None else "never"
+    print(
+        f"sse-service: token {name or '(no name)'} (jti {jti}): sees {','.join(entities)}"
+        f" (within ENTITIES={','.join(settings.entities)}), calls {','.join(services) or 'no services'}"
+        f" (within ALLOWED_SERVICES), expires {until}",
+        file=sys.stderr,
+    )
     return 0
 
 

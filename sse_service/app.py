@@ -103,7 +103,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
             history_entities=settings.history_entities,
         )
 
-    keys = Keys(settings.read_key, settings.write_key)
+    keys = Keys.from_settings(settings)
     limits = StreamLimits(settings.max_streams, settings.max_streams_per_ip)
     events = EventsEndpoint(
         hub,
@@ -125,10 +125,11 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         keys=keys,
         rate=RateLimiter(settings.command_rate, settings.command_burst),
         exposed=exposed,
-        on_outcome=lambda outcome: metrics.command(outcome),
+        on_outcome=lambda outcome, token_name: metrics.command(outcome, token_name),
     )
     history = HistoryEndpoint(upstream, exposed=exposed, window=settings.history_window)
-    metrics = Metrics(hub, lambda: getattr(app.state, "upstream", None))
+    token_streams = events.token_streams if settings.token_secret is not None else None
+    metrics = Metrics(hub, lambda: getattr(app.state, "upstream", None), token_streams=token_streams)
     hub.on_fanout = metrics.fanout.observe
     draining = False
 
@@ -149,7 +150,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
             home = BatteryHome(demo, interval=settings.demo_interval)
             tasks.append(asyncio.create_task(home.run(), name="demo-home"))
             log.info("No HA_URL set: running the embedded demo Home Assistant on %s", demo.url)
-        if settings.services and settings.write_key is None and settings.read_key is None:
+        if settings.services and keys.open:
             log.warning(
                 "Commands (%s) are open to anyone who can reach this server: set WRITE_KEY", ",".join(settings.services)
             )

@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from .access import Keys, RateLimiter, client_ip
-from .api import error_response
+from .access import Denied, Keys, RateLimiter, client_ip
+from .api import denial_response, error_response
 from .config import Settings
 from .filters import EntityPattern
 from .ha.client import HAClient, HAError, NotConnected
@@ -63,7 +63,7 @@ class CommandEndpoint:
         keys: Keys,
         rate: RateLimiter,
         exposed: EntityPattern,
-        on_outcome: Callable[[str], None] | None = None,
+        on_outcome: Callable[[str, str | None], None] | None = None,
     ) -> None:
         self._hub = hub
         self._upstream = upstream
@@ -82,15 +82,16 @@ class CommandEndpoint:
             # What someone gets who pastes the URL into a browser.
             message = f"{loggable(request.method, 20)} is not allowed here; call a service with POST"
             return error_response(405, "method_not_allowed", message, {"allow": "POST"})
+        request.state.token_name = None  # the token's sub, once the credential is known
         response, entity_ids = await self._handle(request, domain, service, name)
         outcome = "ok" if response.status_code == 200 else _code_of(response)
+        token_name: str | None = request.state.token_name
         if self._on_outcome is not None:
-            self._on_outcome(outcome)
+            self._on_outcome(outcome, token_name)
         level = logging.INFO if response.status_code < 500 else logging.WARNING
         targets = loggable(",".join(entity_ids)) or "-"
-        log.log(
-            level, "Command %s on %s from %s: %s", loggable(name), targets, loggable(client_ip(request.scope)), outcome
-        )
+        who = loggable(client_ip(request.scope)) + (f", token {token_name}" if token_name is not None else "")
+        log.log(level, "Command %s on %s from %s: %s", loggable(name), targets, who, outcome)
         return response
 
     async def _handle(self, request: Request, domain: str, service: str, name: str) -> tuple[Response, list[str]]:
@@ -99,16 +100,16 @@ class CommandEndpoint:
             seconds = RateLimiter.retry_after(wait)
             message = f"too many commands from your address; try again in {seconds} s"
             return error_response(429, "rate_limited", message, {"retry-after": str(seconds)}), []
-        if not self._keys.may_write(request.headers):
-            return error_response(
-                401,
-                "unauthorized",
-                "a valid write key is required: send it as 'Authorization: Bearer <key>'",
-                {"www-authenticate": "Bearer"},
-            ), []
+        grant = self._keys.writer(request.headers)
+        if isinstance(grant, Denied):
+            return denial_response(grant), []
+        request.state.token_name = grant.name
         if not self._allowed(name):
             # Before the body: a caller learns nothing about a route it may not use.
             return error_response(403, "service_not_allowed", f"the service {loggable(name)} is not allowed here"), []
+        if not grant.may_call(name):
+            message = f"the service {loggable(name)} is not allowed for this token (its services claim)"
+            return error_response(403, "service_not_allowed", message), []
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             message = (
@@ -130,6 +131,9 @@ class CommandEndpoint:
         for entity_id in entity_ids:
             if not self._exposed(entity_id):
                 message = f"the entity {entity_id} is not exposed by this bridge"
+                return error_response(403, "entity_not_allowed", message), entity_ids
+            if not grant.sees(entity_id):
+                message = f"the entity {entity_id} is not allowed for this token (its entities claim)"
                 return error_response(403, "entity_not_allowed", message), entity_ids
             if entity_id not in self._hub.store.states and self._hub.status is UpstreamStatus.CONNECTED:
                 return error_response(404, "unknown_entity", f"no entity {entity_id} in Home Assistant"), entity_ids

@@ -88,6 +88,12 @@ class AllOf:
     def __repr__(self) -> str:
         return f"AllOf({list(self.parts)!r})"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AllOf) and other.parts == self.parts
+
+    def __hash__(self) -> int:
+        return hash(self.parts)
+
 
 def combine(*filters: EntityFilter | None) -> EntityFilter | None:
     """One filter for everything that narrows a view; None when nothing does.

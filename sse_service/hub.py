@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from . import sse
-from .filters import EntityPattern
+from .filters import EntityFilter
 from .ha.messages import iso_from_timestamp
 from .store import HISTORY_SIZE, HISTORY_WINDOW, EntityStore
 from .types import EntityState, UpstreamStatus
@@ -49,8 +49,10 @@ HEARTBEAT = sse.event("ping", "{}")  # no id: a ping is not part of the replayab
 class Subscriber(Protocol):
     """One connected stream, as the hub sees it. ``write`` must never block or raise."""
 
-    filter: EntityPattern | None
     last_tick: int
+
+    @property
+    def filter(self) -> EntityFilter | None: ...  # read-only here: any filter type will do
 
     def write(self, data: bytes) -> None: ...
 
@@ -211,7 +213,7 @@ class Hub:
         start = seq + 1 - self._ring[0].seq if self._ring else 0
         return itertools.islice(self._ring, max(start, 0), None)
 
-    def snapshot_frame(self, pattern: EntityPattern | None = None) -> bytes:
+    def snapshot_frame(self, pattern: EntityFilter | None = None) -> bytes:
         """``event: snapshot``: every visible entity, their history and the upstream status; id = the latest frame."""
         if pattern is None and self._snapshot_cache is not None and self._snapshot_cache[0] == self.seq:
             return self._snapshot_cache[1]
@@ -263,7 +265,7 @@ class Hub:
             self._encoded_history.pop(entity_id, None)
         self._snapshot_cache = None
         self.flush()  # frames made before the history go out before it
-        encoded: dict[EntityPattern | None, bytes] = {}
+        encoded: dict[EntityFilter | None, bytes] = {}
         for subscriber in list(self.subscribers()):
             pattern = subscriber.filter
             frame = encoded.get(pattern)
@@ -411,5 +413,5 @@ class Hub:
             subscriber.close(final)
 
 
-def _visible(frame: _Frame, pattern: EntityPattern | None) -> bool:
+def _visible(frame: _Frame, pattern: EntityFilter | None) -> bool:
     return pattern is None or frame.entity_id is None or pattern(frame.entity_id)

@@ -6,7 +6,7 @@ on every ``inc``); this collector turns them into metric families when Prometheu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -29,9 +29,12 @@ FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 
 
 class _HubCollector(Collector):
-    def __init__(self, hub: Hub, upstream: Callable[[], HAClient | None]) -> None:
+    def __init__(
+        self, hub: Hub, upstream: Callable[[], HAClient | None], token_streams: Mapping[str, int] | None = None
+    ) -> None:
         self._hub = hub
         self._upstream = upstream
+        self._token_streams = token_streams
 
     def collect(self) -> Iterator[Metric]:
         hub = self._hub
@@ -39,6 +42,12 @@ class _HubCollector(Collector):
         clients.add_metric(["all"], hub.unfiltered_count)
         clients.add_metric(["filtered"], hub.client_count - hub.unfiltered_count)
         yield clients
+        if self._token_streams is not None:
+            # By the token's sub (cleaned when the token was read), never the token itself.
+            by_token = GaugeMetricFamily("sse_token_streams", "Open event streams, by token name (sub)", labels=["sub"])
+            for name, count in sorted(self._token_streams.items()):
+                by_token.add_metric([name], count)
+            yield by_token
         yield CounterMetricFamily("sse_upstream_changes", "Entity changes received from Home Assistant", hub.events_in)
         yield CounterMetricFamily("sse_events", "Events published to the streams (state, remove, status)", hub.seq)
         yield CounterMetricFamily("sse_deliveries", "Events written to client streams", hub.deliveries)
@@ -63,11 +72,19 @@ class _HubCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, hub: Hub, upstream: Callable[[], HAClient | None]) -> None:
+    def __init__(
+        self, hub: Hub, upstream: Callable[[], HAClient | None], *, token_streams: Mapping[str, int] | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_HubCollector(hub, upstream))
+        self.registry.register(_HubCollector(hub, upstream, token_streams))
         self.commands = Counter(
             "sse_commands", "Service calls on the command route, by outcome", ["outcome"], registry=self.registry
+        )
+        self.token_commands = Counter(
+            "sse_token_commands",
+            "Service calls made with a token, by token name (sub) and outcome",
+            ["sub", "outcome"],
+            registry=self.registry,
         )
         self.fanout = Histogram(
             "sse_fanout_seconds",
@@ -76,10 +93,12 @@ class Metrics:
             registry=self.registry,
         )
 
-    def command(self, outcome: str) -> None:
+    def command(self, outcome: str, token_name: str | None = None) -> None:
         self.commands.labels(outcome).inc()
+        if token_name is not None:
+            self.token_commands.labels(token_name, outcome).inc()
 
     async def endpoint(self, request: Request) -> Response:
-        if denied := read_denied(request):
+        if denied := read_denied(request, whole_view=True):
             return denied
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -20,6 +20,11 @@ disconnect. Frames are written by the hub, synchronously, through :meth:`ClientS
   no middleware frame stays alive under an idle stream. This endpoint answers its own errors.
 * **Ending.** To end a stream, the server sends the last body chunk; the ASGI server then
   answers the pending ``receive()`` with ``http.disconnect``, which ends the request task.
+* **A token's view** is one filter (filters.combine: the token's globs and the stream's own
+  ``?entity_id=``/``?domain=``), so the hub's entity index serves it like any filtered
+  stream. A stream ends at the token's ``exp`` with ``event: expired`` and a ``retry:``
+  long enough for the page to get a new token first (a cookie set meanwhile rides the
+  browser's own reconnect, with ``Last-Event-ID``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
@@ -36,13 +42,13 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from . import sse
-from .access import Keys, Refusal, StreamLimits, client_ip
-from .api import error_response, read_refusal
-from .filters import EntityPattern
+from .access import Grant, Keys, Refusal, StreamLimits, client_ip
+from .api import error_response, read_grant
+from .filters import EntityFilter, EntityPattern, combine
 from .hub import Hub
 from .untrusted import loggable
 
-__all__ = ["ClientStream", "EventsEndpoint", "STREAM_HEADERS"]
+__all__ = ["EXPIRED_RETRY_MS", "ClientStream", "EventsEndpoint", "STREAM_HEADERS"]
 
 log = logging.getLogger("sse_service.stream")
 
@@ -53,6 +59,8 @@ STREAM_HEADERS = [
     (b"cache-control", b"no-store, no-transform"),
     (b"x-accel-buffering", b"no"),
 ]
+# The least retry: after event: expired, time for a page to fetch a new token first.
+EXPIRED_RETRY_MS = 5000
 
 
 class ClientStream:
@@ -73,7 +81,7 @@ class ClientStream:
         "resets",
     )
 
-    def __init__(self, send: Send, hub: Hub, pattern: EntityPattern | None, buffer_limit: int) -> None:
+    def __init__(self, send: Send, hub: Hub, pattern: EntityFilter | None, buffer_limit: int) -> None:
         self._send = send
         self._hub = hub
         self._limit = buffer_limit
@@ -221,6 +229,8 @@ class EventsEndpoint:
         self.keys = keys or Keys()
         self.limits = limits or StreamLimits(1_000_000, 1_000_000)
         self.max_age = max_age
+        self.token_streams: Counter[str] = Counter()  # open streams per token name, for /metrics
+        self._by_token: dict[ClientStream, Grant] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # This endpoint runs ahead of Starlette's stack (see app.py): it answers its own errors.
@@ -237,26 +247,28 @@ class EventsEndpoint:
         finally:
             self.limits.release(admitted[-1])
 
-    def _admit(self, scope: Scope) -> Response | tuple[EntityPattern | None, str | None, str]:
+    def _admit(self, scope: Scope) -> Response | tuple[EntityFilter | None, Grant, str | None, str]:
         """The answer for a request that gets no stream, or what its stream needs (and a slot)."""
         if scope["method"] not in ("GET", "HEAD"):
             return error_response(405, "method_not_allowed", "use GET for /events", {"allow": "GET, HEAD"})
         query = QueryParams(scope["query_string"])
         headers = Headers(scope=scope)
-        if denied := read_refusal(self.keys, headers, query):
-            return denied  # a 401 also makes an EventSource stop retrying: right for a bad key
-        pattern = EntityPattern.parse(query.get("entity_id", ""), query.get("domain", ""))
+        grant = read_grant(self.keys, headers, query)
+        if isinstance(grant, Response):
+            return grant  # a 401 also makes an EventSource stop retrying: right for a bad key or token
+        pattern = combine(grant.entities, EntityPattern.parse(query.get("entity_id", ""), query.get("domain", "")))
         last_event_id = headers.get("last-event-id") or query.get("last_event_id")
         ip = client_ip(scope)
         refusal = self.limits.acquire(ip)  # the last step: nothing after it may fail before release
         if refusal is not None:
             return self._refuse(refusal, headers)
-        return pattern, last_event_id, ip
+        return pattern, grant, last_event_id, ip
 
     async def _stream(
         self,
         method: str,
-        pattern: EntityPattern | None,
+        pattern: EntityFilter | None,
+        grant: Grant,
         last_event_id: str | None,
         ip: str,
         receive: Receive,
@@ -269,30 +281,51 @@ class EventsEndpoint:
 
         stream = ClientStream(send, self.hub, pattern, self.buffer_limit)
         started = time.monotonic()
-        shown = loggable(",".join(pattern.globs)) if pattern else "*"
-        ip = loggable(ip)
+        shown = loggable(pattern.describe()) if pattern else "*"
+        who = f"{loggable(ip)}, {grant.label}" if grant.token is not None else loggable(ip)
         ending = "client left"
+        loop = asyncio.get_running_loop()
+        # Jitter spreads the reconnects; ending below the cap beats the PaaS router to it.
+        deadline = loop.time() + self.max_age * random.uniform(0.85, 1.0) if self.max_age else None
+        expires = grant.expires
+        expiry = None if expires is None else loop.time() + (expires - time.time())
+        by_expiry = expiry is not None and (deadline is None or expiry <= deadline)
+        if grant.token is not None:
+            self.token_streams[grant.name or ""] += 1
+            self._by_token[stream] = grant
         try:
             kind = self.hub.subscribe(stream, last_event_id, prefix=sse.retry(self.retry_ms))
-            log.info("Stream opened for %s (filter %s, %s)", ip, shown, kind)
-            if self.max_age:
-                try:
-                    # Jitter spreads the reconnects; ending below the cap beats the PaaS router to it.
-                    async with asyncio.timeout(self.max_age * random.uniform(0.85, 1.0)):
-                        await _until_disconnect(receive)
-                except TimeoutError:
+            log.info("Stream opened for %s (filter %s, %s)", who, shown, kind)
+            try:
+                async with asyncio.timeout_at(expiry if by_expiry else deadline):
+                    await _until_disconnect(receive)
+            except TimeoutError:
+                if by_expiry:
+                    ending = "token expired"
+                    stream.close(self._expired(expires or 0.0))
+                else:
                     ending = "max age reached"
                     stream.close(sse.retry(min(self.retry_ms, 500)))  # back at once, with Last-Event-ID
-                    await _until_disconnect(receive)
-            else:
                 await _until_disconnect(receive)
         finally:
             self.hub.unsubscribe(stream)
+            if self._by_token.pop(stream, None) is not None:
+                self.token_streams[grant.name or ""] -= 1
+                if self.token_streams[grant.name or ""] <= 0:
+                    del self.token_streams[grant.name or ""]
             if stream.closed and ending == "client left":
                 ending = "closed by the server"
             stream.detach()
             duration = time.monotonic() - started
-            log.info("Stream closed for %s after %.1f s (filter %s, %s)", ip, duration, shown, ending)
+            log.info("Stream closed for %s after %.1f s (filter %s, %s)", who, duration, shown, ending)
+
+    def _expired(self, expires: float) -> bytes:
+        """The last frame of a stream whose token expired: no id, so Last-Event-ID stays on the last event."""
+        retry_ms = max(self.retry_ms, EXPIRED_RETRY_MS)
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
+        message = f"the token expired at {at}; get a new one and reconnect with Last-Event-ID to resume"
+        body = {"code": "token_expired", "message": message, "expired_at": at, "retry_ms": retry_ms}
+        return sse.event("expired", sse.dumps(body)) + sse.retry(retry_ms)
 
     def _refuse(self, refusal: Refusal, headers: Headers) -> Response:
         """Over a stream cap. An EventSource gives up for good on any status but 200, and a

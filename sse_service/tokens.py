@@ -100,11 +100,13 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise TokenRefused("invalid_token", "the token is not a well-formed JWT (header.payload.signature)") from None
+            message = "the token is not a well-formed JWT (header.payload.signature)"
+            raise TokenRefused("invalid_token", message) from None
         alg = header.get("alg")
         if alg != ALGORITHM:
             shown = repr(loggable(alg, 20)) if isinstance(alg, str) else "no algorithm"
-            raise TokenRefused("invalid_token", f"the token is signed with {shown}; this bridge accepts {ALGORITHM} only")
+            message = f"the token is signed with {shown}; this bridge accepts {ALGORITHM} only"
+            raise TokenRefused("invalid_token", message)
         try:
             payload: dict[str, Any] = jwt.decode(
                 token,

@@ -208,7 +208,7 @@ async def test_an_internal_error_before_the_stream_starts_is_a_json_500_without_
         def broken(*args: object) -> bool:
             raise RuntimeError("secret internals")
 
-        monkeypatch.setattr(Keys, "may_read", broken)
+        monkeypatch.setattr(Keys, "reader", broken)
         response = await client.get(live.url + "/events")
         assert response.status_code == 500
         assert response.json()["error"]["code"] == "internal_error"
