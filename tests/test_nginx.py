@@ -1,6 +1,8 @@
 """A real nginx in front, with the README's config: events arrive unbuffered, limits see real clients.
 
-Skips without nginx, except under ``CI=true`` where it fails (tests/run installs nginx as root).
+The README has two blocks, plain HTTP and then TLS with HTTP/2; both run here, the second with
+a self-signed certificate made by openssl (tests/test_tabs.py puts eight browser tabs through it).
+Skips without nginx or openssl, except under ``CI=true`` where it fails (tests/run installs nginx as root).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -27,32 +30,64 @@ from .helpers import LiveServer, SSEStream, free_port, live_server, settings_for
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def readme_nginx_config() -> str:
+# What the README's TLS block names, replaced here by a port and a certificate of the test's own.
+README_TLS_LISTEN = "listen 443 ssl http2;"
+README_CERTIFICATE = "/etc/ssl/dash.example.com/fullchain.pem"
+README_CERTIFICATE_KEY = "/etc/ssl/dash.example.com/privkey.pem"
+
+
+def readme_nginx_configs() -> tuple[str, str]:
+    """The README's nginx blocks: the upstream with the plain server, then the TLS + HTTP/2 server."""
     blocks: list[str] = re.findall(r"```nginx\n(.*?)```", README.read_text(), re.S)
-    assert len(blocks) == 1, "the README has one nginx example"
-    return blocks[0]
+    assert len(blocks) == 2, "the README has two nginx examples: plain HTTP, then TLS with HTTP/2"
+    plain, tls = blocks
+    assert "upstream sse_service" in plain and "listen 80;" in plain
+    assert README_TLS_LISTEN in tls and README_CERTIFICATE in tls and README_CERTIFICATE_KEY in tls
+    return plain, tls
 
 
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
+def _required(tool: str, found: str | None) -> str:
     if found is None:
-        reason = "nginx is not installed (tests/run installs it as root: apt-get install nginx)"
+        reason = f"{tool} is not installed (tests/run installs it as root: apt-get install {tool})"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(reason)
         pytest.skip(reason)
     return found
 
 
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
+    return _required("nginx", found)
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by openssl: (certificate, key)."""
+    openssl = _required("openssl", shutil.which("openssl"))
+    certificate, key = directory / "cert.pem", directory / "key.pem"
+    request = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1"
+    names = "subjectAltName=IP:127.0.0.1,DNS:localhost"
+    command = [openssl, *request.split(), "-addext", names, "-keyout", str(key), "-out", str(certificate)]
+    subprocess.run(command, check=True, capture_output=True)
+    return certificate, key
+
+
 @contextlib.contextmanager
-def nginx(tmp_path: Path, service_port: int) -> Iterator[int]:
+def nginx(tmp_path: Path, service_port: int, *, tls: bool = False) -> Iterator[int]:
+    """The README's config in front of ``service_port``; yields nginx's port (the TLS server's with ``tls``)."""
     binary = nginx_binary()
     port = free_port()
-    site = readme_nginx_config()
-    site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{service_port};")
+    plain, secure = readme_nginx_configs()
+    site = plain.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{service_port};")
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
     assert f"127.0.0.1:{port}" in site and f"127.0.0.1:{service_port}" in site
     temp = tmp_path / "nginx"
     temp.mkdir()
+    if tls:
+        certificate, key = self_signed_certificate(temp)
+        port = free_port()
+        secure = secure.replace(README_TLS_LISTEN, f"listen 127.0.0.1:{port} ssl http2;")
+        secure = secure.replace(README_CERTIFICATE, str(certificate)).replace(README_CERTIFICATE_KEY, str(key))
+        site += "\n" + secure
     (temp / "site.conf").write_text(site)
     user = "user root;\n" if os.geteuid() == 0 else ""
     (temp / "nginx.conf").write_text(
@@ -151,3 +186,31 @@ async def test_the_real_client_address_reaches_the_limits(
     opened = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Stream opened for")]
     assert any(m.startswith("Stream opened for 127.0.0.2 ") for m in opened), opened
     assert any(m.startswith("Stream opened for 127.0.0.3 ") for m in opened), opened
+
+
+async def test_the_tls_block_speaks_http2_and_passes_events_unbuffered(ha: DemoHomeAssistant, tmp_path: Path) -> None:
+    async with live_server(settings_for(ha, heartbeat=30.0)) as live:
+        with nginx(tmp_path, live.port, tls=True) as port:
+            certificate = tmp_path / "nginx" / "cert.pem"
+            offer = ssl.create_default_context(cafile=certificate)
+            offer.set_alpn_protocols(["h2", "http/1.1"])  # what a browser offers
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+                offer.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+            ):
+                assert tls.selected_alpn_protocol() == "h2", "nginx takes HTTP/2"
+            trust = ssl.create_default_context(cafile=certificate)  # httpx itself speaks HTTP/1.1
+            async with (
+                httpx.AsyncClient(verify=trust, timeout=httpx.Timeout(5, read=None)) as client,
+                client.stream("GET", f"https://127.0.0.1:{port}/events") as response,
+            ):
+                assert response.status_code == 200
+                stream = SSEStream(response)
+                try:
+                    assert (await stream.next()).event == "snapshot"
+                    started = time.monotonic()
+                    ha.set_state("sensor.house_load", "777")
+                    await stream.until_state("sensor.house_load", "777", timeout=2)
+                    assert time.monotonic() - started < 0.5
+                finally:
+                    await stream.close()

@@ -2,11 +2,17 @@
 
 One browser for the module; each test gets a fresh context. Without chromium these tests
 skip, except under ``CI=true``, where they fail: CI must not pass without them.
+
+The page's stream lives in a SharedWorker shared by its tabs, or in the tab where there is no
+SharedWorker: the tests of the stream's behaviour run both ways (``page`` parametrized with
+``"shared"`` and ``"per-tab"``, the second with SharedWorker deleted by an init script).
+Playwright does not see a shared worker's requests, so requests are counted by the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import re
@@ -14,7 +20,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
@@ -22,6 +28,7 @@ from playwright.async_api import Browser, Locator, Page, async_playwright, expec
 from sse_service.app import WEB_DIR
 from sse_service.config import Secret
 from sse_service.ha.demo import DemoHomeAssistant, ServiceCall, ServiceError
+from sse_service.stream import EventsEndpoint
 
 from .helpers import LiveServer, live_server, open_stream, settings_for
 
@@ -38,6 +45,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 KEY = "page-key-3f9a1c7e5b2d4a6c"
+# Run as a browser without SharedWorker (nor Web Locks and BroadcastChannel): a stream per tab.
+NO_SHARED_WORKER = "delete window.SharedWorker; delete window.BroadcastChannel; delete Navigator.prototype.locks;"
+BOTH_WAYS = pytest.mark.parametrize("page", ["shared", "per-tab"], indirect=True)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,23 +57,41 @@ def anyio_backend() -> str:
     return "asyncio"  # module scope, so that one browser serves the whole module
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
+def chromium_executable() -> str:
+    """Debian's chromium; without it the test skips, or fails under ``CI=true``."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         reason = "chromium is not installed (tests/run installs it as root: apt-get install chromium)"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(reason)
         pytest.skip(reason)
+    return executable
+
+
+@contextlib.asynccontextmanager
+async def chromium(*extra_args: str) -> AsyncIterator[Browser]:
+    executable = chromium_executable()
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        browser = await playwright.chromium.launch(executable_path=executable, args=[*CHROMIUM_ARGS, *extra_args])
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as browser:
         yield browser
-        await browser.close()
 
 
 @pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
+async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    """A tab in a fresh context; ``"per-tab"`` (indirect parameter) takes SharedWorker away first."""
+    mode = getattr(request, "param", "shared")
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    if mode == "per-tab":
+        await context.add_init_script(NO_SHARED_WORKER)
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -75,6 +103,19 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 
 def card(page: Page, entity_id: str) -> Locator:
     return page.locator(f'[data-entity="{entity_id}"]')
+
+
+def record_stream_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every request for /events the server gets, as "GET" or "HEAD" (whoever sends it: tab or worker)."""
+    seen: list[str] = []
+    admit = EventsEndpoint._admit
+
+    def recording(self: EventsEndpoint, scope: Any) -> Any:
+        seen.append(scope["method"])
+        return admit(self, scope)
+
+    monkeypatch.setattr(EventsEndpoint, "_admit", recording)
+    return seen
 
 
 async def points_drawn(chart: Locator) -> int:
@@ -89,6 +130,7 @@ async def bridge_has(live: LiveServer, entity_id: str, state: str) -> None:
             await asyncio.sleep(0.005)
 
 
+@BOTH_WAYS
 async def test_the_snapshot_renders_at_once_with_full_charts_and_changes_follow(
     ha: DemoHomeAssistant, page: Page
 ) -> None:
@@ -117,6 +159,7 @@ async def test_the_snapshot_renders_at_once_with_full_charts_and_changes_follow(
         await expect(card(page, "light.kitchen")).to_have_count(0)
 
 
+@BOTH_WAYS
 async def test_home_assistant_down_shows_in_the_indicator_and_banner_until_it_is_back(
     ha: DemoHomeAssistant, page: Page
 ) -> None:
@@ -141,6 +184,7 @@ async def test_home_assistant_down_shows_in_the_indicator_and_banner_until_it_is
         await expect(toggle).to_be_enabled()
 
 
+@BOTH_WAYS
 async def test_the_page_reconnects_by_itself_when_the_bridge_restarts(ha: DemoHomeAssistant, page: Page) -> None:
     settings = settings_for(ha, retry_ms=500)
     async with live_server(settings, web_dir=WEB_DIR) as live:
@@ -158,6 +202,7 @@ async def test_the_page_reconnects_by_itself_when_the_bridge_restarts(ha: DemoHo
         assert await page.evaluate("window.sameDocument") is True, "no reload"
 
 
+@BOTH_WAYS
 async def test_a_silent_stream_is_flagged_as_stale_and_reopened(
     ha: DemoHomeAssistant, page: Page, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,12 +225,15 @@ async def test_a_silent_stream_is_flagged_as_stale_and_reopened(
         monkeypatch.setattr(hub, "heartbeat", lambda: None)
         await page.wait_for_function("window.staleSeen.length > 0", timeout=5000)
         assert "No connection to the bridge" in (await page.evaluate("window.staleSeen"))[0]
-        assert hub.replays > 0 and hub.snapshots + hub.replays > streams_opened, "reopened, resuming"
+        async with asyncio.timeout(2):  # the request that reopens it is on its way
+            while not (hub.replays > 0 and hub.snapshots + hub.replays > streams_opened):
+                await asyncio.sleep(0.01)
         monkeypatch.undo()
         await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
         await expect(page.locator("#stale")).to_be_hidden()
 
 
+@BOTH_WAYS
 async def test_the_toggle_goes_through_pending_to_the_state_the_stream_confirms(
     ha: DemoHomeAssistant, page: Page
 ) -> None:
@@ -236,19 +284,21 @@ async def test_the_toggle_goes_through_pending_to_the_state_the_stream_confirms(
         await expect(toggle).to_have_attribute("aria-busy", "false")
 
 
-async def test_a_refused_key_is_said_plainly_and_not_retried(ha: DemoHomeAssistant, page: Page) -> None:
+@BOTH_WAYS
+async def test_a_refused_key_is_said_plainly_and_not_retried(
+    ha: DemoHomeAssistant, page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with live_server(settings_for(ha, read_key=Secret(KEY)), web_dir=WEB_DIR) as live:
-        requests: list[str] = []
-        page.on("request", lambda request: requests.append(request.method + " " + request.url.split("?")[0]))
+        requests = record_stream_requests(monkeypatch)
         await page.goto(live.url + "/?key=wrong-key-0000000000")
         await expect(page.locator("#conn")).to_have_attribute("data-state", "refused")
         await expect(page.locator("#conn")).to_have_text("Key refused")
         await expect(page.locator("#empty")).to_contain_text("refused the key")
         await page.wait_for_timeout(500)
-        events = live.url + "/events"
-        assert [r for r in requests if r.endswith("/events")] == ["GET " + events, "HEAD " + events]
+        assert requests == ["GET", "HEAD"]
 
 
+@BOTH_WAYS
 async def test_a_busy_bridge_is_shown_and_left_to_retry(ha: DemoHomeAssistant, page: Page) -> None:
     async with live_server(settings_for(ha, max_streams_per_ip=1), web_dir=WEB_DIR) as live:
         async with open_stream(live.url + "/events"):  # takes the only stream this address may have
@@ -257,6 +307,7 @@ async def test_a_busy_bridge_is_shown_and_left_to_retry(ha: DemoHomeAssistant, p
             await expect(page.locator("#empty")).to_contain_text("too many open streams")
 
 
+@BOTH_WAYS
 async def test_another_bridge_is_reached_with_the_bridge_parameter(ha: DemoHomeAssistant, page: Page) -> None:
     async with live_server(settings_for(ha), web_dir=WEB_DIR) as site:
         other = settings_for(ha, cors_origins=(site.url,))
@@ -265,6 +316,9 @@ async def test_another_bridge_is_reached_with_the_bridge_parameter(ha: DemoHomeA
             await expect(card(page, "sensor.house_load").locator(".state")).to_have_text("640")
             await expect(page.locator(".card")).to_have_count(3)
             assert (bridge.app.state.hub.client_count, site.app.state.hub.client_count) == (1, 0)
+
+
+ENTITIES = ("sensor.battery_level", "sensor.solar_power", "sensor.house_load")  # the snippet's
 
 
 def write_embed_page(directory: Path, bridge_url: str) -> None:
@@ -283,9 +337,16 @@ async def test_the_readme_embed_snippet_works_from_another_origin(
         async with live_server(settings_for(ha, cors_origins=(site.url,))) as bridge:
             write_embed_page(tmp_path, bridge.url)
             await page.goto(site.url + "/")
-            await expect(page.locator("#battery")).to_have_text("50.0 %")
+            battery, solar, house = (page.locator(f'[data-entity="{e}"]') for e in ENTITIES)
+            await expect(battery).to_have_text("50.0 %")
+            await expect(solar).to_have_text("1200 W")
+            await expect(house).to_have_text("640 W")
             ha.set_state("sensor.battery_level", "49.5")
-            await expect(page.locator("#battery")).to_have_text("49.5 %")
+            ha.set_state("sensor.house_load", "700")
+            await expect(battery).to_have_text("49.5 %")
+            await expect(house).to_have_text("700 W")
+            await expect(solar).to_have_text("1200 W")
+            assert bridge.app.state.hub.client_count == 1, "three values, one stream"
 
 
 async def test_entity_text_is_shown_as_text_never_as_markup(ha: DemoHomeAssistant, page: Page) -> None:

@@ -1,26 +1,27 @@
-// The live page: one EventSource to the bridge, one card per entity. Plain JS, no build step.
+// The live page: one card per entity, fed by the bridge's stream. Plain JS, no build step.
 //
 // Query parameters: ?bridge=https://other.bridge (default: this origin), ?key=… (sent as
 // ?key= on the stream and as a Bearer token on commands), ?entity_id=…&domain=… (stream filters).
+// The stream itself is in stream.js: one EventSource shared by every tab (a SharedWorker), or
+// one in this tab where the browser has no SharedWorker.
 "use strict";
 
 const params = new URLSearchParams(location.search);
 const BRIDGE = (params.get("bridge") || "").replace(/\/+$/, "");
 const KEY = params.get("key");
 const SWITCHES = ["switch", "input_boolean"]; // domains that get a toggle (turn_on / turn_off)
-const POINTS = 120; // chart window, as kept by the bridge
-const NUMBER = /^-?\d+(\.\d+)?(e[-+]?\d+)?$/i; // the bridge's rule for what a numeric state is
 const CONFIRM_MS = 10000; // how long a toggle waits for the stream to confirm it
+const WORKER_SILENCE_MS = 2000; // the worker speaks every second: past this it is gone (its process crashed)
 
 const cards = new Map(); // entity_id -> {el, state, points, pending, note}
-let source = null;
-let lastEventId = "";
+let link = null; // where this tab's events come from: the shared worker's port, or a Feed of its own
+let linkHeard = Date.now(); // the last message from it
+let conn = { open: false, refused: false, busy: "" }; // the stream's state, as the Feed reports it
 let upstream = { status: "connecting", since: Date.now() };
-let heartbeat = 15; // seconds; the snapshot says the real value
 let lastHeard = Date.now(); // any event at all, pings included
+let lastEventId = ""; // of the last event shown
+let heartbeat = 0; // as the snapshot said: passed on in a seed
 let started = false; // a snapshot has arrived
-let busy = ""; // the bridge's message when it is at its stream limit (it asks us to come back later)
-let refused = false; // the bridge answered 401: the key is missing or wrong; retrying will not help
 
 const $ = (root, selector) => root.querySelector(selector);
 // Entity text only ever goes in as textContent, never as HTML. Unchanged text is not rewritten,
@@ -30,48 +31,102 @@ const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto", style
 
 // --- the stream -------------------------------------------------------------------------
 
-function connect() {
-  source?.close();
+function streamUrl() {
   const query = new URLSearchParams();
   for (const name of ["entity_id", "domain", "key"]) if (params.has(name)) query.set(name, params.get(name));
-  // A stream we open ourselves resumes from the query; the browser's own reconnects send Last-Event-ID.
-  if (lastEventId) query.set("last_event_id", lastEventId);
-  const url = `${BRIDGE}/events?${query}`;
-  source = new EventSource(url);
-  source.onopen = () => { lastHeard = Date.now(); render(); };
-  source.onerror = () => { if (source.readyState === EventSource.CLOSED) closed(url); render(); };
-  listen("snapshot", onSnapshot);
-  listen("state", onState);
-  listen("remove", ({ entity_id }) => { cards.get(entity_id)?.el.remove(); cards.delete(entity_id); });
-  listen("status", ({ status, since }) => { upstream = { status, since: Date.parse(since) || Date.now() }; });
-  listen("ping", () => {});
-  listen("busy", ({ message }) => { busy = message; });
+  return new URL(`${BRIDGE}/events?${query}`, location.href).href;
+}
+const STREAM = streamUrl();
+
+// Join the worker that holds the stream for this URL (the browser starts it if no tab has);
+// without SharedWorker, or if it cannot run, hold a stream in this tab.
+function attach() {
+  if (typeof SharedWorker === "function") {
+    try {
+      const worker = new SharedWorker("stream.js", { name: `sse_service/${PROTOCOL} ${STREAM}` });
+      const port = worker.port;
+      worker.onerror = () => { if (link === port) ownFeed(); }; // the script did not load
+      port.onmessage = ({ data }) => {
+        if (link !== port) return;
+        if (data.kind === "unsupported") ownFeed();
+        else receive(data);
+      };
+      link = port;
+      linkHeard = Date.now();
+      port.postMessage({ kind: "hello", url: STREAM, seed: seed() });
+      document.documentElement.dataset.stream = "shared";
+      return;
+    } catch { /* e.g. a sandboxed page: no shared worker for it */ }
+  }
+  ownFeed();
 }
 
-// A network error leaves readyState CONNECTING and the browser retries by itself. An HTTP
-// error closes the EventSource for good: a refused key stays refused, but anything else (a
-// proxy's 502 while the bridge restarts) is worth another try.
-async function closed(url) {
-  const status = await fetch(url, { method: "HEAD" }).then((r) => r.status, () => 0);
-  if (status === 401) refused = true;
-  else setTimeout(connect, 5000);
+function ownFeed() {
+  const feed = new Feed(STREAM, receive);
+  link = feed;
+  feed.start();
+  document.documentElement.dataset.stream = "tab";
+}
+
+// What this tab shows, in the snapshot's shape: a new worker resumes from it (see Feed.seed).
+function seed() {
+  if (!started || !lastEventId) return null;
+  const entities = {}, history = {};
+  for (const [id, card] of cards) { entities[id] = card.state; history[id] = card.points; }
+  return { id: lastEventId, view: { status: upstream.status, since: upstream.since, heartbeat, entities, history } };
+}
+
+function detach() {
+  if (link instanceof MessagePort) link.postMessage({ kind: "bye" });
+  else link?.stop();
+  link = null;
+}
+
+addEventListener("pagehide", detach);
+addEventListener("pageshow", (event) => { if (event.persisted) attach(); }); // back from the back-forward cache
+
+function receive(message) {
+  linkHeard = Date.now();
+  if (message.kind === "event") {
+    lastHeard = Date.now();
+    handle(message.name, message.data, message.id);
+  } else if (message.kind === "view") {
+    if (message.snapshot) handle("snapshot", message.snapshot, message.id);
+    receive(message.conn);
+  } else if (message.kind === "conn") {
+    conn = message;
+    lastHeard = message.lastHeard;
+  } else if (message.kind === "error") {
+    throw new Error(`stream worker: ${message.message}`);
+  }
   render();
 }
 
-function listen(name, handle) {
-  source.addEventListener(name, (event) => {
-    lastHeard = Date.now();
-    if (event.lastEventId) lastEventId = event.lastEventId;
-    handle(JSON.parse(event.data));
-    render();
-  });
+const HANDLERS = {
+  snapshot: onSnapshot,
+  state: onState,
+  remove: ({ entity_id }) => { cards.get(entity_id)?.el.remove(); cards.delete(entity_id); },
+  status: ({ status, since }) => { upstream = { status, since: Date.parse(since) || Date.now() }; },
+  history: ({ history }) => {
+    for (const [id, points] of Object.entries(history)) {
+      const card = cards.get(id);
+      if (card) { card.points = points.slice(-POINTS); paint(card); }
+    }
+  },
+};
+
+function handle(name, data, id) {
+  if (id) lastEventId = id;
+  HANDLERS[name]?.(data);
+  // Other scripts on this page can use its stream instead of opening one more.
+  document.dispatchEvent(new CustomEvent("bridge-event", { detail: { name, id, data } }));
 }
 
-function onSnapshot({ status, heartbeat: seconds, entities, history }) {
+function onSnapshot({ status, since, heartbeat: seconds, entities, history }) {
   started = true;
-  busy = "";
-  if (status !== upstream.status) upstream = { status, since: Date.now() };
   if (seconds) heartbeat = seconds;
+  if (since) upstream = { status, since }; // a view from the worker knows since when
+  else if (status !== upstream.status) upstream = { status, since: Date.now() };
   for (const [id, card] of cards) if (!(id in entities)) { card.el.remove(); cards.delete(id); }
   for (const state of Object.values(entities)) {
     const card = cardFor(state.entity_id);
@@ -83,11 +138,7 @@ function onSnapshot({ status, heartbeat: seconds, entities, history }) {
 function onState(state) {
   const card = cardFor(state.entity_id);
   card.state = state;
-  if (NUMBER.test(state.state)) {
-    const value = Number(state.state);
-    if (card.points.at(-1)?.[1] !== value) card.points.push([Date.parse(state.last_updated) / 1000, value]);
-    if (card.points.length > POINTS) card.points.splice(0, card.points.length - POINTS);
-  }
+  addPoint(card.points, state);
   if (card.pending === state.state) settle(card, "");
   paint(card);
 }
@@ -199,8 +250,9 @@ const HA_DOWN = { // upstream status -> [indicator, banner]
 };
 
 function render() {
-  const silent = Date.now() - lastHeard > heartbeat * 2000 + 1000; // a ping comes every `heartbeat` s at most
-  const open = source?.readyState === EventSource.OPEN && !silent;
+  const { refused, busy } = conn;
+  // A silent stream counts as closed (the Feed reopens it), and so does a silent worker (we join a new one).
+  const open = conn.open && !(link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS);
   const haUp = upstream.status === "connected";
   const haDown = HA_DOWN[upstream.status] ?? HA_DOWN.disconnected;
   const [state, text] =
@@ -225,10 +277,12 @@ function render() {
   for (const { toggle, el } of cards.values()) {
     if (toggle) toggle.disabled = !open || !haUp || el.classList.contains("unavailable");
   }
-
-  // A half-open connection never errors: if even the pings stopped, start over (resuming).
-  if (silent && source?.readyState === EventSource.OPEN) connect();
 }
 
-setInterval(() => { for (const card of cards.values()) ago(card); render(); }, 1000);
-connect();
+setInterval(() => {
+  for (const card of cards.values()) ago(card);
+  // A shared worker dies with its process (a tab's crash can take it along): join a new one.
+  if (link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS) { detach(); attach(); }
+  render();
+}, 1000);
+attach();

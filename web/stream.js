@@ -1,0 +1,175 @@
+// The page's connection to the bridge: one EventSource and what it has said so far. Plain JS, no build step.
+//
+// Browsers open at most six HTTP/1.1 connections per host, and an EventSource holds one for as
+// long as its tab is open: a seventh tab of the page would never connect, and with six open no
+// command gets through. So the stream lives in a SharedWorker, one per bridge and stream URL,
+// that every tab of the origin shares: it relays each event to every tab, and gives a tab that
+// joins late the current view at once (the last snapshot with every later event merged in).
+// Where there is no SharedWorker, app.js runs a Feed in the tab itself: a stream per tab, as
+// before. This one file is both: loaded by index.html for the Feed, and the worker's script.
+"use strict";
+
+const POINTS = 120; // chart window, as kept by the bridge
+const NUMBER = /^-?\d+(\.\d+)?(e[-+]?\d+)?$/i; // the bridge's rule for what a numeric state is
+const EVENTS = ["snapshot", "state", "remove", "status", "history", "ping", "busy"];
+const PROTOCOL = 1; // of the messages below: part of the worker's name, so an old worker is never reused
+
+// A chart gets a point each time the number changes, as the bridge's history does.
+function addPoint(points, state) {
+  if (!NUMBER.test(state.state)) return;
+  const value = Number(state.state);
+  if (points.at(-1)?.[1] !== value) points.push([Date.parse(state.last_updated) / 1000, value]);
+  if (points.length > POINTS) points.splice(0, points.length - POINTS);
+}
+
+// One EventSource to `url` (absolute), its reconnects, and the current view. It tells `emit`:
+//   {kind: "event", name, id, data}            every event, parsed, as it arrives
+//   {kind: "conn", open, refused, busy, lastHeard}  the connection, on each change and every second
+// and current() is {kind: "view", id, snapshot, conn}: a snapshot of now (null before the first).
+class Feed {
+  constructor(url, emit) {
+    this.url = url;
+    this.emit = emit;
+    this.source = null;
+    this.lastEventId = "";
+    this.lastHeard = Date.now(); // any event at all, pings included
+    this.heartbeat = 15; // seconds; the snapshot says the real value
+    this.busy = ""; // the bridge's message when it is at its stream limit (it asks us to come back later)
+    this.refused = false; // the bridge answered 401: the key is missing or wrong; retrying will not help
+    this.retry = 0;
+    this.watchdog = 0;
+    this.view = null; // {status, since, heartbeat, entities, history} once a snapshot has arrived
+  }
+
+  // A worker that starts after another died (its process crashed) picks up where a tab was:
+  // its view and last event id, so the stream resumes with exactly the events missed since.
+  seed({ id, view }) {
+    if (this.view || this.lastEventId || !id) return;
+    this.view = view;
+    this.lastEventId = id;
+    if (view.heartbeat) this.heartbeat = view.heartbeat;
+  }
+
+  start() {
+    if (!this.watchdog) this.watchdog = setInterval(() => this.watch(), 1000);
+    if (!this.source || this.refused) { this.refused = false; this.connect(); } // a new tab tries a refused key again
+  }
+
+  stop() {
+    clearInterval(this.watchdog);
+    clearTimeout(this.retry);
+    this.watchdog = 0;
+    this.source?.close();
+    this.source = null;
+  }
+
+  connect() {
+    this.source?.close();
+    clearTimeout(this.retry);
+    // A stream we open ourselves resumes from the query; the browser's own reconnects send Last-Event-ID.
+    const url = new URL(this.url);
+    if (this.lastEventId) url.searchParams.set("last_event_id", this.lastEventId);
+    const source = this.source = new EventSource(url.href);
+    source.onopen = () => { this.lastHeard = Date.now(); this.conn(); };
+    source.onerror = () => { if (source.readyState === EventSource.CLOSED) this.closed(source, url.href); this.conn(); };
+    for (const name of EVENTS) source.addEventListener(name, (event) => this.receive(name, event));
+    this.conn();
+  }
+
+  // A network error leaves readyState CONNECTING and the browser retries by itself. An HTTP
+  // error closes the EventSource for good: a refused key stays refused, but anything else (a
+  // proxy's 502 while the bridge restarts) is worth another try.
+  async closed(source, url) {
+    const status = await fetch(url, { method: "HEAD" }).then((r) => r.status, () => 0);
+    if (source !== this.source) return; // stopped or replaced meanwhile
+    if (status === 401) this.refused = true;
+    else this.retry = setTimeout(() => this.connect(), 5000);
+    this.conn();
+  }
+
+  // A half-open connection never errors: if even the pings stopped, start over (resuming).
+  watch() {
+    const silent = Date.now() - this.lastHeard > this.heartbeat * 2000 + 1000; // a ping comes every `heartbeat` s at most
+    if (silent && this.source?.readyState === EventSource.OPEN) this.connect();
+    this.conn();
+  }
+
+  receive(name, event) {
+    this.lastHeard = Date.now();
+    if (event.lastEventId) this.lastEventId = event.lastEventId;
+    const data = JSON.parse(event.data);
+    this.merge(name, data);
+    this.emit({ kind: "event", name, id: event.lastEventId, data });
+    if (name === "snapshot" || name === "busy") this.conn();
+  }
+
+  // The view a late tab gets: the last snapshot with every later event applied, the way the page applies them.
+  merge(name, data) {
+    const view = this.view;
+    if (name === "snapshot") {
+      this.busy = "";
+      if (data.heartbeat) this.heartbeat = data.heartbeat;
+      const history = {};
+      for (const state of Object.values(data.entities)) {
+        addPoint(history[state.entity_id] = (data.history?.[state.entity_id] ?? []).slice(-POINTS), state);
+      }
+      const since = view && view.status === data.status ? view.since : Date.now();
+      this.view = { status: data.status, since, heartbeat: this.heartbeat, entities: { ...data.entities }, history };
+    } else if (name === "busy") {
+      this.busy = data.message;
+    } else if (!view) {
+      // nothing to merge into: a stream always starts with a snapshot
+    } else if (name === "state") {
+      view.entities[data.entity_id] = data;
+      addPoint(view.history[data.entity_id] ??= [], data);
+    } else if (name === "remove") {
+      delete view.entities[data.entity_id];
+      delete view.history[data.entity_id];
+    } else if (name === "status") {
+      view.status = data.status;
+      view.since = Date.parse(data.since) || Date.now();
+    } else if (name === "history") {
+      for (const [id, points] of Object.entries(data.history)) if (id in view.entities) view.history[id] = points.slice(-POINTS);
+    }
+  }
+
+  conn() {
+    const open = this.source?.readyState === EventSource.OPEN;
+    this.emit({ kind: "conn", open, refused: this.refused, busy: this.busy, lastHeard: this.lastHeard });
+  }
+
+  current() {
+    const conn = { kind: "conn", open: this.source?.readyState === EventSource.OPEN, refused: this.refused,
+      busy: this.busy, lastHeard: this.lastHeard };
+    return { kind: "view", id: this.lastEventId, snapshot: this.view, conn };
+  }
+}
+
+// --- the SharedWorker ---------------------------------------------------------------------
+// Tabs connect with {kind: "hello", url, seed}; each gets current() at once, then every message of
+// the Feed. {kind: "bye"} (the tab's pagehide) lets go of a tab; with no tab left the stream is
+// closed, and the next hello opens it again, resuming from the last event id.
+
+if (typeof SharedWorkerGlobalScope === "function" && self instanceof SharedWorkerGlobalScope) {
+  const ports = new Set();
+  let feed = null;
+  const broadcast = (message) => { for (const port of ports) port.postMessage(message); };
+  self.addEventListener("error", (event) => broadcast({ kind: "error", message: String(event.message) }));
+  self.addEventListener("unhandledrejection", (event) => broadcast({ kind: "error", message: String(event.reason) }));
+
+  self.onconnect = ({ ports: [port] }) => {
+    port.onmessage = ({ data }) => {
+      if (data.kind === "hello") {
+        if (typeof EventSource !== "function") { port.postMessage({ kind: "unsupported" }); return; }
+        feed ??= new Feed(data.url, broadcast);
+        if (data.seed) feed.seed(data.seed);
+        ports.add(port);
+        port.postMessage(feed.current());
+        feed.start();
+      } else if (data.kind === "bye") {
+        ports.delete(port);
+        if (!ports.size) feed?.stop();
+      }
+    };
+  };
+}
