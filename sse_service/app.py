@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from .access import Keys, RateLimiter, StreamLimits
 from .commands import CommandEndpoint
 from .config import Settings
 from .filters import EntityPattern
-from .ha.client import HAClient
+from .ha.client import HAClient, UpstreamSink
 from .ha.demo import BatteryHome, DemoHomeAssistant
 from .history import HistoryEndpoint
 from .hub import Hub
@@ -82,7 +83,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
     exposed = EntityPattern(settings.entities)
     demo = DemoHomeAssistant() if settings.ha_url is None or settings.ha_token is None else None
 
-    def connect_upstream() -> HAClient:
+    def connect_upstream(sink: UpstreamSink = hub) -> HAClient:
         if demo is not None:
             url, token = demo.url, demo.token  # known once the demo listens
         else:
@@ -91,7 +92,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         return HAClient(
             url,
             token,
-            hub,
+            sink,
             exposed=exposed,
             ping_interval=settings.ha_ping_interval,
             pong_timeout=settings.ha_pong_timeout,
@@ -102,6 +103,13 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
             history_window=settings.history_window if settings.history_points else 0.0,
             history_entities=settings.history_entities,
         )
+
+    # With REDIS_URL, one instance of the cluster holds the upstream; every hub follows its log.
+    node = None
+    if settings.redis_url is not None:
+        from .cluster import ClusterNode  # imports redis-py: only when it is needed
+
+        node = ClusterNode(settings, hub, connect_upstream)
 
     keys = Keys.from_settings(settings)
     limits = StreamLimits(settings.max_streams, settings.max_streams_per_ip)
@@ -137,10 +145,21 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         """Readiness: 503 until Home Assistant's first snapshot is in, and while shutting down."""
         if draining:
             return api.error_response(503, "shutting_down", "this instance is shutting down")
+        if node is not None and not node.redis_ok:
+            message = f"Redis is unreachable ({node.describe()['redis_error'] or 'not connected yet'})"
+            return api.error_response(503, "redis_unavailable", message, {"retry-after": "1"})
         if not hub.ready:
             message = f"waiting for the first snapshot from Home Assistant (upstream: {hub.status.value})"
             return api.error_response(503, "not_ready", message, {"retry-after": "1"})
         return JSONResponse({"ready": True, "upstream": hub.status.value}, headers={"cache-control": "no-store"})
+
+    async def health(request: Request) -> Response:
+        response = await api.health(request)
+        if node is None:
+            return response
+        body = json.loads(bytes(response.body))
+        body["cluster"] = node.describe()
+        return JSONResponse(body, headers={"cache-control": "no-store"})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -154,8 +173,12 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
             log.warning(
                 "Commands (%s) are open to anyone who can reach this server: set WRITE_KEY", ",".join(settings.services)
             )
-        upstream = app.state.upstream = connect_upstream()
-        tasks.append(asyncio.create_task(upstream.run(), name="upstream"))
+        if node is None:
+            upstream = app.state.upstream = connect_upstream()
+            tasks.append(asyncio.create_task(upstream.run(), name="upstream"))
+        else:
+            app.state.upstream = node.upstream
+            tasks.append(asyncio.create_task(node.run(), name="cluster"))
         tasks.append(asyncio.create_task(hub.run_heartbeat(settings.heartbeat), name="heartbeat"))
         try:
             yield
@@ -174,7 +197,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
         # Every method: the endpoint answers anything but POST with 405 and Allow (a Mount of
         # the page at "/" would otherwise take a GET and answer 404).
         Route("/api/services/{domain:str}/{service:str}", commands.handle, methods=EVERY_METHOD),
-        Route("/healthz", api.health, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
     ]
@@ -218,6 +241,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
     app.state.demo = demo
     app.state.keys = keys
     app.state.limits = limits
+    app.state.cluster = node
 
     async def drain(grace: float) -> int:
         """End every stream, telling clients to come back soon (to the next instance).

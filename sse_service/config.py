@@ -109,6 +109,10 @@ class Settings:
     history_window: float = 24 * 3600.0
     history_points: int = 120
     history_entities: int = 50
+    # Scale-out (cluster/): every instance with the same Redis shares one upstream. None: alone.
+    redis_url: Secret | None = None
+    redis_prefix: str = "sse:"
+    redis_lease_ttl: float = 3.0
 
     @property
     def demo(self) -> bool:
@@ -123,7 +127,11 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction filter."""
         values = (self.ha_token, self.read_key, self.write_key, self.token_secret)
-        return [s.reveal() for s in values if s is not None and s.reveal()]
+        found = [s.reveal() for s in values if s is not None and s.reveal()]
+        if self.redis_url is not None:  # the whole URL, and its password alone (errors may quote either)
+            password = urlsplit(self.redis_url.reveal()).password
+            found += [self.redis_url.reveal()] + ([password] if password else [])
+        return found
 
 
 DEMO_SERVICES = ("switch.turn_on", "switch.turn_off", "switch.toggle")
@@ -329,6 +337,30 @@ def _level(name: str, raw: str) -> str:
     return _choice("critical", "error", "warning", "info", "debug")(name, raw)
 
 
+def _redis_url(name: str, raw: str) -> Secret:
+    value = raw.strip()
+    # Never echo the value: it may hold a password.
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises on a bad port
+    except ValueError:
+        raise ConfigError(name, "is not a valid URL (expected redis://[:password@]host[:port][/db])") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(name, "expected a redis://, rediss:// or unix:// URL")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(name, "has no host (expected redis://[:password@]host[:port][/db])")
+    if parts.scheme == "unix" and not parts.path:
+        raise ConfigError(name, "has no socket path (expected unix:///path/to/redis.sock)")
+    return Secret(value)
+
+
+def _prefix(name: str, raw: str) -> str:
+    value = raw.strip()
+    if len(value) > 64 or any(c.isspace() or not c.isprintable() for c in value):
+        raise ConfigError(name, f"expected up to 64 printable characters without spaces, got {_show(value)}")
+    return value
+
+
 # Setting name -> (Settings field, parser). The names are the environment variables.
 _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "HA_URL": ("ha_url", normalize_ha_url),
@@ -368,6 +400,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "ACCESS_LOG": ("access_log", _bool),
     "FORWARDED_ALLOW_IPS": ("forwarded_allow_ips", _networks),
     "MAX_STREAM_AGE": ("max_stream_age", _float(0, 7 * 86400)),
+    "REDIS_URL": ("redis_url", _redis_url),
+    "REDIS_PREFIX": ("redis_prefix", _prefix),
+    "REDIS_LEASE_TTL": ("redis_lease_ttl", _float(0.3, 60)),
 }
 
 

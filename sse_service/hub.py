@@ -127,6 +127,18 @@ class Hub:
     def event_id(self, seq: int | None = None) -> str:
         return f"{self.epoch}-{self.seq if seq is None else seq}"
 
+    def restart_log(self, epoch: str, seq: int) -> None:
+        """Number the next frames ``<epoch>-<seq + 1>``, ... and forget the replay ring.
+
+        For a hub fed from a shared log (cluster/), whose ids are the log's. A stream that
+        resumes from before this point gets a snapshot.
+        """
+        self.flush()
+        self.epoch = epoch
+        self.seq = seq
+        self._ring.clear()
+        self._snapshot_cache = None
+
     def _seq_of(self, event_id: str | None) -> int | None:
         if not event_id:
             return None

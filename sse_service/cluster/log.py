@@ -1,0 +1,340 @@
+"""The shared event log: the leader's fenced writer, and the reader that feeds every hub.
+
+In Redis (keys.py): a stream with one entry per upstream call, the current states in a
+hash, and a meta hash (``epoch``, ``seq``, ``last_id``, status). One Lua script appends an
+entry *and* updates both hashes, after checking that the caller still holds the lease and
+that the epoch is the one it started with: a stale leader cannot write, and the states hash
+is always exactly the states at ``meta.last_id`` (Centrifugo's Redis engine does the same:
+its publish is one script, ``broker_history_add_stream.lua``).
+
+**Ids are the log's.** ``seq`` counts frames: an entry says how many frames it makes (``n``)
+and the seq after it. The writer decides ``n`` with the very comparison the hub's store makes
+(``EntityStore.apply_changes`` on the same JSON-decoded values), so the store of every reader
+makes exactly those frames and numbers them alike: the same event has the same SSE id on every
+instance. A reader that finds an entry out of step (a gap: the stream was trimmed past it, a
+new epoch: the log was lost) starts over from the states hash, as a snapshot.
+
+**Starting over** reads the meta and the states hash in one script (a consistent pair), sends
+the streams already open what differs under a throwaway epoch (ids nobody can resume from),
+then numbers on from the log's ``<epoch>-<seq>``, and reads the stream from ``last_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from redis.exceptions import RedisError, ResponseError
+
+from .. import sse
+from ..hub import Hub
+from ..types import EntityState, UpstreamStatus
+from .keys import Keys, cluster_epoch
+
+__all__ = ["FencedOut", "LogReader", "LogWriter", "describe_redis_error"]
+
+log = logging.getLogger("sse_service.cluster")
+
+# KEYS: lease, meta, states. ARGV: holder, new epoch. Returns {epoch, states as a flat list}.
+_OPEN = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return redis.error_reply('FENCED the lease is not held')
+end
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if not epoch then
+    redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+    redis.call('HSET', KEYS[2], 'epoch', ARGV[2], 'seq', 0, 'last_id', '0-0', 'status', 'connecting',
+        'reason', 'starting', 'ready', 0)
+    epoch = ARGV[2]
+end
+return {epoch, redis.call('HGETALL', KEYS[3])}
+"""
+
+# KEYS: lease, meta, states, log.
+# ARGV: holder, epoch, maxlen, n, kind, data, status ('' = unchanged), reason, ready ('1' or ''),
+#       count of states to set, then (entity id, JSON) pairs, then the entity ids to delete.
+_APPEND = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return redis.error_reply('FENCED the lease is held by another instance')
+end
+if redis.call('HGET', KEYS[2], 'epoch') ~= ARGV[2] then
+    return redis.error_reply('FENCED the log was reset (new epoch)')
+end
+local seq = redis.call('HINCRBY', KEYS[2], 'seq', tonumber(ARGV[4]))
+local nset = tonumber(ARGV[10])
+local i = 11
+for _ = 1, nset do
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+    i = i + 2
+end
+while i <= #ARGV do
+    redis.call('HDEL', KEYS[3], ARGV[i])
+    i = i + 1
+end
+local id = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*',
+    'epoch', ARGV[2], 'seq', seq, 'n', ARGV[4], 'kind', ARGV[5], 'data', ARGV[6])
+redis.call('HSET', KEYS[2], 'last_id', id)
+if ARGV[7] ~= '' then
+    redis.call('HSET', KEYS[2], 'status', ARGV[7], 'reason', ARGV[8])
+end
+if ARGV[9] == '1' then
+    redis.call('HSET', KEYS[2], 'ready', 1)
+end
+return {seq, id}
+"""
+
+# KEYS: meta, states. The consistent pair a reader starts from.
+_READ = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+"""
+
+
+class FencedOut(Exception):
+    """The lease is not ours any more, or the log was reset: this instance must stop leading."""
+
+
+def describe_redis_error(e: BaseException) -> str:
+    """One line for logs and status reasons (redis-py's messages hold host and port, never a password)."""
+    text = str(e).strip().rstrip(".") or type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+
+
+class LogWriter:
+    """The upstream sink of the leader's HAClient: every call becomes one fenced append.
+
+    The sink methods are synchronous (the HA read loop must not wait): they compute the
+    change against the log's states at once, in order, and queue the append; ``run`` sends
+    the queue in that order. Any failure ends the leadership (the caller cancels the HA
+    connection); the next leader starts from the states hash, which is never half-written.
+    """
+
+    def __init__(
+        self, redis: Any, keys: Keys, holder: str, epoch: str, states: dict[str, EntityState], *, maxlen: int
+    ) -> None:
+        self.epoch = epoch
+        self.appended = 0
+        self._keys = keys
+        self._holder = holder
+        self._maxlen = maxlen
+        self._states = states  # what the states hash holds once the queue is sent
+        self._queue: asyncio.Queue[list[str | int]] = asyncio.Queue()
+        self._append = redis.register_script(_APPEND)
+
+    @classmethod
+    async def open(cls, redis: Any, keys: Keys, holder: str, *, maxlen: int) -> LogWriter:
+        """Start (or continue) the log under the lease ``holder``. Raises FencedOut or redis errors."""
+        script = redis.register_script(_OPEN)
+        try:
+            epoch, flat = await script(
+                keys=[keys.lease, keys.meta, keys.states, keys.log], args=[holder, cluster_epoch()]
+            )
+        except ResponseError as e:
+            if "FENCED" in str(e):
+                raise FencedOut(str(e).removeprefix("FENCED ")) from None
+            raise
+        states = {entity_id: json.loads(data) for entity_id, data in _pairs(flat).items()}
+        return cls(redis, keys, holder, str(epoch), states, maxlen=maxlen)
+
+    # --- the upstream sink -------------------------------------------------------------
+
+    def upstream_snapshot(self, states: dict[str, EntityState]) -> None:
+        removed = [entity_id for entity_id in self._states if entity_id not in states]
+        self._changes("snapshot", states, removed)
+
+    def upstream_changes(self, updated: Mapping[str, EntityState], removed: Sequence[str]) -> None:
+        self._changes("changes", updated, removed)
+
+    def upstream_status(self, status: UpstreamStatus, reason: str) -> None:
+        data = sse.dumps({"status": status.value, "reason": reason})
+        self._queue.put_nowait([1, "status", data, status.value, reason, "", 0])
+
+    def upstream_history(self, recorded: Mapping[str, Sequence[tuple[float, float]]]) -> None:
+        data = sse.dumps({entity_id: list(points) for entity_id, points in recorded.items()})
+        self._queue.put_nowait([0, "history", data, "", "", "", 0])
+
+    def _changes(self, kind: str, updated: Mapping[str, EntityState], removed: Iterable[str]) -> None:
+        # The same steps as EntityStore.apply_changes, on the values every reader will decode.
+        gone = [entity_id for entity_id in removed if self._states.pop(entity_id, None) is not None]
+        changed: dict[str, EntityState] = {}
+        encoded: dict[str, str] = {}
+        for entity_id, state in updated.items():
+            data = sse.dumps(state)
+            decoded: EntityState = json.loads(data)
+            if self._states.get(entity_id) != decoded:
+                self._states[entity_id] = decoded
+                changed[entity_id] = decoded
+                encoded[entity_id] = data
+        if not (changed or gone) and kind != "snapshot":
+            return
+        data = sse.dumps({"updated": changed, "removed": gone})
+        args: list[str | int] = [len(changed) + len(gone), kind, data, "", "", "1" if kind == "snapshot" else ""]
+        args.append(len(encoded))
+        for entity_id, text in encoded.items():
+            args += [entity_id, text]
+        args += [entity_id for entity_id in gone if entity_id not in changed]
+        self._queue.put_nowait(args)
+
+    # --- sending -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Send the queued appends in order, for ever. Raises FencedOut or redis errors."""
+        keys = [self._keys.lease, self._keys.meta, self._keys.states, self._keys.log]
+        while True:
+            args = await self._queue.get()
+            try:
+                await self._append(keys=keys, args=[self._holder, self.epoch, self._maxlen, *args])
+            except ResponseError as e:
+                if "FENCED" in str(e):
+                    raise FencedOut(str(e).removeprefix("FENCED ")) from None
+                raise
+            self.appended += 1
+
+
+class LogReader:
+    """Follows the log and feeds the local hub through its upstream sink methods."""
+
+    def __init__(self, redis: Any, blocking: Any, keys: Keys, hub: Hub, *, block: float = 1.0) -> None:
+        self.epoch: str | None = None
+        self.last_id = "0-0"
+        self.connected = False  # the last Redis call of this reader worked
+        self.error: str | None = None
+        self.lag = 0  # frames of the log not yet in the hub, as of the last check
+        self.resyncs = 0
+        self._redis = redis
+        self._blocking = blocking
+        self._keys = keys
+        self._hub = hub
+        self._block_ms = max(1, round(block * 1000))
+        self._read = redis.register_script(_READ)
+        self._stale = False  # this instance told its clients that Redis is gone
+        self._waiting_said = False
+
+    async def run(self) -> None:
+        """Follow the log for ever, reconnecting with backoff; returns only when cancelled."""
+        delay = 0.1
+        while True:
+            try:
+                if await self._follow():
+                    delay = 0.1
+                    continue
+                await asyncio.sleep(0.1)  # no log yet: no leader has opened one
+            except (RedisError, OSError) as e:
+                self._lost(e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _follow(self) -> bool:
+        """Start over from the states hash, then apply entries until one is out of step."""
+        if not await self._resync():
+            return False
+        keys = self._keys
+        while True:
+            reply = await self._blocking.xread({keys.log: self.last_id}, count=512, block=self._block_ms)
+            if not reply:
+                # Quiet: check the log is still the one we follow (a flushed Redis that no
+                # leader has written to yet adds no entry to tell us), and measure the lag.
+                epoch, seq = await self._redis.hmget(keys.meta, ["epoch", "seq"])
+                if epoch != self.epoch:
+                    return True
+                self.lag = max(0, int(seq or 0) - self._hub.seq)
+                continue
+            for _stream, entries in reply:
+                for entry_id, fields in entries:
+                    if not self._apply(str(entry_id), fields):
+                        return True
+
+    async def _resync(self) -> bool:
+        meta_flat, states_flat = await self._read(keys=[self._keys.meta, self._keys.states])
+        self._ok()
+        meta = _pairs(meta_flat)
+        epoch = meta.get("epoch")
+        hub = self._hub
+        if epoch is None or meta.get("ready") != "1":
+            # No log, or a log whose leader has no snapshot from Home Assistant yet: keep
+            # the last view (a flushed Redis is back in a moment) and say so once.
+            if self.epoch is not None and epoch != self.epoch and not self._waiting_said:
+                self._waiting_said = True
+                log.warning("The shared log in Redis was reset; waiting for the leader's first snapshot")
+                self._local_status(UpstreamStatus.CONNECTING, "the shared log was reset; waiting for Home Assistant")
+            return False
+        states: dict[str, EntityState] = {
+            entity_id: json.loads(data) for entity_id, data in _pairs(states_flat).items()
+        }
+        # What differs goes to the open streams under ids nobody can resume from ...
+        hub.restart_log(cluster_epoch(), 0)
+        hub.upstream_snapshot(states)
+        status, reason = UpstreamStatus(meta.get("status", "connecting")), meta.get("reason", "")
+        if status is not hub.status or reason != hub.status_reason:
+            hub.upstream_status(status, reason)
+        # ... and from here on the ids are the log's.
+        hub.restart_log(epoch, int(meta.get("seq", "0")))
+        if self.epoch is not None and epoch != self.epoch:
+            log.warning("New epoch %s in the shared log (it was lost or reset): clients get a snapshot", epoch)
+        self.epoch = epoch
+        self.last_id = meta.get("last_id", "0-0")
+        self.lag = 0
+        self.resyncs += 1
+        self._stale = self._waiting_said = False
+        return True
+
+    def _apply(self, entry_id: str, fields: Mapping[str, str]) -> bool:
+        hub = self._hub
+        try:
+            epoch, seq, n, kind = fields["epoch"], int(fields["seq"]), int(fields["n"]), fields["kind"]
+            data = json.loads(fields["data"])
+        except (KeyError, ValueError):
+            log.warning("Malformed entry %s in the shared log: starting over from the states", entry_id)
+            return False
+        if epoch != self.epoch or seq - n != hub.seq:
+            if epoch == self.epoch and seq <= hub.seq:
+                self.last_id = entry_id  # already applied (a duplicate read)
+                return True
+            log.info(
+                "Shared log out of step at %s (have %s-%d, entry %s-%d): starting over",
+                entry_id,
+                self.epoch,
+                hub.seq,
+                epoch,
+                seq,
+            )
+            return False
+        if kind in ("changes", "snapshot"):
+            hub.upstream_changes(data["updated"], data["removed"])
+            if kind == "snapshot":
+                hub.ready = True
+        elif kind == "status":
+            hub.upstream_status(UpstreamStatus(data["status"]), str(data["reason"]))
+        elif kind == "history":
+            hub.upstream_history({entity_id: [(p[0], p[1]) for p in points] for entity_id, points in data.items()})
+        if hub.seq != seq:  # cannot happen while every instance runs the same store code
+            log.warning("Entry %s made %d frames instead of %d: ids renumbered", entry_id, hub.seq - (seq - n), n)
+            hub.restart_log(epoch, seq)
+        self.last_id = entry_id
+        return True
+
+    def _ok(self) -> None:
+        if not self.connected and self.error is not None:
+            log.info("Redis is reachable again: catching up from the shared log")
+        self.connected = True
+        self.error = None
+
+    def _lost(self, e: BaseException) -> None:
+        self.connected = False
+        self.error = describe_redis_error(e)
+        if self._stale:
+            return
+        self._stale = True
+        log.warning("Redis unreachable (%s): streams stay open with the last data; retrying", self.error)
+        self._local_status(UpstreamStatus.DISCONNECTED, f"Redis unreachable ({self.error}); the data may be stale")
+
+    def _local_status(self, status: UpstreamStatus, reason: str) -> None:
+        # A status of this instance alone: not part of the log, so under a throwaway epoch.
+        self._hub.restart_log(cluster_epoch(), 0)
+        self._hub.upstream_status(status, reason)

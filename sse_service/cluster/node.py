@@ -1,0 +1,271 @@
+"""One instance's membership of the cluster: election, leadership, following the log, health.
+
+Every instance follows the log (log.LogReader) and tries to take the lease every
+``ttl / 6`` (lease.py). The one that holds it opens the log (log.LogWriter), runs the
+HAClient with the writer as its sink, answers relayed requests (relay.py), and renews the
+lease every ``ttl / 3``. When a renewal fails, or cannot be confirmed before the lease would
+expire (minus a margin for clock drift), it stops at once: the HA connection is cancelled,
+and the writes still queued are refused by the log's script anyway (fencing).
+
+::
+
+    follower ──acquire──▶ leader: open log ─▶ HAClient(sink=writer) + writer + relay server
+       ▲                     │ renew every ttl/3
+       └──── renew failed / late / fenced / HA task ended: cancel all, release the lease
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ..config import Settings
+from ..ha.client import HAClient, UpstreamSink
+from ..hub import Hub
+from .keys import Keys
+from .lease import Lease
+from .log import FencedOut, LogReader, LogWriter, describe_redis_error
+from .relay import Relay
+
+__all__ = ["ClusterNode", "ClusterUpstream"]
+
+log = logging.getLogger("sse_service.cluster")
+
+BLOCK = 1.0  # seconds a blocking read waits before it checks in
+
+
+class ClusterNode:
+    """This instance in the cluster. ``upstream`` stands in for the HAClient in the routes."""
+
+    def __init__(self, settings: Settings, hub: Hub, connect_upstream: Callable[[UpstreamSink], HAClient]) -> None:
+        assert settings.redis_url is not None
+        self._url = settings.redis_url
+        self._settings = settings
+        self._hub = hub
+        self._connect_upstream = connect_upstream
+        self._keys = Keys(settings.redis_prefix)
+        self.ttl = settings.redis_lease_ttl
+        self.role = "follower"
+        self.client: HAClient | None = None  # while leader
+        self.leader_changes = 0  # leaderships this instance saw begin (its own included)
+        self.upstream = ClusterUpstream(self)
+        self._seen_leader: str | None = None
+        self._redis: Any = None
+        self._blocking: Any = None
+        self.lease: Lease | None = None
+        self.reader: LogReader | None = None
+        self.relay: Relay | None = None
+
+    def _open(self) -> None:
+        url = self._url.reveal()
+        timeout = min(2.0, self.ttl / 3)
+        self._redis = Redis.from_url(url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout)
+        # Blocking reads (XREAD BLOCK, BLPOP) wait longer than a plain call: their socket
+        # timeout must exceed the longest block (redis-py raises a timeout otherwise).
+        longest = max(BLOCK, self._settings.command_timeout + 1)
+        self._blocking = Redis.from_url(
+            url, decode_responses=True, socket_timeout=longest + 5, socket_connect_timeout=timeout
+        )
+        self.lease = Lease(self._redis, self._keys, self.ttl)
+        self.reader = LogReader(self._redis, self._blocking, self._keys, self._hub, block=BLOCK)
+        self.relay = Relay(self._redis, self._blocking, self._keys, timeout=self._settings.command_timeout)
+
+    async def run(self) -> None:
+        """Follow the log and take part in elections until cancelled."""
+        self._open()
+        assert self.reader is not None
+        log.info(
+            "Cluster member %s through Redis (prefix %r, lease %.1f s)", self.instance, self._keys.prefix, self.ttl
+        )
+        tasks = [
+            asyncio.create_task(self.reader.run(), name="cluster-reader"),
+            asyncio.create_task(self._elect(), name="cluster-election"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._redis.aclose()
+            await self._blocking.aclose()
+
+    @property
+    def instance(self) -> str:
+        return self.lease.instance if self.lease is not None else ""
+
+    @property
+    def redis_ok(self) -> bool:
+        return self.reader is not None and self.reader.connected
+
+    def describe(self) -> dict[str, Any]:
+        """For /healthz."""
+        reader, relay, lease = self.reader, self.relay, self.lease
+        return {
+            "role": self.role,
+            "instance": self.instance,
+            "redis": "connected" if self.redis_ok else "unreachable",
+            "redis_error": reader.error if reader is not None else None,
+            "epoch": reader.epoch if reader is not None else None,
+            "lag": reader.lag if reader is not None else 0,
+            "leader_changes": self.leader_changes,
+            "fencing_token": lease.token if lease is not None and self.role == "leader" else None,
+            "commands_forwarded": relay.forwarded if relay is not None else 0,
+            "commands_served": relay.served if relay is not None else 0,
+        }
+
+    # --- election ----------------------------------------------------------------------
+
+    async def _elect(self) -> None:
+        lease = self.lease
+        assert lease is not None
+        delay = 0.1
+        while True:
+            try:
+                if await lease.acquire():
+                    self._saw_leader(lease.holder)
+                    await self._lead()
+                else:
+                    self._saw_leader(await lease.leader())
+                delay = 0.1
+                await asyncio.sleep(self.ttl / 6)
+            except (RedisError, OSError) as e:
+                log.debug("Election: Redis unreachable (%s)", describe_redis_error(e))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _saw_leader(self, holder: str | None) -> None:
+        if holder is not None and holder != self._seen_leader:
+            self.leader_changes += 1
+        self._seen_leader = holder
+
+    async def _lead(self) -> None:
+        lease, relay = self.lease, self.relay
+        assert lease is not None and lease.holder is not None and relay is not None
+        loop = asyncio.get_running_loop()
+        expires = loop.time() + self.ttl  # at the latest: the SET was sent before now
+        tasks: list[asyncio.Task[None]] = []
+        reason = "shutting down"
+        try:
+            maxlen = max(self._settings.replay_buffer, 100)
+            writer = await LogWriter.open(self._redis, self._keys, lease.holder, maxlen=maxlen)
+            client = self.client = self._connect_upstream(writer)
+            self.role = "leader"
+            log.info(
+                "This instance leads the cluster (fencing token %d, epoch %s): it holds the connection to %s",
+                lease.token,
+                writer.epoch,
+                client.display_url,
+            )
+            tasks = [
+                asyncio.create_task(client.run(), name="upstream"),
+                asyncio.create_task(writer.run(), name="cluster-writer"),
+                asyncio.create_task(relay.serve(client), name="cluster-relay"),
+            ]
+            margin = self.ttl / 6
+            while True:
+                done, _ = await asyncio.wait(tasks, timeout=self.ttl / 3, return_when=asyncio.FIRST_COMPLETED)
+                if done:
+                    error = next(iter(done)).exception()
+                    reason = describe_redis_error(error) if error is not None else "a task ended"
+                    break
+                started = loop.time()
+                try:
+                    async with asyncio.timeout(max(0.01, expires - margin - started)):
+                        renewed = await lease.renew()
+                except (TimeoutError, RedisError, OSError) as e:
+                    reason = f"cannot renew the lease in time ({describe_redis_error(e)})"
+                    break
+                if not renewed:
+                    reason = "the lease was lost (expired or taken)"
+                    break
+                expires = started + self.ttl
+        except FencedOut as e:
+            reason = str(e)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            was_leader = self.role == "leader"
+            self.client = None
+            self.role = "follower"
+            if was_leader:
+                log.warning("This instance stops leading: %s; the Home Assistant connection is closed", reason)
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await lease.release()
+            lease.holder = None
+
+
+class ClusterUpstream:
+    """``app.state.upstream`` in a cluster: the HAClient while leading, a relay to the leader otherwise.
+
+    Duck-typed as the HAClient the routes use (``call_service``, ``history``, ``retry_in``
+    and the fields of /healthz and /metrics).
+    """
+
+    def __init__(self, node: ClusterNode) -> None:
+        self._node = node
+
+    @property
+    def _local(self) -> HAClient | None:
+        return self._node.client
+
+    @property
+    def ha_version(self) -> str | None:
+        return self._local.ha_version if self._local is not None else None
+
+    @property
+    def connects(self) -> int:
+        return self._local.connects if self._local is not None else 0
+
+    @property
+    def pong_rtt(self) -> float | None:
+        return self._local.pong_rtt if self._local is not None else None
+
+    @property
+    def connected(self) -> bool:
+        return self._local is not None and self._local.connected
+
+    @property
+    def display_url(self) -> str:
+        return self._local.display_url if self._local is not None else "the cluster's leader"
+
+    def retry_in(self) -> float | None:
+        if self._local is not None:
+            return self._local.retry_in()
+        return self._node.ttl
+
+    async def call_service(
+        self,
+        domain: str,
+        service: str,
+        service_data: Mapping[str, Any] | None = None,
+        target: Mapping[str, Any] | None = None,
+    ) -> Any:
+        if self._local is not None:
+            return await self._local.call_service(domain, service, service_data, target)
+        relay = self._relay()
+        args = {"domain": domain, "service": service, "service_data": service_data, "target": target}
+        return await relay.ask("call_service", args)
+
+    async def history(
+        self, entity_ids: Sequence[str], start: float, end: float
+    ) -> dict[str, list[tuple[float, float]]]:
+        if self._local is not None:
+            return await self._local.history(entity_ids, start, end)
+        result = await self._relay().ask("history", {"entity_ids": list(entity_ids), "start": start, "end": end})
+        return {entity_id: [(p[0], p[1]) for p in points] for entity_id, points in result.items()}
+
+    def _relay(self) -> Relay:
+        from ..ha.client import NotConnected
+
+        if self._node.relay is None:
+            raise NotConnected("this instance has not joined the cluster yet")
+        return self._node.relay

@@ -1,0 +1,137 @@
+"""Commands and history queries from any instance, carried to the leader through Redis.
+
+The asking instance pushes a request (an id, a deadline, the call) onto a list; the leader
+pops it with a blocking read, makes the call on its Home Assistant connection and pushes the
+answer onto a reply key of that id (expiring), which the asker pops with a blocking read.
+A list, not pub/sub: a request made while the leader changes waits for the next one, and
+pub/sub loses what is sent while a subscriber reconnects. The deadline keeps a late leader
+from acting on a request its asker has given up on (instances' clocks are assumed in sync).
+
+Every check (keys, allowlist, body) is made by the asking instance before anything is sent;
+the answer is HA's own (result, error code, or no answer in time), so the route answers the
+same on every instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from .. import sse
+from ..ha.client import HAClient, HAError, NotConnected
+from .keys import Keys
+from .log import describe_redis_error
+
+__all__ = ["Relay"]
+
+log = logging.getLogger("sse_service.cluster")
+
+REPLY_TTL_MS = 30_000
+
+
+class Relay:
+    def __init__(self, redis: Any, blocking: Any, keys: Keys, *, timeout: float) -> None:
+        self.forwarded = 0  # requests this instance sent to the leader
+        self.served = 0  # requests this instance answered as the leader
+        self._redis = redis
+        self._blocking = blocking
+        self._keys = keys
+        self._timeout = timeout
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- asking (any instance but the leader) ------------------------------------------
+
+    async def ask(self, op: str, args: Mapping[str, Any]) -> Any:
+        """Have the leader run ``op``; its result. Raises NotConnected or HAError like HAClient.
+
+        No answer in time blocks until the caller's own timeout (the route's 504).
+        """
+        request_id = secrets.token_hex(8)
+        request = sse.dumps({"id": request_id, "deadline": time.time() + self._timeout, "op": op, "args": args})
+        try:
+            if not await self._redis.exists(self._keys.lease):
+                raise NotConnected("no instance holds the connection to Home Assistant right now (leader election)")
+            await self._redis.lpush(self._keys.requests, request)
+            self.forwarded += 1
+            reply = await self._blocking.blpop([self._keys.reply(request_id)], timeout=math.ceil(self._timeout) + 1)
+        except RedisError as e:
+            raise NotConnected(f"Redis is unreachable ({describe_redis_error(e)})") from None
+        if reply is None:
+            await asyncio.sleep(math.inf)  # the caller's timeout ends this
+        answer = json.loads(reply[1])
+        error = answer.get("error")
+        if error == "not_connected":
+            raise NotConnected(str(answer.get("message", "not connected to Home Assistant")))
+        if error == "ha":
+            raise HAError(str(answer.get("code")), str(answer.get("message", "")), answer.get("extra"))
+        return answer.get("result")
+
+    # --- answering (the leader) --------------------------------------------------------
+
+    async def serve(self, client: HAClient) -> None:
+        """Answer requests with ``client`` until cancelled. Raises redis errors."""
+        try:
+            while True:
+                item = await self._blocking.blpop([self._keys.requests], timeout=1)
+                if item is None:
+                    continue
+                task = asyncio.create_task(self._answer(client, str(item[1])))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+
+    async def _answer(self, client: HAClient, raw: str) -> None:
+        try:
+            request = json.loads(raw)
+            request_id, deadline, op, args = (
+                str(request["id"]),
+                float(request["deadline"]),
+                request["op"],
+                request["args"],
+            )
+        except (ValueError, KeyError, TypeError):
+            log.warning("Ignored a malformed request in %s", self._keys.requests)
+            return
+        left = deadline - time.time()
+        if left <= 0:
+            return  # its asker has answered 504 already
+        answer: dict[str, Any]
+        try:
+            async with asyncio.timeout(left):
+                answer = {"result": await self._call(client, op, args)}
+        except TimeoutError:
+            return  # the asker times out as well
+        except NotConnected as e:
+            answer = {"error": "not_connected", "message": str(e)}
+        except HAError as e:
+            answer = {"error": "ha", "code": e.code, "message": e.message, "extra": e.extra}
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("Ignored a bad %s request: %s", op, e)
+            return
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.lpush(self._keys.reply(request_id), sse.dumps(answer))
+                pipe.pexpire(self._keys.reply(request_id), REPLY_TTL_MS)
+                await pipe.execute()
+            self.served += 1
+        except RedisError as e:
+            log.warning("Could not send a command's answer through Redis: %s", describe_redis_error(e))
+
+    @staticmethod
+    async def _call(client: HAClient, op: str, args: Mapping[str, Any]) -> Any:
+        if op == "call_service":
+            return await client.call_service(args["domain"], args["service"], args["service_data"], args["target"])
+        if op == "history":
+            entity_ids: Sequence[str] = args["entity_ids"]
+            return await client.history(entity_ids, float(args["start"]), float(args["end"]))
+        raise ValueError(f"unknown operation {op!r}")
