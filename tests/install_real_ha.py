@@ -105,10 +105,12 @@ CONFIG_DOMAINS = (
     "counter",
     "template",
     "logger",
+    "recorder",
+    "history",
 )
 
 # Bumped whenever what an install does changes, so an older cached venv is rebuilt.
-RECIPE = 1
+RECIPE = 2
 
 
 def cache_root() -> Path:

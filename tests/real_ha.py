@@ -72,6 +72,10 @@ websocket_api:
 onboarding:
 logger:
   default: info
+# History for the charts (issue 15): sqlite in the config dir, rows visible within a second.
+recorder:
+  commit_interval: 1
+history:
 input_number:
   battery:
     name: Battery

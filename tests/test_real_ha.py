@@ -377,3 +377,27 @@ async def test_after_sigterm_the_bridge_says_disconnected_at_once_and_commands_g
     if logged or "Traceback" in caplog.text or "never retrieved" in caplog.text:
         problems.append(f"the bridge logged {[r.getMessage()[:120] for r in logged]}")
     assert problems == [], problems
+
+
+# --- history from the recorder (issue 15) ---------------------------------------------------
+
+
+async def test_a_new_bridge_shows_values_it_never_saw_from_has_recorder(real_ha: RealHA) -> None:
+    written = [11.0, 42.5, 7.0, 63.0]
+    for value in written:
+        response = await real_ha.call_service(
+            "input_number", "set_value", {"entity_id": "input_number.battery", "value": value}
+        )
+        assert response.status_code == 200, response.text
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(2.5)  # commit_interval: 1
+    async with bridge(real_ha) as (_, recorder):
+        snapshot = recorder.events[0][1].json()
+        points = snapshot["history"].get("input_number.battery", [])
+        if not set(written) <= {v for _, v in points}:
+            seen = await recorder.wait(lambda e: e.event == "history", 10.0)
+            assert seen is not None, f"no history from the recorder; the snapshot had {points}"
+            points = seen[2].json()["history"]["input_number.battery"]
+    values = [v for _, v in points]
+    assert values[-len(written) :] == written, values
+    assert points == sorted(points)
