@@ -183,7 +183,12 @@ def _claims(payload: Mapping[str, Any]) -> TokenClaims:
     exp = payload.get("exp")
     expires: float | None = None
     if exp is not None:
-        if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+        if (
+            isinstance(exp, bool)
+            or not isinstance(exp, int | float)
+            or isinstance(exp, float)
+            and not math.isfinite(exp)
+        ):
             raise TokenRefused("invalid_token", "the token's exp claim must be a number of seconds since 1970")
         expires = float(min(exp, LATEST_EXP))
     return TokenClaims(
