@@ -15,7 +15,7 @@ from sse_service.cluster.keys import Keys
 from sse_service.cluster.lease import Lease
 from sse_service.cluster.log import FencedOut, LogWriter
 from sse_service.config import Secret
-from sse_service.ha.demo import DemoHomeAssistant
+from sse_service.ha.demo import DemoHomeAssistant, ServiceCall, ServiceError
 from sse_service.types import UpstreamStatus
 
 from .helpers import LiveServer, live_server, open_stream, settings_for
@@ -173,3 +173,214 @@ async def test_a_stale_leader_cannot_write(redis_server: RedisServer) -> None:
 def _state(entity_id: str, value: str) -> Any:
     now = "2026-12-01T00:00:00+00:00"
     return {"entity_id": entity_id, "state": value, "attributes": {}, "last_changed": now, "last_updated": now}
+
+
+def follower(servers: list[LiveServer]) -> LiveServer:
+    return next(s for s in servers if role(s) == "follower")
+
+
+async def post(server: LiveServer, path: str, body: Any) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        return await client.post(path, json=body)
+
+
+async def test_commands_on_a_follower_are_carried_to_the_leader_and_answered_alike(
+    ha: DemoHomeAssistant, redis_server: RedisServer
+) -> None:
+    async def refuse(call: ServiceCall) -> None:
+        raise ServiceError("service_validation_error", "HA says no")
+
+    async def never(call: ServiceCall) -> None:
+        await asyncio.sleep(30)
+
+    ha.services[("switch", "refuse")] = refuse
+    ha.services[("switch", "slow")] = never
+    async with instances(ha, redis_server) as servers:
+        other = follower(servers)
+        response = await post(other, "/api/services/switch/turn_on", {"entity_id": "switch.charger"})
+        assert response.status_code == 200, response.text
+        assert response.json()["ok"] is True and response.json()["context_id"]
+        assert ha.service_calls[-1].entity_ids == ["switch.charger"]
+        await wait_for(lambda: other.app.state.hub.store.states["switch.charger"]["state"] == "on")
+        response = await post(other, "/api/services/switch/refuse", {"entity_id": "switch.charger"})
+        assert response.status_code == 400
+        assert response.json()["error"] == {
+            "code": "ha_service_validation_error",
+            "message": "Home Assistant refused the call: HA says no",
+        }
+        response = await post(other, "/api/services/light/turn_on", {"entity_id": "light.kitchen"})
+        assert response.status_code == 403, "checked on the follower, never sent"
+        calls = len(ha.service_calls)
+        assert calls == 2
+        assert (await health(other))["cluster"]["commands_forwarded"] == 2
+
+
+async def test_a_follower_answers_504_when_the_leader_does_not_answer_in_time(
+    ha: DemoHomeAssistant, redis_server: RedisServer
+) -> None:
+    async def never(call: ServiceCall) -> None:
+        await asyncio.sleep(30)
+
+    ha.services[("switch", "slow")] = never
+    async with contextlib.AsyncExitStack() as stack:
+        settings = cluster_settings(ha, redis_server, command_timeout=0.5)
+        servers = [await stack.enter_async_context(live_server(settings)) for _ in range(2)]
+        await wait_for(lambda: sum(role(s) == "leader" for s in servers) == 1)
+        response = await post(follower(servers), "/api/services/switch/slow", {"entity_id": "switch.charger"})
+        assert response.status_code == 504
+        assert response.json()["error"]["code"] == "upstream_timeout"
+
+
+async def test_redis_lost_and_back_empty_streams_stay_open_and_end_with_the_current_state(
+    ha: DemoHomeAssistant, redis_server: RedisServer
+) -> None:
+    async with instances(ha, redis_server) as servers:
+        async with contextlib.AsyncExitStack() as stack:
+            streams = [await stack.enter_async_context(open_stream(s.url + "/events")) for s in servers]
+            for stream in streams:
+                await stream.next()
+            redis_server.stop()
+            for stream in streams:
+                status = await stream.until(lambda e: e.event == "status", timeout=5)
+                assert status.json()["status"] == "disconnected"
+            for server in servers:
+                body = await health(server)
+                assert body["cluster"]["redis"] == "unreachable"
+                assert "Redis unreachable" in body["upstream"]["reason"]
+                async with httpx.AsyncClient() as client:
+                    ready = await client.get(server.url + "/readyz")
+                assert ready.status_code == 503 and ready.json()["error"]["code"] == "redis_unavailable"
+            await wait_for(lambda: not ha.clients, timeout=5)  # the leader could not renew: it let go of HA
+            ha.set_state("sensor.battery_level", "42.0")  # while nobody leads
+            redis_server.start()  # empty: a new epoch
+            for stream in streams:
+                await stream.until_state("sensor.battery_level", "42.0", timeout=10)
+                await stream.until(lambda e: e.event == "status" and e.json()["status"] == "connected", timeout=5)
+            ha.set_state("sensor.battery_level", "43.0")
+            ids = {(await stream.until_state("sensor.battery_level", "43.0")).id for stream in streams}
+            assert len(ids) == 1
+        assert len(ha.clients) == 1
+        for server in servers:
+            assert (await health(server))["cluster"]["redis"] == "connected"
+
+
+async def test_redis_restarted_with_its_data_is_caught_up_from_the_last_id(
+    ha: DemoHomeAssistant, redis_server: RedisServer
+) -> None:
+    async with instances(ha, redis_server) as (a, b):
+        async with open_stream(b.url + "/events") as stream:
+            await stream.next()
+            ha.set_state("sensor.battery_level", "51.0")
+            before = await stream.until_state("sensor.battery_level", "51.0")
+            async with Redis.from_url(redis_server.url) as redis:
+                with contextlib.suppress(Exception):
+                    await redis.shutdown(save=True)
+            redis_server.stop()
+            redis_server.start()  # loads dump.rdb from its dir: the same epoch
+            ha.set_state("sensor.battery_level", "52.0")
+            after = await stream.until_state("sensor.battery_level", "52.0", timeout=10)
+            assert before.id is not None and after.id is not None
+            assert after.id.rsplit("-", 1)[0] == before.id.rsplit("-", 1)[0], "the log survived: same epoch"
+        async with open_stream(a.url + "/events", headers={"Last-Event-ID": before.id}) as resumed:
+            first = await resumed.next()
+            if first.event == "snapshot":  # a started over when Redis came back, before 52.0
+                assert first.json()["entities"]["sensor.battery_level"]["state"] == "52.0"
+            else:  # a replays from its ring: what came after, 52.0 among it
+                missed = [first]
+                while not (missed[-1].event == "state" and missed[-1].json()["state"] == "52.0"):
+                    missed.append(await resumed.next())
+                assert {e.event for e in missed} <= {"state", "status"}
+
+
+async def test_a_late_follower_starts_from_the_log_and_serves_filtered_streams(
+    ha: DemoHomeAssistant, redis_server: RedisServer
+) -> None:
+    async with instances(ha, redis_server, 1) as (first,):
+        ha.set_state("sensor.battery_level", "60.0")
+        ha.remove_state("light.kitchen")
+        await wait_for(lambda: "light.kitchen" not in first.app.state.hub.store.states)
+        async with (
+            live_server(cluster_settings(ha, redis_server)) as late,
+            open_stream(late.url + "/events?domain=sensor") as stream,
+            open_stream(first.url + "/events?domain=sensor") as reference,
+        ):
+            snapshot, expected = await stream.next(), await reference.next()
+            assert snapshot.id == expected.id
+            assert snapshot.json()["entities"] == expected.json()["entities"]
+            assert set(snapshot.json()["entities"]) == {
+                "sensor.battery_level",
+                "sensor.solar_power",
+                "sensor.house_load",
+            }
+            ha.set_state("switch.charger", "on")
+            ha.set_state("sensor.house_load", "700")
+            event = await stream.next()
+            assert (event.event, event.json()["entity_id"]) == ("state", "sensor.house_load")
+            assert event.id == (await reference.next()).id
+        assert ha.connections_total == 1
+
+
+async def test_the_redis_password_never_shows(ha: DemoHomeAssistant, tmp_path: Any, caplog: Any) -> None:
+    password = "s3cret-redis-pass-0123456789"
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        async with Redis.from_url(server.url) as redis:
+            await redis.config_set("requirepass", password)
+        url = f"redis://:{password}@127.0.0.1:{server.port}/0"
+        settings = settings_for(ha, redis_url=Secret(url), redis_lease_ttl=TTL)
+        assert password in settings.secrets() and url in settings.secrets()
+        assert password not in repr(settings)
+        async with live_server(settings) as live:
+            await wait_for(lambda: role(live) == "leader")
+            async with httpx.AsyncClient() as client:
+                for path in ("/healthz", "/readyz", "/metrics"):
+                    assert password not in (await client.get(live.url + path)).text
+            server.stop()
+            await wait_for(lambda: (live.app.state.cluster.reader.error or "") != "", timeout=5)
+            async with httpx.AsyncClient() as client:
+                for path in ("/healthz", "/readyz", "/metrics"):
+                    assert password not in (await client.get(live.url + path)).text
+    finally:
+        server.stop()
+    assert all(password not in record.getMessage() for record in caplog.records)
+
+
+def test_without_redis_url_redis_is_never_imported() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from sse_service.app import create_app\n"
+        "from sse_service.config import Settings\n"
+        "create_app(Settings())\n"
+        "assert not any(m == 'redis' or m.startswith('redis.') for m in sys.modules), 'redis imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("http://h:1", "expected a redis://, rediss:// or unix:// URL"),
+        ("redis://:pw@", "has no host"),
+        ("redis://:pw@h:99999", "is not a valid URL"),
+        ("unix://", "has no socket path"),
+    ],
+)
+def test_a_bad_redis_url_is_refused_without_echoing_it(raw: str, problem: str) -> None:
+    from sse_service.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"REDIS_URL": raw})
+    assert problem in str(caught.value)
+    assert "pw" not in str(caught.value)
+
+
+def test_redis_urls_that_are_accepted() -> None:
+    from sse_service.config import load_settings
+
+    for raw in ("redis://localhost", "rediss://:p@redis.example:6380/2", "unix:///run/redis/redis.sock"):
+        settings = load_settings({"REDIS_URL": raw})
+        assert settings.redis_url is not None and settings.redis_url.reveal() == raw
