@@ -247,6 +247,27 @@ async def test_a_tab_opened_late_shows_the_current_view_at_once_even_with_home_a
             await expect(page.locator("#stale")).to_be_hidden()
 
 
+async def test_every_tab_shows_the_shared_stream_going_away_and_coming_back(
+    ha: DemoHomeAssistant, browser: Browser
+) -> None:
+    settings = settings_for(ha, retry_ms=500)
+    async with tabs_context(browser) as context:
+        async with live_server(settings, web_dir=WEB_DIR) as live:
+            port = live.port
+            pages, _ = await open_tabs(context, live.url + "/", 3)
+        for page in pages:  # the bridge is gone
+            await expect(page.locator("#conn")).to_have_text("Reconnecting…")
+            await expect(page.locator("#stale")).to_contain_text("No connection to the bridge")
+            await expect(card(page, "switch.charger").locator(".toggle")).to_be_disabled()
+        ha.set_state("sensor.battery_level", "42.0")
+        async with live_server(settings, port=port, web_dir=WEB_DIR) as live:
+            for page in pages:
+                await expect(card(page, "sensor.battery_level").locator(".state")).to_have_text("42.0")
+                await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+                await expect(page.locator("#stale")).to_be_hidden()
+            assert await server_streams(live.url) == 1
+
+
 async def test_closing_the_tab_that_opened_the_stream_loses_no_event_in_the_others(
     ha: DemoHomeAssistant, browser: Browser
 ) -> None:

@@ -257,6 +257,7 @@ function render() {
   const haDown = HA_DOWN[upstream.status] ?? HA_DOWN.disconnected;
   const [state, text] =
     refused ? ["refused", "Key refused"]
+    : !open && !busy && !started && performance.now() < 1500 ? ["connecting", "Connecting…"] // the first try
     : !open ? ["reconnecting", busy ? "Bridge busy, retrying…" : "Reconnecting…"]
     : !haUp ? ["upstream-down", haDown[0]]
     : started ? ["live", "Live"] : ["connecting", "Connecting…"];

@@ -133,15 +133,17 @@ class Feed {
     }
   }
 
-  conn() {
+  connection() {
     const open = this.source?.readyState === EventSource.OPEN;
-    this.emit({ kind: "conn", open, refused: this.refused, busy: this.busy, lastHeard: this.lastHeard });
+    return { kind: "conn", open, refused: this.refused, busy: this.busy, lastHeard: this.lastHeard };
+  }
+
+  conn() {
+    this.emit(this.connection());
   }
 
   current() {
-    const conn = { kind: "conn", open: this.source?.readyState === EventSource.OPEN, refused: this.refused,
-      busy: this.busy, lastHeard: this.lastHeard };
-    return { kind: "view", id: this.lastEventId, snapshot: this.view, conn };
+    return { kind: "view", id: this.lastEventId, snapshot: this.view, conn: this.connection() };
   }
 }
 
