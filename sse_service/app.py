@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from .logs import AccessLogMiddleware
 from .metrics import Metrics
 from .proxy import ProxyHeadersMiddleware, TrustedProxies
 from .stream import EventsEndpoint
+from .tokens import Revocations
 from .untrusted import loggable
 
 __all__ = ["WEB_DIR", "create_app"]
@@ -72,8 +73,18 @@ def _route_path(scope: Scope) -> str:
     return path[len(root) :] if root and path.startswith(root + "/") else path
 
 
-def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlette:
-    """Build the ASGI app. Nothing global: several apps can run side by side (the tests do)."""
+def create_app(
+    settings: Settings,
+    *,
+    web_dir: Path | None = WEB_DIR,
+    reload: Callable[[], Settings] | None = None,
+    watch: Path | None = None,
+) -> Starlette:
+    """Build the ASGI app. Nothing global: several apps can run side by side (the tests do).
+
+    ``reload`` reads the settings again, for ``TOKEN_REVOKED`` on SIGHUP and whenever the file
+    ``watch`` (the ``CONFIG_FILE``) changes.
+    """
     hub = Hub(
         replay_size=settings.replay_buffer,
         heartbeat=settings.heartbeat,
@@ -180,6 +191,10 @@ def create_app(settings: Settings, *, web_dir: Path | None = WEB_DIR) -> Starlet
             app.state.upstream = node.upstream
             tasks.append(asyncio.create_task(node.run(), name="cluster"))
         tasks.append(asyncio.create_task(hub.run_heartbeat(settings.heartbeat), name="heartbeat"))
+        if keys.tokens is not None:
+            revoked: Callable[[], tuple[str, ...]] = lambda: (reload() if reload else settings).token_revoked  # noqa: E731
+            app.state.revocations = Revocations(keys.tokens, revoked, on_change=events.revoke, watch=watch)
+            tasks.append(asyncio.create_task(app.state.revocations.run(), name="revocations"))
         try:
             yield
         finally:

@@ -26,7 +26,7 @@ from sse_service.ha.demo import DemoHomeAssistant
 
 from .helpers import LiveServer, live_server, settings_for
 from .test_nginx import nginx
-from .test_page import ARTIFACTS, NO_SHARED_WORKER, bridge_has, card, chromium
+from .test_page import ARTIFACTS, NO_SHARED_WORKER, bridge_has, card, chromium, points_drawn
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -266,6 +266,25 @@ async def test_every_tab_shows_the_shared_stream_going_away_and_coming_back(
                 await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
                 await expect(page.locator("#stale")).to_be_hidden()
             assert await server_streams(live.url) == 1
+
+
+async def test_history_that_arrives_later_redraws_the_chart_in_every_tab_and_in_a_late_one(
+    ha: DemoHomeAssistant, browser: Browser
+) -> None:
+    async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
+        async with tabs_context(browser) as context:
+            first, _ = await open_tab(context, live.url + "/")
+            chart = card(first, "sensor.battery_level").locator(".spark")
+            await expect(card(first, "sensor.battery_level").locator(".range")).to_have_text("")  # one point
+            now = time.time()
+            past = [(now - 3600 + 60 * i, 40.0 + i) for i in range(10)]  # the recorder's, as HA's would come
+            live.app.state.hub.upstream_history({"sensor.battery_level": past})
+            await expect(card(first, "sensor.battery_level").locator(".range")).to_have_text("40 – 50", timeout=2000)
+            assert await points_drawn(chart) == 11
+            late, _ = await open_tab(context, live.url + "/")
+            path = await chart.locator(".line").get_attribute("d")
+            late_chart = card(late, "sensor.battery_level").locator(".line")
+            assert await late_chart.get_attribute("d") == path, "the worker's view has the history too"
 
 
 async def test_closing_the_tab_that_opened_the_stream_loses_no_event_in_the_others(
