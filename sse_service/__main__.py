@@ -11,6 +11,7 @@ import secrets
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from .app import create_app
 from .config import ConfigError, _globs, _services, load_settings
@@ -69,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("sse-service: configuration OK")
         return 0
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
-    serve(create_app(settings), settings)
+    config_file = environ.get("CONFIG_FILE", "").strip()
+    app = create_app(settings, reload=lambda: load_settings(environ), watch=Path(config_file) if config_file else None)
+    serve(app, settings)
     return 0
 
 

@@ -137,12 +137,13 @@ def create_app(
         client: HAClient = app.state.upstream
         return client
 
+    rate = RateLimiter(settings.command_rate, settings.command_burst)
     commands = CommandEndpoint(
         settings,
         hub,
         upstream,
         keys=keys,
-        rate=RateLimiter(settings.command_rate, settings.command_burst),
+        rate=rate,
         exposed=exposed,
         on_outcome=lambda outcome, token_name: metrics.command(outcome, token_name),
     )
@@ -150,6 +151,9 @@ def create_app(
     token_streams = events.token_streams if settings.token_secret is not None else None
     metrics = Metrics(hub, lambda: getattr(app.state, "upstream", None), token_streams=token_streams)
     hub.on_fanout = metrics.fanout.observe
+    if node is not None:
+        node.share(rate)  # COMMAND_RATE holds for the cluster, not per instance
+        metrics.registry.register(node.collector())
     draining = False
 
     async def readyz(request: Request) -> Response:

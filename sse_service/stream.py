@@ -231,6 +231,7 @@ class EventsEndpoint:
         self.max_age = max_age
         self.token_streams: Counter[str] = Counter()  # open streams per token name, for /metrics
         self._by_token: dict[ClientStream, Grant] = {}
+        self._revoked: set[ClientStream] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # This endpoint runs ahead of Starlette's stack (see app.py): it answers its own errors.
@@ -313,11 +314,26 @@ class EventsEndpoint:
                 self.token_streams[grant.name or ""] -= 1
                 if self.token_streams[grant.name or ""] <= 0:
                     del self.token_streams[grant.name or ""]
-            if stream.closed and ending == "client left":
+            if stream in self._revoked:
+                self._revoked.discard(stream)
+                ending = "token revoked"
+            elif stream.closed and ending == "client left":
                 ending = "closed by the server"
             stream.detach()
             duration = time.monotonic() - started
             log.info("Stream closed for %s after %.1f s (filter %s, %s)", who, duration, shown, ending)
+
+    def revoke(self, revoked: frozenset[str]) -> int:
+        """End the open streams of tokens whose ``jti`` or ``sub`` is in ``revoked``; returns how many."""
+        final = sse.event("revoked", sse.dumps({"code": "token_revoked", "message": "this token has been revoked"}))
+        ended = 0
+        for stream, grant in list(self._by_token.items()):
+            claims = grant.token
+            if claims is not None and not stream.closed and (claims.jti in revoked or claims.sub in revoked):
+                self._revoked.add(stream)
+                stream.close(final)  # the browser's reconnect then gets a 401 and stops
+                ended += 1
+        return ended
 
     def _expired(self, expires: float) -> bytes:
         """The last frame of a stream whose token expired: no id, so Last-Event-ID stays on the last event."""

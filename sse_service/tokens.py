@@ -17,26 +17,35 @@ Design record
   that second on, as the stream's end says.
 * **Refusals name the problem** (``TokenRefused``, with a stable ``code``) and never
   echo the token, which is a credential.
+* **Revocation** without a new secret: ``TOKEN_REVOKED`` lists ``jti`` or ``sub`` values.
+  :class:`Revocations` re-reads it on SIGHUP and when the ``CONFIG_FILE`` changes, and the
+  open streams of a newly revoked token end at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
+import os
 import re
+import signal
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import jwt
 
-from .config import Secret
+from .config import ConfigError, Secret
 from .filters import EntityPattern
 from .untrusted import loggable
 
 __all__ = [
     "ALGORITHM",
+    "Revocations",
     "TokenClaims",
     "TokenRefused",
     "TokenVerifier",
@@ -44,6 +53,8 @@ __all__ = [
     "mint",
     "parse_expiry",
 ]
+
+log = logging.getLogger("sse_service.tokens")
 
 ALGORITHM = "HS256"
 CLOCK_SKEW = 30.0  # seconds of leeway on nbf and iat (not on exp)
@@ -258,3 +269,72 @@ def mint(
         claims["jti"] = jti
     key = secret.reveal() if isinstance(secret, Secret) else secret
     return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+# --- revocation while running ----------------------------------------------------------
+
+
+class Revocations:
+    """``TOKEN_REVOKED``, re-read while the service runs: on SIGHUP, and when ``watch`` changes.
+
+    ``load`` reads the settings again (a bad file is logged and changes nothing);
+    ``on_change`` ends the open streams of the revoked tokens and says how many it ended.
+    """
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        load: Callable[[], Iterable[str]],
+        *,
+        on_change: Callable[[frozenset[str]], int],
+        watch: Path | None = None,
+        interval: float = 0.5,
+    ) -> None:
+        self._verifier = verifier
+        self._load = load
+        self._on_change = on_change
+        self._watch = watch
+        self._interval = interval
+
+    def reload(self) -> None:
+        try:
+            revoked = frozenset(self._load())
+        except ConfigError as e:
+            log.error("Reload refused, TOKEN_REVOKED unchanged: %s", loggable(str(e), 300))
+            return
+        added = revoked - self._verifier.revoked
+        self._verifier.revoked = revoked
+        ended = self._on_change(revoked)
+        log.info(
+            "TOKEN_REVOKED reloaded: %d value(s), %d new; %d open stream(s) ended", len(revoked), len(added), ended
+        )
+
+    async def run(self) -> None:
+        """Until cancelled: SIGHUP reloads (where signals can be had), and so does a change of ``watch``."""
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+            handler = True
+        except (NotImplementedError, RuntimeError, ValueError, AttributeError):  # not the main thread, or Windows
+            handler = False
+        try:
+            if self._watch is None:
+                await asyncio.Event().wait()
+            seen = self._stamp()
+            while True:
+                await asyncio.sleep(self._interval)
+                stamp = self._stamp()
+                if stamp != seen:
+                    seen = stamp
+                    self.reload()
+        finally:
+            if handler:
+                loop.remove_signal_handler(signal.SIGHUP)
+
+    def _stamp(self) -> tuple[int, int] | None:
+        assert self._watch is not None
+        try:
+            info = os.stat(self._watch)
+        except OSError:
+            return None
+        return info.st_mtime_ns, info.st_size

@@ -384,3 +384,88 @@ def test_redis_urls_that_are_accepted() -> None:
     for raw in ("redis://localhost", "rediss://:p@redis.example:6380/2", "unix:///run/redis/redis.sock"):
         settings = load_settings({"REDIS_URL": raw})
         assert settings.redis_url is not None and settings.redis_url.reveal() == raw
+
+
+async def test_the_command_rate_holds_for_the_cluster(ha: DemoHomeAssistant, redis_server: RedisServer) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        settings = cluster_settings(ha, redis_server, command_rate=0.01, command_burst=4)
+        servers = [await stack.enter_async_context(live_server(settings)) for _ in range(2)]
+        await wait_for(lambda: all(s.app.state.cluster.members == 2 for s in servers))
+        codes = []
+        for _ in range(3):
+            for server in servers:
+                response = await post(server, "/api/services/switch/toggle", {"entity_id": "switch.charger"})
+                codes.append(response.status_code)
+        assert sorted(codes) == [200] * 4 + [429] * 2, codes
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(servers[0].url + "/metrics")).text
+        assert "sse_cluster_members 2.0" in text and "sse_cluster_leader " in text
+
+
+async def test_kill_9_the_leader_and_a_follower_takes_over(ha: DemoHomeAssistant, redis_server: RedisServer) -> None:
+    env = {
+        "HA_URL": ha.url,
+        "HA_TOKEN": ha.token,
+        "REDIS_URL": redis_server.url,
+        "REDIS_LEASE_TTL": "1",
+        "HA_BACKOFF_MAX": "0.2",
+        "LOG_LEVEL": "warning",
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        procs = [await stack.enter_async_context(_process(env)) for _ in range(2)]
+        async with httpx.AsyncClient() as client:
+
+            async def cluster_of(url: str) -> dict[str, Any]:
+                body: dict[str, Any] = (await client.get(url + "/healthz")).json()["cluster"]
+                return body
+
+            async with asyncio.timeout(10):
+                while sorted([(await cluster_of(url))["role"] for _, url in procs]) != ["follower", "leader"]:
+                    await asyncio.sleep(0.05)
+            roles = [(await cluster_of(url))["role"] for _, url in procs]
+            leader, other = (procs[0], procs[1]) if roles[0] == "leader" else (procs[1], procs[0])
+            async with open_stream(other[1] + "/events") as stream:
+                await stream.next()
+                leader[0].kill()  # SIGKILL: no release of the lease, no goodbye to HA
+                await leader[0].wait()
+                loop = asyncio.get_running_loop()
+                killed = loop.time()
+                async with asyncio.timeout(10):
+                    while (await cluster_of(other[1]))["role"] != "leader" or ha.connections_total < 2:
+                        await asyncio.sleep(0.05)
+                    while len(ha.clients) != 1:  # the dead leader's socket is gone, the new one is in
+                        await asyncio.sleep(0.05)
+                ha.set_state("sensor.solar_power", "1500")
+                await stream.until_state("sensor.solar_power", "1500")
+                took = loop.time() - killed
+                assert took < 5, f"failover took {took:.1f} s"
+
+
+@contextlib.asynccontextmanager
+async def _process(env: dict[str, str]) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    import os
+    import sys
+
+    from .helpers import free_port
+
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if k not in ("HA_URL", "HA_TOKEN", "CONFIG_FILE", "REDIS_URL")}
+    environ.update(PORT=str(port), HOST="127.0.0.1", **env)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sse_service", env=environ, stderr=asyncio.subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as client, asyncio.timeout(15):
+            while True:
+                try:
+                    if (await client.get(url + "/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+        yield proc, url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()

@@ -10,6 +10,8 @@ import json
 import logging
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -32,7 +34,16 @@ from sse_service.ha.demo import DemoHomeAssistant
 from sse_service.logs import RedactingFormatter
 from sse_service.tokens import TokenRefused, TokenVerifier, mint, parse_expiry
 
-from .helpers import LiveServer, SSEStream, StreamEnded, live_server, open_stream, seed_home, settings_for
+from .helpers import (
+    LiveServer,
+    SSEStream,
+    StreamEnded,
+    free_port,
+    live_server,
+    open_stream,
+    seed_home,
+    settings_for,
+)
 
 SECRET = "token-secret-for-the-tests-5c1e9a0b7d3f"
 OTHER_SECRET = "another-secret-not-this-bridges-8e2d4c6a"
@@ -758,6 +769,26 @@ async def test_the_readmes_python_snippet_mints_a_token_the_bridge_accepts(bridg
     assert "jwt.sign" in readme_block("token-snippet-node")
 
 
+def test_the_readmes_node_snippet_parses_and_mints_a_token_where_jsonwebtoken_is_installed(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no node here")
+    script = tmp_path / "mint.js"
+    script.write_text(
+        readme_block("token-snippet-node") + "console.log(bridgeToken(['sensor.solar_*'], { name: 'public-site' }));\n"
+    )
+    checked = subprocess.run([node, "--check", str(script)], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr
+    if subprocess.run([node, "-e", "require('jsonwebtoken')"], capture_output=True, timeout=30).returncode != 0:
+        pytest.skip("jsonwebtoken is not installed for node here (the snippet's syntax was checked)")
+    minted = subprocess.run(
+        [node, str(script)], capture_output=True, text=True, timeout=30, env={**os.environ, "TOKEN_SECRET": SECRET}
+    )
+    claims = VERIFIER.verify(minted.stdout.strip())
+    assert (claims.sub, claims.entities) == ("public-site", EntityPattern(["sensor.solar_*"]))
+    assert claims.expires is not None and claims.expires > time.time() + 3000
+
+
 def test_mint_makes_what_the_verifier_accepts() -> None:
     minted = mint(Secret(SECRET), entities=["sensor.*"], services=["switch.toggle"], sub="x", jti="j", expires=NOW + 5)
     claims = TokenVerifier(Secret(SECRET)).verify(minted, now=NOW)
@@ -835,3 +866,83 @@ def test_fuzzed_tokens_never_give_a_5xx(threaded_bridge: LiveServer, credential:
         if not valid:
             assert response.json()["error"]["message"]
             assert SECRET not in response.text
+
+
+# --- revocation, in a real process (SIGHUP, CONFIG_FILE) -----------------------------------
+
+
+@contextlib.asynccontextmanager
+async def service_with_config(config: Path, log: list[str], **env: str) -> AsyncIterator[tuple[str, int]]:
+    """``python -m sse_service`` reading ``config``; yields its URL and pid; stderr goes to ``log``."""
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("HA_", "TOKEN_", "CONFIG_FILE"))}
+    environ.update(PORT=str(port), HOST="127.0.0.1", CONFIG_FILE=str(config), **env)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sse_service", env=environ, stderr=asyncio.subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as client, asyncio.timeout(10):
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get(url + "/readyz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.05)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        _, stderr = await proc.communicate()
+        log.append(stderr.decode())
+
+
+def write_config(path: Path, revoked: list[str]) -> None:
+    path.write_text(f'token_secret = "{SECRET}"\ntoken_revoked = {json.dumps(revoked)}\nheartbeat = 0.3\n')
+
+
+async def test_revoked_tokens_are_refused_and_their_open_streams_end_within_a_second(tmp_path: Path) -> None:
+    config = tmp_path / "sse.toml"
+    write_config(config, ["aaaa"])
+    log: list[str] = []
+    tablet = token(entities=["switch.*"], sub="wall-tablet", jti="tablet-1")
+    guest = token(entities=["sensor.*"], sub="guest-anna", jti="g-1")
+    other = token(entities=["sensor.*"], sub="family", jti="f-1")
+    async with service_with_config(config, log, LOG_LEVEL="debug") as (url, pid):
+        async with (
+            open_stream(f"{url}/events?token={tablet}") as a,
+            open_stream(f"{url}/events?token={guest}") as b,
+            open_stream(f"{url}/events?token={other}") as c,
+        ):
+            for stream in (a, b, c):
+                assert (await stream.next()).event == "snapshot"
+            write_config(config, ["tablet-1", "guest-anna"])  # one jti, one sub
+            saved = time.monotonic()
+            for stream in (a, b):
+                revoked = await stream.until(lambda e: e.event == "revoked", timeout=3)
+                assert revoked.json()["code"] == "token_revoked"
+                await stream.wait_ended(timeout=2)
+            assert time.monotonic() - saved < 1.0, "ended within a second of the save"
+            assert (await c.until(lambda e: e.event == "ping", timeout=3)).event == "ping", "the others go on"
+            async with httpx.AsyncClient() as client:
+                refused = await client.get(f"{url}/api/states?token={tablet}")
+                assert (refused.status_code, refused.json()["error"]["code"]) == (401, "token_revoked")
+                assert (await client.get(f"{url}/api/states?token={other}")).status_code == 200
+
+                # SIGHUP re-reads it too: a change the file watch cannot see (same size, old times).
+                before = config.stat()
+                write_config(config, ["tablet-1", "f-1" + " " * 7])  # guest-anna back, family out
+                os.utime(config, ns=(before.st_atime_ns, before.st_mtime_ns))
+                assert config.stat().st_size == before.st_size
+                await asyncio.sleep(1.0)
+                assert (await client.get(f"{url}/api/states?token={guest}")).status_code == 401, "no reload yet"
+                os.kill(pid, signal.SIGHUP)
+                async with asyncio.timeout(3):
+                    while (await client.get(f"{url}/api/states?token={guest}")).status_code != 200:
+                        await asyncio.sleep(0.05)
+                assert (await c.until(lambda e: e.event == "revoked", timeout=3)).json()["code"] == "token_revoked"
+    everything = "\n".join(log)
+    assert "TOKEN_REVOKED reloaded: 2 value(s), 2 new; 2 open stream(s) ended" in everything
+    assert "TOKEN_REVOKED reloaded: 2 value(s), 1 new; 1 open stream(s) ended" in everything
+    assert "token revoked" in everything and "token wall-tablet" in everything
+    assert "Traceback" not in everything
+    for secret in (SECRET, tablet, guest, other):
+        assert secret not in everything

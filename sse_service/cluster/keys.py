@@ -40,6 +40,11 @@ class Keys:
         return self.prefix + "log"
 
     @property
+    def members(self) -> str:
+        """Sorted set: instance id -> the time of its last heartbeat."""
+        return self.prefix + "members"
+
+    @property
     def requests(self) -> str:
         """List: commands and history queries for the leader."""
         return self.prefix + "requests"

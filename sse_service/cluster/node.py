@@ -19,18 +19,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ..access import RateLimiter
 from ..config import Settings
 from ..ha.client import HAClient, UpstreamSink
 from ..hub import Hub
 from .keys import Keys
 from .lease import Lease
 from .log import FencedOut, LogReader, LogWriter, describe_redis_error
+from .metrics import ClusterCollector
 from .relay import Relay
 
 __all__ = ["ClusterNode", "ClusterUpstream"]
@@ -55,6 +58,8 @@ class ClusterNode:
         self.client: HAClient | None = None  # while leader
         self.leader_changes = 0  # leaderships this instance saw begin (its own included)
         self.upstream = ClusterUpstream(self)
+        self.members = 1  # instances seen recently (their heartbeats in the members set)
+        self._limiters: list[tuple[RateLimiter, float, float]] = []
         self._seen_leader: str | None = None
         self._redis: Any = None
         self._blocking: Any = None
@@ -93,8 +98,39 @@ class ClusterNode:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await self._redis.zrem(self._keys.members, self.instance)
             await self._redis.aclose()
             await self._blocking.aclose()
+
+    def share(self, limiter: RateLimiter) -> None:
+        """Hold ``limiter`` to its share of the cluster's rate: the rate and burst over the members.
+
+        A client's commands spread over N instances then add up to at most the configured
+        rate (one that sticks to one instance gets its share only: stricter, never looser).
+        """
+        self._limiters.append((limiter, limiter.rate, limiter.burst))
+        self._set_members(self.members)
+
+    def _set_members(self, count: int) -> None:
+        self.members = max(1, count)
+        for limiter, rate, burst in self._limiters:
+            limiter.rate = rate / self.members
+            limiter.burst = max(1.0, burst / self.members)
+
+    async def _heartbeat(self) -> None:
+        now = time.time()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self._keys.members, {self.instance: now})
+            pipe.zremrangebyscore(self._keys.members, "-inf", now - 3 * self.ttl)
+            pipe.zcard(self._keys.members)
+            *_, count = await pipe.execute()
+        self._set_members(int(count))
+
+    def collector(self) -> ClusterCollector:
+        """Its metrics, for the app's registry."""
+        return ClusterCollector(self)
 
     @property
     def instance(self) -> str:
@@ -109,6 +145,7 @@ class ClusterNode:
         reader, relay, lease = self.reader, self.relay, self.lease
         return {
             "role": self.role,
+            "members": self.members,
             "instance": self.instance,
             "redis": "connected" if self.redis_ok else "unreachable",
             "redis_error": reader.error if reader is not None else None,
@@ -128,6 +165,7 @@ class ClusterNode:
         delay = 0.1
         while True:
             try:
+                await self._heartbeat()
                 if await lease.acquire():
                     self._saw_leader(lease.holder)
                     await self._lead()
@@ -186,6 +224,8 @@ class ClusterNode:
                     reason = "the lease was lost (expired or taken)"
                     break
                 expires = started + self.ttl
+                with contextlib.suppress(RedisError, OSError):
+                    await self._heartbeat()
         except FencedOut as e:
             reason = str(e)
         finally:
