@@ -372,6 +372,7 @@ class DemoHomeAssistant:
             "get_config": self._cmd_get_config,
             "auth/current_user": self._cmd_current_user,
             "history/history_during_period": self._cmd_history,
+            "get_services": self._cmd_get_services,
             "subscribe_entities": self._cmd_subscribe_entities,
             "subscribe_events": self._cmd_subscribe_events,
             "unsubscribe_events": self._cmd_unsubscribe,
@@ -412,6 +413,12 @@ class DemoHomeAssistant:
             if chosen:
                 result[entity_id] = [{"s": v, "lu": t} for t, v in chosen]
         client.send(_result(msg_id, result))
+
+    async def _cmd_get_services(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
+        services: dict[str, dict[str, Any]] = {}
+        for domain, service in self.services:
+            services.setdefault(domain, {})[service] = {"name": service, "description": "", "fields": {}}
+        client.send(_result(msg_id, services))
 
     async def _cmd_current_user(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
         user = {"id": self.user_id, "name": "Demo", "is_owner": self.admin, "is_admin": self.admin}

@@ -1,0 +1,59 @@
+"""``sse-service check``: one connection to Home Assistant, and what a user needs to know."""
+
+from __future__ import annotations
+
+import pytest
+
+from sse_service.check import run_check
+from sse_service.config import Secret, Settings
+from sse_service.ha.demo import DemoHomeAssistant
+
+from .helpers import free_port, settings_for
+
+
+async def check(settings: Settings) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    status = await run_check(settings, lines.append)
+    return status, lines
+
+
+async def test_a_good_setup_prints_version_counts_services_and_the_recorder(ha: DemoHomeAssistant) -> None:
+    settings = settings_for(ha, entities=("sensor.*", "switch.charger"), allowed_services=("switch.turn_*",))
+    status, lines = await check(settings)
+    text = "\n".join(lines)
+    assert status == 0, text
+    assert "Home Assistant 2026.11.0, token accepted" in text
+    assert "Home Assistant has 5, ENTITIES exposes 4: sensor.battery_level" in text
+    assert "services: switch.turn_*: switch.turn_off, switch.turn_on" in text
+    assert "the recorder answers" in text
+    assert ha.token not in text
+    assert lines[-1] == "check: OK"
+
+
+async def test_each_problem_is_named_and_the_status_is_not_zero(ha: DemoHomeAssistant) -> None:
+    ha.has_recorder = False
+    settings = settings_for(ha, entities=("climate.*",), allowed_services=("lock.unlock",))
+    status, lines = await check(settings)
+    assert status == 1
+    assert "problem: ENTITIES (climate.*) matches none of Home Assistant's entities" in lines
+    assert "problem: ALLOWED_SERVICES: lock.unlock matches no service Home Assistant has" in lines
+    status, lines = await check(settings_for(ha, entities=("sensor.*",)))
+    assert any(line.startswith("history: no recorder") for line in lines) and status == 0
+
+
+@pytest.mark.parametrize("problem", ["token", "unreachable"])
+async def test_a_refused_token_or_an_unreachable_ha_is_one_clear_line(ha: DemoHomeAssistant, problem: str) -> None:
+    if problem == "token":
+        settings = settings_for(ha, ha_token=Secret("wrong-token-123"))
+    else:
+        settings = settings_for(ha, ha_url=f"ws://127.0.0.1:{free_port()}/api/websocket")
+    status, lines = await check(settings)
+    assert status == 1
+    (line,) = [line for line in lines if line.startswith("problem:")]
+    assert ("refused HA_TOKEN" if problem == "token" else "cannot connect to Home Assistant at ws://127.0.0.1") in line
+    assert "wrong-token-123" not in "\n".join(lines)
+
+
+async def test_the_demo_needs_no_check() -> None:
+    status, lines = await check(Settings())
+    assert status == 0 and "embedded demo" in lines[-1]
