@@ -307,6 +307,9 @@ async def test_a_late_follower_starts_from_the_log_and_serves_filtered_streams(
             snapshot, expected = await stream.next(), await reference.next()
             assert snapshot.id == expected.id
             assert snapshot.json()["entities"] == expected.json()["entities"]
+            history = snapshot.json()["history"]
+            assert history == expected.json()["history"], "the numeric history comes from Redis too"
+            assert [point[1] for point in history["sensor.battery_level"]] == [50.0, 60.0]
             assert set(snapshot.json()["entities"]) == {
                 "sensor.battery_level",
                 "sensor.solar_power",
@@ -478,3 +481,24 @@ async def _process(env: dict[str, str]) -> AsyncIterator[tuple[asyncio.subproces
         if proc.returncode is None:
             proc.terminate()
             await proc.wait()
+
+
+async def test_the_recorders_history_reaches_every_instance_and_late_joiners(
+    ha: DemoHomeAssistant, redis_server: RedisServer
+) -> None:
+    import time
+
+    ha.record("sensor.battery_level", time.time() - 3600, "40.0")
+    ha.record("sensor.battery_level", time.time() - 1800, "45.0")
+
+    def past(server: LiveServer) -> list[float]:
+        series = server.app.state.hub.store.history.get("sensor.battery_level")
+        return [p[1] for p in series.points] if series is not None else []
+
+    async with instances(ha, redis_server) as servers:
+        for server in servers:
+            await wait_for(lambda s=server: past(s)[:2] == [40.0, 45.0])
+        async with live_server(cluster_settings(ha, redis_server)) as late, open_stream(late.url + "/events") as stream:
+            snapshot = (await stream.next()).json()
+            assert [p[1] for p in snapshot["history"]["sensor.battery_level"]][:2] == [40.0, 45.0]
+        assert ha.connections_total == 1

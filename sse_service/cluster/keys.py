@@ -35,6 +35,11 @@ class Keys:
         return self.prefix + "states"
 
     @property
+    def history(self) -> str:
+        """Hash: entity id -> its points as JSON (the history snapshots carry), valid at ``meta.last_id``."""
+        return self.prefix + "history"
+
+    @property
     def log(self) -> str:
         """Stream: one entry per upstream call (``epoch``, ``seq``, ``n``, ``kind``, ``data``)."""
         return self.prefix + "log"

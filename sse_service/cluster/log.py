@@ -31,6 +31,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .. import sse
 from ..hub import Hub
+from ..store import EntityStore
 from ..types import EntityState, UpstreamStatus
 from .keys import Keys, cluster_epoch
 
@@ -38,24 +39,26 @@ __all__ = ["FencedOut", "LogReader", "LogWriter", "describe_redis_error"]
 
 log = logging.getLogger("sse_service.cluster")
 
-# KEYS: lease, meta, states. ARGV: holder, new epoch. Returns {epoch, states as a flat list}.
+# KEYS: lease, meta, states, log, history. ARGV: holder, new epoch.
+# Returns {epoch, states as a flat list, history as a flat list}.
 _OPEN = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return redis.error_reply('FENCED the lease is not held')
 end
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
-    redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+    redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
     redis.call('HSET', KEYS[2], 'epoch', ARGV[2], 'seq', 0, 'last_id', '0-0', 'status', 'connecting',
         'reason', 'starting', 'ready', 0)
     epoch = ARGV[2]
 end
-return {epoch, redis.call('HGETALL', KEYS[3])}
+return {epoch, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[5])}
 """
 
-# KEYS: lease, meta, states, log.
+# KEYS: lease, meta, states, log, history.
 # ARGV: holder, epoch, maxlen, n, kind, data, status ('' = unchanged), reason, ready ('1' or ''),
-#       count of states to set, then (entity id, JSON) pairs, then the entity ids to delete.
+#       then three sections, each a count and its items: (entity id, state JSON) pairs to set,
+#       entity ids to delete (state and history), (entity id, points JSON) pairs to set.
 _APPEND = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return redis.error_reply('FENCED the lease is held by another instance')
@@ -64,15 +67,23 @@ if redis.call('HGET', KEYS[2], 'epoch') ~= ARGV[2] then
     return redis.error_reply('FENCED the log was reset (new epoch)')
 end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', tonumber(ARGV[4]))
-local nset = tonumber(ARGV[10])
 local i = 11
-for _ = 1, nset do
+for _ = 1, tonumber(ARGV[10]) do
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
     i = i + 2
 end
-while i <= #ARGV do
+local ndel = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, ndel do
     redis.call('HDEL', KEYS[3], ARGV[i])
+    redis.call('HDEL', KEYS[5], ARGV[i])
     i = i + 1
+end
+local nhist = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, nhist do
+    redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1])
+    i = i + 2
 end
 local id = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*',
     'epoch', ARGV[2], 'seq', seq, 'n', ARGV[4], 'kind', ARGV[5], 'data', ARGV[6])
@@ -86,9 +97,9 @@ end
 return {seq, id}
 """
 
-# KEYS: meta, states. The consistent pair a reader starts from.
+# KEYS: meta, states, history. What a reader starts from: the states and history at meta.last_id.
 _READ = """
-return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
 """
 
 
@@ -106,6 +117,10 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
 
 
+def _history(flat: Sequence[Any]) -> dict[str, list[tuple[float, float]]]:
+    return {key: [(p[0], p[1]) for p in json.loads(data)] for key, data in _pairs(flat).items()}
+
+
 class LogWriter:
     """The upstream sink of the leader's HAClient: every call becomes one fenced append.
 
@@ -115,37 +130,42 @@ class LogWriter:
     connection); the next leader starts from the states hash, which is never half-written.
     """
 
-    def __init__(
-        self, redis: Any, keys: Keys, holder: str, epoch: str, states: dict[str, EntityState], *, maxlen: int
-    ) -> None:
+    def __init__(self, redis: Any, keys: Keys, holder: str, epoch: str, store: EntityStore, *, maxlen: int) -> None:
         self.epoch = epoch
         self.appended = 0
         self._keys = keys
         self._holder = holder
         self._maxlen = maxlen
-        self._states = states  # what the states hash holds once the queue is sent
+        self._store = store  # what the hashes hold once the queue is sent
         self._queue: asyncio.Queue[list[str | int]] = asyncio.Queue()
         self._append = redis.register_script(_APPEND)
 
     @classmethod
-    async def open(cls, redis: Any, keys: Keys, holder: str, *, maxlen: int) -> LogWriter:
-        """Start (or continue) the log under the lease ``holder``. Raises FencedOut or redis errors."""
+    async def open(
+        cls, redis: Any, keys: Keys, holder: str, *, maxlen: int, store: EntityStore | None = None
+    ) -> LogWriter:
+        """Start (or continue) the log under the lease ``holder``. Raises FencedOut or redis errors.
+
+        ``store``: an empty store with the hub's history settings, where the writer keeps its
+        copy of the log's state.
+        """
         script = redis.register_script(_OPEN)
         try:
-            epoch, flat = await script(
-                keys=[keys.lease, keys.meta, keys.states, keys.log], args=[holder, cluster_epoch()]
-            )
+            all_keys = [keys.lease, keys.meta, keys.states, keys.log, keys.history]
+            epoch, states_flat, history_flat = await script(keys=all_keys, args=[holder, cluster_epoch()])
         except ResponseError as e:
             if "FENCED" in str(e):
                 raise FencedOut(str(e).removeprefix("FENCED ")) from None
             raise
-        states = {entity_id: json.loads(data) for entity_id, data in _pairs(flat).items()}
-        return cls(redis, keys, holder, str(epoch), states, maxlen=maxlen)
+        store = EntityStore() if store is None else store
+        store.states.update((key, json.loads(data)) for key, data in _pairs(states_flat).items())
+        store.merge_history(_history(history_flat))
+        return cls(redis, keys, holder, str(epoch), store, maxlen=maxlen)
 
     # --- the upstream sink -------------------------------------------------------------
 
     def upstream_snapshot(self, states: dict[str, EntityState]) -> None:
-        removed = [entity_id for entity_id in self._states if entity_id not in states]
+        removed = [entity_id for entity_id in self._store.states if entity_id not in states]
         self._changes("snapshot", states, removed)
 
     def upstream_changes(self, updated: Mapping[str, EntityState], removed: Sequence[str]) -> None:
@@ -153,39 +173,44 @@ class LogWriter:
 
     def upstream_status(self, status: UpstreamStatus, reason: str) -> None:
         data = sse.dumps({"status": status.value, "reason": reason})
-        self._queue.put_nowait([1, "status", data, status.value, reason, "", 0])
+        self._queue.put_nowait([1, "status", data, status.value, reason, "", 0, 0, 0])
 
     def upstream_history(self, recorded: Mapping[str, Sequence[tuple[float, float]]]) -> None:
-        data = sse.dumps({entity_id: list(points) for entity_id, points in recorded.items()})
-        self._queue.put_nowait([0, "history", data, "", "", "", 0])
+        decoded = _history([item for entity_id, points in recorded.items() for item in (entity_id, sse.dumps(points))])
+        merged = self._store.merge_history(decoded)
+        data = sse.dumps(decoded)
+        self._queue.put_nowait([0, "history", data, "", "", "", 0, 0, *self._series(merged)])
 
     def _changes(self, kind: str, updated: Mapping[str, EntityState], removed: Iterable[str]) -> None:
-        # The same steps as EntityStore.apply_changes, on the values every reader will decode.
-        gone = [entity_id for entity_id in removed if self._states.pop(entity_id, None) is not None]
-        changed: dict[str, EntityState] = {}
-        encoded: dict[str, str] = {}
-        for entity_id, state in updated.items():
-            data = sse.dumps(state)
-            decoded: EntityState = json.loads(data)
-            if self._states.get(entity_id) != decoded:
-                self._states[entity_id] = decoded
-                changed[entity_id] = decoded
-                encoded[entity_id] = data
+        # The very store code every reader runs, on the values every reader will decode.
+        decoded: dict[str, EntityState] = {entity_id: json.loads(sse.dumps(s)) for entity_id, s in updated.items()}
+        changed, gone = self._store.apply_changes(decoded, removed)
         if not (changed or gone) and kind != "snapshot":
             return
-        data = sse.dumps({"updated": changed, "removed": gone})
+        data = sse.dumps({"updated": {state["entity_id"]: state for state in changed}, "removed": gone})
         args: list[str | int] = [len(changed) + len(gone), kind, data, "", "", "1" if kind == "snapshot" else ""]
-        args.append(len(encoded))
-        for entity_id, text in encoded.items():
-            args += [entity_id, text]
-        args += [entity_id for entity_id in gone if entity_id not in changed]
+        args.append(len(changed))
+        for state in changed:
+            args += [state["entity_id"], sse.dumps(state)]
+        deleted = [entity_id for entity_id in gone if entity_id not in self._store.states]
+        args += [len(deleted), *deleted]
+        args += self._series(state["entity_id"] for state in changed)
         self._queue.put_nowait(args)
+
+    def _series(self, entity_ids: Iterable[str]) -> list[str | int]:
+        """The history section of an append: the points of these entities, as the store has them."""
+        items: list[str | int] = []
+        for entity_id in dict.fromkeys(entity_ids):
+            series = self._store.history.get(entity_id)
+            if series is not None:
+                items += [entity_id, sse.dumps(series.points)]
+        return [len(items) // 2, *items]
 
     # --- sending -------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Send the queued appends in order, for ever. Raises FencedOut or redis errors."""
-        keys = [self._keys.lease, self._keys.meta, self._keys.states, self._keys.log]
+        keys = [self._keys.lease, self._keys.meta, self._keys.states, self._keys.log, self._keys.history]
         while True:
             args = await self._queue.get()
             try:
@@ -251,7 +276,8 @@ class LogReader:
                         return True
 
     async def _resync(self) -> bool:
-        meta_flat, states_flat = await self._read(keys=[self._keys.meta, self._keys.states])
+        keys = self._keys
+        meta_flat, states_flat, history_flat = await self._read(keys=[keys.meta, keys.states, keys.history])
         self._ok()
         meta = _pairs(meta_flat)
         epoch = meta.get("epoch")
@@ -270,6 +296,7 @@ class LogReader:
         # What differs goes to the open streams under ids nobody can resume from ...
         hub.restart_log(cluster_epoch(), 0)
         hub.upstream_snapshot(states)
+        hub.upstream_history(_history(history_flat))
         status, reason = UpstreamStatus(meta.get("status", "connecting")), meta.get("reason", "")
         if status is not hub.status or reason != hub.status_reason:
             hub.upstream_status(status, reason)

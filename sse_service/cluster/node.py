@@ -30,6 +30,7 @@ from ..access import RateLimiter
 from ..config import Settings
 from ..ha.client import HAClient, UpstreamSink
 from ..hub import Hub
+from ..store import EntityStore
 from .keys import Keys
 from .lease import Lease
 from .log import FencedOut, LogReader, LogWriter, describe_redis_error
@@ -192,7 +193,9 @@ class ClusterNode:
         reason = "shutting down"
         try:
             maxlen = max(self._settings.replay_buffer, 100)
-            writer = await LogWriter.open(self._redis, self._keys, lease.holder, maxlen=maxlen)
+            hub_store = self._hub.store
+            store = EntityStore(history_size=hub_store.history_size, history_window=hub_store.history_window)
+            writer = await LogWriter.open(self._redis, self._keys, lease.holder, maxlen=maxlen, store=store)
             client = self.client = self._connect_upstream(writer)
             self.role = "leader"
             log.info(
