@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import secrets
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .app import create_app
+from .check import run_check
 from .config import ConfigError, _globs, _services, load_settings
 from .logs import setup_logging
 from .server import serve
@@ -34,7 +36,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--forwarded-allow-ips", help="trusted proxies (FORWARDED_ALLOW_IPS, default 127.0.0.1,::1)")
     parser.add_argument("--max-stream-age", help="seconds before a stream is ended for rotation (MAX_STREAM_AGE)")
     parser.add_argument("--check", action="store_true", help="validate the settings and exit")
-    commands = parser.add_subparsers(dest="command", metavar="token", help="print a signed token (token --help)")
+    commands = parser.add_subparsers(
+        dest="command",
+        metavar="{check,token}",
+        help="check: connect to HA once and report; token: print a signed token",
+    )
+    commands.add_parser(
+        "check",
+        help="validate the settings, connect to Home Assistant once and say what it finds",
+        description="Validate the settings, then connect to Home Assistant once and print its version, whether "
+        "the token is accepted, how many entities ENTITIES exposes, which ALLOWED_SERVICES exist, and whether "
+        "the recorder is there. Exit status 1 on any problem, with the reason.",
+    )
     token = commands.add_parser(
         "token",
         help="print a token signed with TOKEN_SECRET",
@@ -52,20 +65,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     environ = dict(os.environ)
     flags = (
-        ("HOST", args.host),
-        ("PORT", args.port),
-        ("GRACEFUL_TIMEOUT", args.graceful_timeout),
-        ("FORWARDED_ALLOW_IPS", args.forwarded_allow_ips),
-        ("MAX_STREAM_AGE", args.max_stream_age),
+        ("HOST", args.host, "--host"),
+        ("PORT", args.port, "--port"),
+        ("GRACEFUL_TIMEOUT", args.graceful_timeout, "--graceful-timeout"),
+        ("FORWARDED_ALLOW_IPS", args.forwarded_allow_ips, "--forwarded-allow-ips"),
+        ("MAX_STREAM_AGE", args.max_stream_age, "--max-stream-age"),
     )
-    for name, value in flags:
+    typed = {}
+    for name, value, flag in flags:
         if value is not None:
             environ[name] = value
+            typed[name] = flag
     try:
         settings = load_settings(environ)
     except ConfigError as e:
-        print(f"sse-service: configuration error: {e}", file=sys.stderr)
+        message = str(e)
+        if e.setting in typed:  # name what the user typed, not the variable behind it
+            message = typed[e.setting] + message[len(e.setting) :]
+        print(f"sse-service: configuration error: {message}", file=sys.stderr)
         return 2
+    if args.command == "check":
+        return asyncio.run(run_check(settings))
     if args.check:
         print("sse-service: configuration OK")
         return 0

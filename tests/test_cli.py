@@ -46,7 +46,17 @@ def test_a_bad_setting_exits_non_zero_with_one_line_naming_it(env: dict[str, str
 def test_flags_override_the_environment_and_check_validates() -> None:
     assert run_cli("--check", "--port", "9000").returncode == 0
     bad = run_cli("--check", "--port", "nine")
-    assert bad.returncode == 2 and "PORT: expected an integer" in bad.stderr
+    assert bad.returncode == 2 and "configuration error: --port: expected an integer" in bad.stderr
+
+
+def test_check_connects_to_ha_and_exits_non_zero_with_the_reason() -> None:
+    demo = run_cli("check")
+    assert demo.returncode == 0 and "embedded demo" in demo.stdout
+    env = {"HA_URL": "ws://127.0.0.1:1/api/websocket", "HA_TOKEN": TOKEN, "NO_PROXY": "127.0.0.1"}
+    down = run_cli("check", **env)
+    assert down.returncode == 1, down.stdout + down.stderr
+    assert "problem: cannot connect to Home Assistant at ws://127.0.0.1:1/api/websocket" in down.stdout
+    assert TOKEN not in down.stdout + down.stderr
 
 
 def test_the_console_script_is_installed() -> None:
