@@ -1,11 +1,12 @@
 """The shared event log: the leader's fenced writer, and the reader that feeds every hub.
 
-In Redis (keys.py): a stream with one entry per upstream call, the current states in a
-hash, and a meta hash (``epoch``, ``seq``, ``last_id``, status). One Lua script appends an
-entry *and* updates both hashes, after checking that the caller still holds the lease and
-that the epoch is the one it started with: a stale leader cannot write, and the states hash
-is always exactly the states at ``meta.last_id`` (Centrifugo's Redis engine does the same:
-its publish is one script, ``broker_history_add_stream.lua``).
+In Redis (keys.py): a stream with one entry per upstream call, the current states and the
+numeric history (what snapshots carry) in two hashes, and a meta hash (``epoch``, ``seq``,
+``last_id``, status). One Lua script appends an entry *and* updates the hashes, after
+checking that the caller still holds the lease and that the epoch is the one it started
+with: a stale leader cannot write, and the hashes always hold exactly the state at
+``meta.last_id`` (Centrifugo's Redis engine does the same: its publish is one script,
+``broker_history_add_stream.lua``).
 
 **Ids are the log's.** ``seq`` counts frames: an entry says how many frames it makes (``n``)
 and the seq after it. The writer decides ``n`` with the very comparison the hub's store makes
@@ -14,7 +15,7 @@ makes exactly those frames and numbers them alike: the same event has the same S
 instance. A reader that finds an entry out of step (a gap: the stream was trimmed past it, a
 new epoch: the log was lost) starts over from the states hash, as a snapshot.
 
-**Starting over** reads the meta and the states hash in one script (a consistent pair), sends
+**Starting over** reads the meta and both hashes in one script (a consistent pair), sends
 the streams already open what differs under a throwaway epoch (ids nobody can resume from),
 then numbers on from the log's ``<epoch>-<seq>``, and reads the stream from ``last_id``.
 """
@@ -38,6 +39,8 @@ from .keys import Keys, cluster_epoch
 __all__ = ["FencedOut", "LogReader", "LogWriter", "describe_redis_error"]
 
 log = logging.getLogger("sse_service.cluster")
+
+READ_COUNT = 512  # entries per XREAD: a reader that fell behind catches up in steps this big
 
 # KEYS: lease, meta, states, log, history. ARGV: holder, new epoch.
 # Returns {epoch, states as a flat list, history as a flat list}.
@@ -261,7 +264,7 @@ class LogReader:
             return False
         keys = self._keys
         while True:
-            reply = await self._blocking.xread({keys.log: self.last_id}, count=512, block=self._block_ms)
+            reply = await self._blocking.xread({keys.log: self.last_id}, count=READ_COUNT, block=self._block_ms)
             if not reply:
                 # Quiet: check the log is still the one we follow (a flushed Redis that no
                 # leader has written to yet adds no entry to tell us), and measure the lag.
@@ -274,6 +277,10 @@ class LogReader:
                 for entry_id, fields in entries:
                     if not self._apply(str(entry_id), fields):
                         return True
+                if len(entries) < READ_COUNT:
+                    self.lag = 0  # read up to the end
+                else:
+                    self.lag = max(0, int(await self._redis.hget(keys.meta, "seq") or 0) - self._hub.seq)
 
     async def _resync(self) -> bool:
         keys = self._keys

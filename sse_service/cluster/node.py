@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..access import RateLimiter
@@ -64,22 +66,31 @@ class ClusterNode:
         self._seen_leader: str | None = None
         self._redis: Any = None
         self._blocking: Any = None
+        self._reads: Any = None
         self.lease: Lease | None = None
         self.reader: LogReader | None = None
         self.relay: Relay | None = None
 
-    def _open(self) -> None:
-        url = self._url.reveal()
-        timeout = min(2.0, self.ttl / 3)
-        self._redis = Redis.from_url(url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout)
-        # Blocking reads (XREAD BLOCK, BLPOP) wait longer than a plain call: their socket
-        # timeout must exceed the longest block (redis-py raises a timeout otherwise).
-        longest = max(BLOCK, self._settings.command_timeout + 1)
-        self._blocking = Redis.from_url(
-            url, decode_responses=True, socket_timeout=longest + 5, socket_connect_timeout=timeout
+    def _client(self, socket_timeout: float) -> Any:
+        # One retry on a fresh connection (a pooled one may be dead after a Redis restart), no
+        # backoff: the loops here have their own, and must notice an outage within the TTL.
+        return Redis.from_url(
+            self._url.reveal(),
+            decode_responses=True,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=min(2.0, self.ttl / 3),
+            retry=Retry(NoBackoff(), 1),
         )
+
+    def _open(self) -> None:
+        self._redis = self._client(min(2.0, self.ttl / 3))
+        # Blocking reads (XREAD BLOCK, BLPOP) wait longer than a plain call: their socket
+        # timeout must exceed the block (redis-py raises a timeout otherwise, redis-py#2807),
+        # and stay short enough that a half-open connection is noticed soon.
+        self._reads = self._client(BLOCK + 2)
+        self._blocking = self._client(max(BLOCK, self._settings.command_timeout + 1) + 2)
         self.lease = Lease(self._redis, self._keys, self.ttl)
-        self.reader = LogReader(self._redis, self._blocking, self._keys, self._hub, block=BLOCK)
+        self.reader = LogReader(self._redis, self._reads, self._keys, self._hub, block=BLOCK)
         self.relay = Relay(self._redis, self._blocking, self._keys, timeout=self._settings.command_timeout)
 
     async def run(self) -> None:
@@ -102,8 +113,8 @@ class ClusterNode:
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(0.5):
                     await self._redis.zrem(self._keys.members, self.instance)
-            await self._redis.aclose()
-            await self._blocking.aclose()
+            for client in (self._redis, self._reads, self._blocking):
+                await client.aclose()
 
     def share(self, limiter: RateLimiter) -> None:
         """Hold ``limiter`` to its share of the cluster's rate: the rate and burst over the members.
