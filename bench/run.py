@@ -11,6 +11,7 @@ bench/README.md.
     .venv/bin/python bench/run.py                      # everything, ~6 min
     .venv/bin/python bench/run.py --quick              # small numbers, ~2 min
     .venv/bin/python bench/run.py --scenarios fanout,idle --no-baseline
+    .venv/bin/python bench/run.py --scenarios fanout --no-baseline --redis   # + through Redis (issue 14)
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ class Procs:
 class Target:
     name = ""
     desc = ""
+    redis = False  # run_one starts a redis-server for it (on the server's CPU) and passes REDIS_URL
 
     def argv(self, port: int) -> list[str]:
         raise NotImplementedError
@@ -220,7 +222,39 @@ class Baseline(Target):
         return http_get(f"http://{LOOPBACK}:{port}/health")[0] == 200
 
 
-TARGETS: dict[str, Target] = {"ours": Ours(), "baseline": Baseline()}
+class OursRedis(Ours):
+    name = "ours-redis"
+    desc = (
+        "sse_service through Redis (REDIS_URL): one instance that leads and follows the log; CPU includes redis-server"
+    )
+    redis = True
+
+
+TARGETS: dict[str, Target] = {"ours": Ours(), "ours-redis": OursRedis(), "baseline": Baseline()}
+
+
+def start_redis(procs: Procs, cpus: set[int], logdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Debian's redis-server on a free loopback port, no persistence; stopped by PID with the rest."""
+    port = free_port()
+    data = logdir / "redis-data"
+    data.mkdir(parents=True, exist_ok=True)
+    argv = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        LOOPBACK,
+        "--dir",
+        str(data),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    proc = procs.spawn("redis", argv, cpus)
+    if not wait_port(port, 10):
+        raise RuntimeError("redis-server did not come up (is the redis-server package installed?)")
+    return proc, f"redis://{LOOPBACK}:{port}/0"
 
 
 def loaded_modules(pid: int) -> list[str]:
@@ -271,7 +305,12 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: Target, rep: int, lo
         if not wait_port(ha_port, 15):
             raise RuntimeError("fake_ha did not come up")
         ha_url = f"ws://{LOOPBACK}:{ha_port}/api/websocket"
-        server = procs.spawn(target.name, target.argv(port), args.server_cpus, target.env(port, ha_url))
+        env = target.env(port, ha_url)
+        watched: list[int] = []
+        if target.redis:
+            redis, env["REDIS_URL"] = start_redis(procs, args.server_cpus, logdir)
+            watched.append(redis.pid)
+        server = procs.spawn(target.name, target.argv(port), args.server_cpus, env)
         end = time.monotonic() + 30
         while not target.ready(port, args.entities):
             if server.poll() is not None or time.monotonic() > end:
@@ -287,6 +326,8 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: Target, rep: int, lo
             "--connect-timeout", str(ramp_timeout), "--json-out", str(out), "--label", label,
             "--watch-pid", str(server.pid), "--load-pid", str(fake.pid),
         ]  # fmt: skip
+        for pid in watched:  # CPU per delivery counts redis-server too
+            argv += ["--watch-pid", str(pid)]
         if sc.filtered:
             argv.append("--filter-one-entity")
         if sc.idle:
@@ -465,6 +506,7 @@ def main() -> int:
     ap.add_argument("--scenarios", default=",".join(names), help=f"comma list from {names} (default: all)")
     ap.add_argument("--quick", action="store_true", help="fewer clients and shorter windows (~2 min)")
     ap.add_argument("--no-baseline", action="store_true", help="run our service only")
+    ap.add_argument("--redis", action="store_true", help="also run our service through Redis (needs redis-server)")
     ap.add_argument("--clients", type=int, help="clients for every selected scenario (overrides the defaults)")
     ap.add_argument("--duration", type=float, help="measurement window, s (default 10; --quick 3)")
     ap.add_argument("--warmup", type=float, help="events before the window opens, s (default 2; --quick 1)")
@@ -515,6 +557,8 @@ def main() -> int:
     outdir.mkdir(parents=True, exist_ok=True)
     logroot = Path(os.environ.get("TMPDIR", "/tmp")) / "sse-service-bench" / stamp
     tnames = ["ours"] if args.no_baseline else ["ours", "baseline"]
+    if args.redis:
+        tnames.insert(1, "ours-redis")
     meta = {
         "stamp": stamp,
         "argv": sys.argv,
