@@ -119,9 +119,18 @@ def record_stream_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def points_drawn(chart: Locator) -> int:
-    path = await chart.locator(".line").get_attribute("d")
-    assert path is not None
-    return path.count("M") + path.count("L")
+    """How many points a card's chart (``.plot``, web/chart.js) has in view."""
+    count = await chart.get_attribute("data-points")
+    assert count is not None
+    return int(count)
+
+
+async def chart_points(page: Page, entity_id: str) -> list[list[float]]:
+    """The points of a card's chart in view, oldest first (``[]`` without a chart)."""
+    points: list[list[float]] = await page.evaluate(
+        "(id) => { const c = cards.get(id)?.chart; return c ? c.series.slice(c.first) : []; }", entity_id
+    )
+    return points
 
 
 async def bridge_has(live: LiveServer, entity_id: str, state: str) -> None:
@@ -145,16 +154,16 @@ async def test_the_snapshot_renders_at_once_with_full_charts_and_changes_follow(
         assert time.monotonic() - started < 2.0
         await expect(battery.locator(".name")).to_have_text("Home battery")
         await expect(battery.locator(".unit")).to_have_text("%")
-        assert await points_drawn(battery.locator(".spark")) == 4, "the chart starts with the bridge's history"
-        await expect(battery.locator(".range")).to_have_text("50 – 53.5")
+        assert await points_drawn(battery.locator(".plot")) == 4, "the chart starts with the bridge's history"
+        await expect(battery.locator(".range")).to_have_text("min 50 · max 53.5 %")
         await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
         await expect(page.locator("#stale")).to_be_hidden()
-        await expect(card(page, "switch.charger").locator(".spark")).to_be_hidden()
+        await expect(card(page, "switch.charger").locator(".chart")).to_be_hidden()
         await expect(card(page, "light.kitchen").locator(".state")).to_have_text("On")
 
         ha.set_state("sensor.battery_level", "54.25")
         await expect(battery.locator(".state")).to_have_text("54.25", timeout=2000)
-        assert await points_drawn(battery.locator(".spark")) == 5
+        await expect(battery.locator(".plot")).to_have_attribute("data-points", "5")
         ha.remove_state("light.kitchen")
         await expect(card(page, "light.kitchen")).to_have_count(0)
 

@@ -1,4 +1,5 @@
 // The live page: one card per entity, fed by the bridge's stream. Plain JS, no build step.
+// Numbers get a chart (chart.js) of the snapshot's history, the live values appended as they come.
 //
 // Query parameters: ?bridge=https://other.bridge (default: this origin), ?key=… (sent as
 // ?key= on the stream and as a Bearer token on commands), ?entity_id=…&domain=… (stream filters).
@@ -13,7 +14,11 @@ const SWITCHES = ["switch", "input_boolean"]; // domains that get a toggle (turn
 const CONFIRM_MS = 10000; // how long a toggle waits for the stream to confirm it
 const WORKER_SILENCE_MS = 2000; // the worker speaks every second: past this it is gone (its process crashed)
 
-const cards = new Map(); // entity_id -> {el, state, points, pending, note}
+const RANGES = [3600, 21600, 86400]; // the range switch: 1 h, 6 h, 24 h
+const MORE_AFTER = 300; // seconds before a range's history is asked for again
+
+const cards = new Map(); // entity_id -> {el, state, points, chart, extra, pending, note}
+let range = 86400; // seconds of history the charts show
 let link = null; // where this tab's events come from: the shared worker's port, or a Feed of its own
 let linkHeard = Date.now(); // the last message from it
 let conn = { open: false, refused: false, busy: "" }; // the stream's state, as the Feed reports it
@@ -110,8 +115,9 @@ const HANDLERS = {
   history: ({ history }) => {
     for (const [id, points] of Object.entries(history)) {
       const card = cards.get(id);
-      if (card) { card.points = points.slice(-POINTS); paint(card); }
+      if (card) { card.points = points.slice(-KEEP); card.extra.clear(); drawChart(card); }
     }
+    offerRanges();
   },
 };
 
@@ -130,17 +136,30 @@ function onSnapshot({ status, since, heartbeat: seconds, entities, history }) {
   for (const [id, card] of cards) if (!(id in entities)) { card.el.remove(); cards.delete(id); }
   for (const state of Object.values(entities)) {
     const card = cardFor(state.entity_id);
-    card.points = (history?.[state.entity_id] ?? []).slice(-POINTS);
-    onState(state);
+    card.state = state;
+    card.points = (history?.[state.entity_id] ?? []).slice(-KEEP);
+    addPoint(card.points, state);
+    card.extra.clear();
+    if (card.pending === state.state) settle(card, "");
+    paint(card);
+    drawChart(card);
   }
+  offerRanges();
+  if (range !== RANGES.at(-1)) for (const card of cards.values()) more(card);
+  whoIsUpstream();
 }
 
 function onState(state) {
   const card = cardFor(state.entity_id);
+  const unit = card.state?.attributes?.unit_of_measurement;
   card.state = state;
+  const last = card.points.at(-1);
   addPoint(card.points, state);
   if (card.pending === state.state) settle(card, "");
   paint(card);
+  // A new point: one more segment on the chart, not a new chart.
+  if (!card.chart || unit !== state.attributes?.unit_of_measurement) drawChart(card);
+  else if (card.points.at(-1) !== last) { card.chart.append(card.points.at(-1)); extent(card); }
 }
 
 // --- cards ------------------------------------------------------------------------------
@@ -150,7 +169,7 @@ function cardFor(id) {
   if (card) return card;
   const el = document.getElementById("card").content.firstElementChild.cloneNode(true);
   el.dataset.entity = id;
-  card = { el, state: null, points: [], pending: null, note: "", timer: 0, toggle: $(el, ".toggle") };
+  card = { el, state: null, points: [], chart: null, extra: new Map(), pending: null, note: "", timer: 0, toggle: $(el, ".toggle") };
   if (SWITCHES.includes(id.split(".")[0])) card.toggle.addEventListener("click", () => toggle(card));
   else { $(el, ".control").remove(); card.toggle = null; }
   cards.set(id, card);
@@ -174,28 +193,88 @@ function paint(card) {
     put($(el, ".note"), card.pending ? `Turning ${card.pending}…` : card.note);
     $(el, ".note").classList.toggle("error", Boolean(card.note) && !card.pending);
   }
-  sparkline(card);
   ago(card);
 }
 
 // "on" -> "On", "not_home" -> "Not home": HA's machine words, readable.
 const words = (text) => (text.charAt(0).toUpperCase() + text.slice(1)).replaceAll("_", " ");
 
-function sparkline({ el, points }) {
-  const svg = $(el, ".spark");
-  svg.toggleAttribute("hidden", points.length === 0); // an <svg> has no .hidden property
-  put($(el, ".range"), "");
-  if (!points.length) return;
-  const pts = points.length > 1 ? points : [[points[0][0] - 1, points[0][1]], points[0]];
-  const t0 = pts[0][0], t1 = pts.at(-1)[0];
-  let lo = Math.min(...pts.map((p) => p[1])), hi = Math.max(...pts.map((p) => p[1]));
-  if (hi > lo) put($(el, ".range"), `${lo} – ${hi}`);
-  else { lo -= 1; hi += 1; }
-  const x = (t) => ((t - t0) / (t1 - t0 || 1)) * 100;
-  const y = (v) => 30 - ((v - lo) / (hi - lo)) * 28;
-  const line = pts.map(([t, v], i) => `${i ? "L" : "M"}${x(t).toFixed(2)},${y(v).toFixed(2)}`).join("");
-  $(svg, ".line").setAttribute("d", line);
-  $(svg, ".area").setAttribute("d", `${line}L100,32L0,32Z`);
+// --- charts -----------------------------------------------------------------------------
+
+// What a card's chart shows: its points, or for a range the snapshot did not hold, the
+// recorder's answer (GET /api/history) followed by the points that came since.
+function series(card) {
+  const extra = card.extra.get(range);
+  if (!extra?.points) return card.points;
+  return [...extra.points, ...card.points.filter(([t]) => t > extra.until)];
+}
+
+function drawChart(card) {
+  const box = $(card.el, ".chart");
+  box.hidden = card.points.length === 0;
+  if (box.hidden) { put($(card.el, ".range"), ""); return; }
+  const name = card.state?.attributes?.friendly_name || card.state?.entity_id || "";
+  card.chart ??= new Chart(box, { name });
+  card.chart.name = name;
+  card.chart.draw(series(card), { range, unit: card.state?.attributes?.unit_of_measurement || "" });
+  extent(card);
+}
+
+// Beside the chart: the lowest and highest value in it, labelled.
+function extent(card) {
+  const [lo, hi] = card.chart?.extent() ?? [];
+  const unit = card.state?.attributes?.unit_of_measurement;
+  put($(card.el, ".range"), lo === hi ? "" : `min ${lo} · max ${hi}${unit ? ` ${unit}` : ""}`); // a flat line: the value says it all
+}
+
+// The range switch shows once the history reaches back further than half an hour.
+function offerRanges() {
+  const oldest = Math.min(...[...cards.values()].map((card) => card.points[0]?.[0] ?? Infinity));
+  const ranges = document.getElementById("ranges");
+  if (ranges.hidden && oldest < Date.now() / 1000 - 1800) ranges.hidden = false;
+}
+
+function chooseRange(seconds) {
+  range = seconds;
+  for (const button of document.querySelectorAll("#ranges button")) {
+    button.setAttribute("aria-pressed", String(Number(button.dataset.range) === seconds));
+  }
+  for (const card of cards.values()) { drawChart(card); more(card); }
+}
+
+// A range the snapshot holds too little of (not back far enough, or a handful of points in a
+// long-sampled day) is asked of the recorder, with the page's read key; until it answers, and
+// if it cannot (HA has no recorder), the chart shows what the snapshot had.
+async function more(card) {
+  const now = Date.now() / 1000, asked = range, id = card.state?.entity_id;
+  const known = card.extra.get(asked);
+  if (!id || !card.points.length || card.fetching === asked || (known && now - known.at < MORE_AFTER)) return;
+  const inRange = card.points.filter(([t]) => t >= now - asked).length;
+  if (inRange >= 60 && card.points[0][0] <= now - asked * 0.9) return;
+  card.fetching = asked;
+  const width = $(card.el, ".chart").clientWidth || 300;
+  const query = new URLSearchParams({ since: String(Math.floor(now - asked)), points: String(Math.min(1000, Math.max(120, 2 * width))) });
+  if (KEY) query.set("key", KEY);
+  try {
+    const response = await fetch(`${BRIDGE}/api/history/${encodeURIComponent(id)}?${query}`);
+    const body = response.ok ? await response.json() : null;
+    const until = Date.parse(body?.until) / 1000;
+    card.extra.set(asked, body?.points?.length && until ? { at: now, until, points: body.points } : { at: now });
+  } catch {
+    card.extra.set(asked, { at: now }); // the bridge is away: the stream's reconnect brings a new snapshot
+  } finally {
+    card.fetching = 0;
+  }
+  if (range === asked && cards.get(id) === card) drawChart(card);
+}
+
+// "Demo" in the header and footer when the bridge runs its embedded demo (GET /healthz says).
+async function whoIsUpstream() {
+  const health = await fetch(`${BRIDGE}/healthz`).then((r) => r.json()).catch(() => null);
+  if (!health?.upstream) return;
+  const demo = Boolean(health.upstream.demo);
+  document.getElementById("demo").hidden = !demo;
+  put(document.getElementById("source"), demo ? "Demo data from a simulated home (no HA_URL set)" : "Live from Home Assistant");
 }
 
 function ago({ el, state }) {
@@ -274,16 +353,19 @@ function render() {
   const empty = document.getElementById("empty");
   empty.hidden = cards.size > 0;
   put(empty, refused ? "The bridge refused the key: open this page with ?key=<read key>."
-    : started ? "No entities to show." : busy ? `The bridge is busy (${busy}); retrying…` : "Waiting for data…");
+    : started && !haUp ? "Waiting for Home Assistant…" : started ? "No entities to show." : busy ? `The bridge is busy (${busy}); retrying…` : "Waiting for data…");
   for (const { toggle, el } of cards.values()) {
     if (toggle) toggle.disabled = !open || !haUp || el.classList.contains("unavailable");
   }
 }
 
 setInterval(() => {
-  for (const card of cards.values()) ago(card);
+  for (const card of cards.values()) { ago(card); card.chart?.tick(); }
   // A shared worker dies with its process (a tab's crash can take it along): join a new one.
   if (link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS) { detach(); attach(); }
   render();
 }, 1000);
+for (const button of document.querySelectorAll("#ranges button")) {
+  button.addEventListener("click", () => chooseRange(Number(button.dataset.range)));
+}
 attach();

@@ -9,17 +9,33 @@
 // before. This one file is both: loaded by index.html for the Feed, and the worker's script.
 "use strict";
 
-const POINTS = 120; // chart window, as kept by the bridge
+const KEEP = 2000; // points per chart kept: the snapshot's history (HISTORY_POINTS) and what the stream adds
 const NUMBER = /^-?\d+(\.\d+)?(e[-+]?\d+)?$/i; // the bridge's rule for what a numeric state is
 const EVENTS = ["snapshot", "state", "remove", "status", "history", "ping", "busy"];
-const PROTOCOL = 1; // of the messages below: part of the worker's name, so an old worker is never reused
+const PROTOCOL = 2; // of the messages below: part of the worker's name, so an old worker is never reused
 
 // A chart gets a point each time the number changes, as the bridge's history does.
 function addPoint(points, state) {
   if (!NUMBER.test(state.state)) return;
   const value = Number(state.state);
   if (points.at(-1)?.[1] !== value) points.push([Date.parse(state.last_updated) / 1000, value]);
-  if (points.length > POINTS) points.splice(0, points.length - POINTS);
+  if (points.length > KEEP) thin(points);
+}
+
+// Past KEEP points (a tab open for days), the older half is halved: of every four points the
+// lowest and the highest stay, in time order, so the chart keeps its shape (as the bridge does).
+function thin(points) {
+  const half = points.length >> 1, kept = [];
+  for (let i = 0; i < half; i += 4) {
+    let lo = points[i], hi = points[i];
+    for (let j = i + 1; j < Math.min(i + 4, half); j++) {
+      if (points[j][1] < lo[1]) lo = points[j];
+      if (points[j][1] > hi[1]) hi = points[j];
+    }
+    if (lo === hi) kept.push(lo);
+    else kept.push(...(lo[0] < hi[0] ? [lo, hi] : [hi, lo]));
+  }
+  points.splice(0, half, ...kept);
 }
 
 // One EventSource to `url` (absolute), its reconnects, and the current view. It tells `emit`:
@@ -111,7 +127,7 @@ class Feed {
       if (data.heartbeat) this.heartbeat = data.heartbeat;
       const history = {};
       for (const state of Object.values(data.entities)) {
-        addPoint(history[state.entity_id] = (data.history?.[state.entity_id] ?? []).slice(-POINTS), state);
+        addPoint(history[state.entity_id] = (data.history?.[state.entity_id] ?? []).slice(-KEEP), state);
       }
       const since = view && view.status === data.status ? view.since : Date.now();
       this.view = { status: data.status, since, heartbeat: this.heartbeat, entities: { ...data.entities }, history };
@@ -129,7 +145,7 @@ class Feed {
       view.status = data.status;
       view.since = Date.parse(data.since) || Date.now();
     } else if (name === "history") {
-      for (const [id, points] of Object.entries(data.history)) if (id in view.entities) view.history[id] = points.slice(-POINTS);
+      for (const [id, points] of Object.entries(data.history)) if (id in view.entities) view.history[id] = points.slice(-KEEP);
     }
   }
 
