@@ -131,7 +131,7 @@ class Chart {
       node("text", { x: left - 5, y, class: "value-label" }, this.labels).textContent = texts[i];
     });
     const span = x1 - x0;
-    const tStep = TIME_STEPS.find((s) => span / s <= Math.max(1, Math.floor(width / 45))) ?? 86400;
+    const tStep = TIME_STEPS.find((s) => span / s <= Math.max(1.5, width / 42)) ?? 86400;
     const format = tStep < 60 ? hms : tStep % 3600 ? hm : hour;
     const zone = new Date().getTimezoneOffset() * 60; // ticks on round local times
     for (let t = Math.ceil((x0 - zone) / tStep) * tStep + zone; t <= x1; t += tStep) {
