@@ -502,3 +502,32 @@ async def test_the_recorders_history_reaches_every_instance_and_late_joiners(
             snapshot = (await stream.next()).json()
             assert [p[1] for p in snapshot["history"]["sensor.battery_level"]][:2] == [40.0, 45.0]
         assert ha.connections_total == 1
+
+
+async def test_a_relayed_command_without_a_leader_is_refused_at_once(redis_server: RedisServer) -> None:
+    from sse_service.cluster.relay import Relay
+    from sse_service.ha.client import NotConnected
+
+    keys = Keys("relay-test:")
+    async with Redis.from_url(redis_server.url, decode_responses=True) as redis:
+        relay = Relay(redis, redis, keys, timeout=5)
+        with pytest.raises(NotConnected, match="no instance holds the connection"):
+            async with asyncio.timeout(1):
+                await relay.ask("call_service", {"domain": "switch", "service": "turn_on"})
+        assert await redis.llen(keys.requests) == 0, "nothing left for a later leader to act on"
+
+
+async def test_a_relayed_command_nobody_takes_is_refused_before_the_timeout(redis_server: RedisServer) -> None:
+    from sse_service.cluster.relay import Relay
+    from sse_service.ha.client import NotConnected
+
+    keys = Keys("relay-test:")
+    async with Redis.from_url(redis_server.url, decode_responses=True) as redis:
+        await redis.set(keys.lease, "a-dead-leader:1", px=10_000)  # killed: its lease has not expired yet
+        relay = Relay(redis, redis, keys, timeout=0.5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(NotConnected, match="no instance took the call within 0.5 s"):
+            async with asyncio.timeout(0.5):
+                await relay.ask("call_service", {"domain": "switch", "service": "turn_on"})
+        assert loop.time() - started < 0.5

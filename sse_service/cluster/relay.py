@@ -1,11 +1,13 @@
 """Commands and history queries from any instance, carried to the leader through Redis.
 
-The asking instance pushes a request (an id, a deadline, the call) onto a list; the leader
-pops it with a blocking read, makes the call on its Home Assistant connection and pushes the
-answer onto a reply key of that id (expiring), which the asker pops with a blocking read.
+The asking instance pushes a request (an id, two deadlines, the call) onto a list; the leader
+pops it with a blocking read, says so on a reply key of that id (expiring), makes the call on
+its Home Assistant connection and pushes the answer there, which the asker pops with blocking
+reads. Nobody took it by the first deadline: no leader, 503; taken but not answered by the
+second (``COMMAND_TIMEOUT``): HA is slow, 504, as on one instance.
 A list, not pub/sub: a request made while the leader changes waits for the next one, and
-pub/sub loses what is sent while a subscriber reconnects. The deadline keeps a late leader
-from acting on a request its asker has given up on (instances' clocks are assumed in sync).
+pub/sub loses what is sent while a subscriber reconnects. The first deadline keeps a late
+leader from acting on a request its asker has given up on (instances' clocks must agree).
 
 Every check (keys, allowlist, body) is made by the asking instance before anything is sent;
 the answer is HA's own (result, error code, or no answer in time), so the route answers the
@@ -35,6 +37,7 @@ __all__ = ["Relay"]
 log = logging.getLogger("sse_service.cluster")
 
 REPLY_TTL_MS = 30_000
+TAKEN = "taken"  # the leader's first word on a reply key: the request is being run
 
 
 class Relay:
@@ -52,20 +55,32 @@ class Relay:
     async def ask(self, op: str, args: Mapping[str, Any]) -> Any:
         """Have the leader run ``op``; its result. Raises NotConnected or HAError like HAClient.
 
-        No answer in time blocks until the caller's own timeout (the route's 504).
+        Nobody takes the request in time (no leader): NotConnected, so the route answers 503.
+        Taken but not answered in time: blocks until the caller's own timeout (the route's 504).
         """
         request_id = secrets.token_hex(8)
-        request = sse.dumps({"id": request_id, "deadline": time.time() + self._timeout, "op": op, "args": args})
+        now = time.time()
+        margin = min(0.2, self._timeout / 4)
+        take_by, answer_by = now + self._timeout - margin, now + self._timeout
+        request = sse.dumps({"id": request_id, "take_by": take_by, "answer_by": answer_by, "op": op, "args": args})
+        reply_key = self._keys.reply(request_id)
         try:
             if not await self._redis.exists(self._keys.lease):
                 raise NotConnected("no instance holds the connection to Home Assistant right now (leader election)")
-            await self._redis.lpush(self._keys.requests, request)
+            await self._redis.rpush(self._keys.requests, request)
             self.forwarded += 1
-            reply = await self._blocking.blpop([self._keys.reply(request_id)], timeout=math.ceil(self._timeout) + 1)
+            # The leader says it took the request (it stops taking it at take_by) ...
+            taken = await self._blocking.blpop([reply_key], timeout=max(0.01, take_by + margin / 2 - time.time()))
+            if taken is None:
+                raise NotConnected(f"no instance took the call within {self._timeout:g} s (no leader right now)")
+            reply = taken if taken[1] != TAKEN else None
+            # ... then answers.
+            while reply is None:
+                reply = await self._blocking.blpop([reply_key], timeout=max(0.01, answer_by + 1 - time.time()))
+                if reply is None:
+                    await asyncio.sleep(math.inf)  # the caller's timeout ends this: its 504
         except RedisError as e:
             raise NotConnected(f"Redis is unreachable ({describe_redis_error(e)})") from None
-        if reply is None:
-            await asyncio.sleep(math.inf)  # the caller's timeout ends this
         answer = json.loads(reply[1])
         error = answer.get("error")
         if error == "not_connected":
@@ -93,24 +108,25 @@ class Relay:
     async def _answer(self, client: HAClient, raw: str) -> None:
         try:
             request = json.loads(raw)
-            request_id, deadline, op, args = (
-                str(request["id"]),
-                float(request["deadline"]),
-                request["op"],
-                request["args"],
-            )
+            request_id, take_by, answer_by = str(request["id"]), float(request["take_by"]), float(request["answer_by"])
+            op, args = str(request["op"]), request["args"]
         except (ValueError, KeyError, TypeError):
             log.warning("Ignored a malformed request in %s", self._keys.requests)
             return
-        left = deadline - time.time()
-        if left <= 0:
-            return  # its asker has answered 504 already
+        if time.time() > take_by:
+            return  # its asker has answered 503 already
+        reply_key = self._keys.reply(request_id)
+        try:
+            await self._push(reply_key, TAKEN)
+        except RedisError as e:
+            log.warning("Could not take a relayed call through Redis: %s", describe_redis_error(e))
+            return
         answer: dict[str, Any]
         try:
-            async with asyncio.timeout(left):
+            async with asyncio.timeout(max(0.01, answer_by - time.time())):
                 answer = {"result": await self._call(client, op, args)}
         except TimeoutError:
-            return  # the asker times out as well
+            return  # the asker times out as well: its 504
         except NotConnected as e:
             answer = {"error": "not_connected", "message": str(e)}
         except HAError as e:
@@ -119,13 +135,16 @@ class Relay:
             log.warning("Ignored a bad %s request: %s", op, e)
             return
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.lpush(self._keys.reply(request_id), sse.dumps(answer))
-                pipe.pexpire(self._keys.reply(request_id), REPLY_TTL_MS)
-                await pipe.execute()
+            await self._push(reply_key, sse.dumps(answer))
             self.served += 1
         except RedisError as e:
             log.warning("Could not send a command's answer through Redis: %s", describe_redis_error(e))
+
+    async def _push(self, key: str, value: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, value)
+            pipe.pexpire(key, REPLY_TTL_MS)
+            await pipe.execute()
 
     @staticmethod
     async def _call(client: HAClient, op: str, args: Mapping[str, Any]) -> Any:
