@@ -131,8 +131,11 @@ class Chart {
       node("text", { x: left - 5, y, class: "value-label" }, this.labels).textContent = texts[i];
     });
     const span = x1 - x0;
-    const tStep = TIME_STEPS.find((s) => span / s <= Math.max(1.5, width / 42)) ?? 86400;
-    const format = tStep < 60 ? hms : tStep % 3600 ? hm : hour;
+    // The shortest step whose labels (as wide as their text, about) leave room between them.
+    const formatFor = (step) => (step < 60 ? hms : step % 3600 ? hm : hour);
+    const fits = (step) => (step / span) * width >= formatFor(step).format(new Date(x1 * 1000)).length * 5.5 + 10;
+    const tStep = TIME_STEPS.find(fits) ?? 86400;
+    const format = formatFor(tStep);
     const zone = new Date().getTimezoneOffset() * 60; // ticks on round local times
     for (let t = Math.ceil((x0 - zone) / tStep) * tStep + zone; t <= x1; t += tStep) {
       const x = this.x(t);
@@ -253,11 +256,12 @@ class Chart {
     if (this.tipValue.textContent !== text) this.tipValue.textContent = text;
     this.tipTime.textContent = when(t);
     this.tip.hidden = false;
-    // Beside the point, inside the chart: left of it in the right half.
-    const tipWidth = this.tip.offsetWidth;
-    const left = x > a.outer / 2 ? x - tipWidth - 8 : x + 8;
-    this.tip.style.left = `${Math.max(0, Math.min(a.outer - tipWidth, left))}px`;
-    this.tip.style.top = `${Math.max(0, Math.min(a.top + a.height - this.tip.offsetHeight, y - this.tip.offsetHeight - 6))}px`;
+    // Above the point (below it when there is no room), centred on it, clear of the value labels.
+    const tipWidth = this.tip.offsetWidth, tipHeight = this.tip.offsetHeight;
+    const left = Math.max(Math.min(a.left, a.outer - tipWidth), Math.min(a.outer - tipWidth, x - tipWidth / 2));
+    const top = y - tipHeight - 8 >= 0 ? y - tipHeight - 8 : y + 8;
+    this.tip.style.left = `${left}px`;
+    this.tip.style.top = `${Math.min(top, a.top + a.height + 18 - tipHeight)}px`;
     this.svg.dataset.cursor = String(index - this.first);
   }
 
