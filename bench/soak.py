@@ -157,8 +157,10 @@ FULL = Mode(
 RING_S = 4.0  # REPLAY_BUFFER holds this many seconds of changes
 P99_LIMIT_MS = 250.0
 # On a busy machine the readers are slow with or without non-readers: then the figure is held
-# to the readers alone (the same readers, just before), and never past P99_CAP_MS.
-P99_BUSY_FACTOR = 1.5
+# to the readers alone (the same readers, just before), and never past P99_CAP_MS. A non-reader
+# that held up the fan-out would cost seconds or lost events, not a factor of scheduler noise
+# (2.6x was seen on a loaded 2-core machine with nothing wrong).
+P99_BUSY_FACTOR = 3.0
 P99_CAP_MS = 1000.0
 MIB = 1024
 PHASES = ("kills", "resumes", "non_readers", "hostile")

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML comes with uvicorn[standard]; no stubs
+from packaging.requirements import Requirement
 
 from .helpers import free_port
 
@@ -45,8 +46,11 @@ def pinned() -> dict[str, str]:
     for line in (ROOT / "requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if "==" in line:
-            name, version = line.split("==")
-            pins[normalize(name)] = version.strip()
+            requirement = Requirement(line)
+            if requirement.marker is not None and not requirement.marker.evaluate():
+                continue  # e.g. async-timeout, needed below Python 3.11.3 only
+            (spec,) = requirement.specifier
+            pins[normalize(requirement.name)] = spec.version
     return pins
 
 
