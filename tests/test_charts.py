@@ -290,6 +290,37 @@ async def test_the_range_switch_asks_the_recorder_for_more_with_the_read_key(new
         await expect(plot(page)).to_have_attribute("aria-label", re.compile(r"chart of the last 6 h"))
         await page.wait_for_timeout(200)
         assert len(asked) == 9
+        # The browser remembers the range: a reload shows 6 h again, asked of the recorder at once.
+        async with page.expect_response(lambda r: BATTERY in r.url and "/api/history/" in r.url):
+            await page.reload()
+        await expect(ranges.get_by_role("button", name="6 h")).to_have_attribute("aria-pressed", "true")
+        await expect(plot(page)).to_have_attribute("aria-label", re.compile(r"chart of the last 6 h"))
+        await page.wait_for_function(
+            "(id) => { const c = cards.get(id)?.chart; return c?.series.at(-1)[0] - c?.series[c.first][0] > 19800; }",
+            arg=BATTERY,
+        )
+
+
+async def test_without_a_recorder_the_range_switch_keeps_what_the_snapshot_had(
+    ha: DemoHomeAssistant, new_page: Any
+) -> None:
+    ha.has_recorder = False
+    async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
+        now = time.time()
+        # What this bridge saw itself over the last two hours (there is no recorder to ask).
+        live.app.state.hub.upstream_history({BATTERY: [(now - 7200 + 120 * i, 30.0 + i % 7) for i in range(60)]})
+        page = await new_page()
+        await page.goto(live.url + "/")
+        await full_charts(page, at_least=50)
+        async with page.expect_response(lambda r: "/api/history/" in r.url and BATTERY in r.url) as answer:
+            await page.locator("#ranges").get_by_role("button", name="1 h").click()
+        response = await answer.value
+        assert response.status == 501
+        assert (await response.json())["error"]["code"] == "history_unavailable"
+        await expect(plot(page)).to_have_attribute("aria-label", re.compile(r"chart of the last 1 h"))
+        points = await drawn(page)
+        assert len(points) >= 25 and points[0][0] >= now - 3600 - 130, "the snapshot's last hour"
+        assert points[-1][1] == 50.0, "and the current value"
 
 
 async def test_a_bridge_whose_home_assistant_is_down_says_it_is_waiting_for_it(

@@ -18,7 +18,9 @@ const RANGES = [3600, 21600, 86400]; // the range switch: 1 h, 6 h, 24 h
 const MORE_AFTER = 300; // seconds before a range's history is asked for again
 
 const cards = new Map(); // entity_id -> {el, state, points, chart, extra, pending, note}
-let range = 86400; // seconds of history the charts show
+const RANGE_KEY = "sse_service/range"; // the range chosen last, kept in this browser (a wall tablet keeps its 6 h)
+const remembered = (() => { try { return Number(localStorage.getItem(RANGE_KEY)); } catch { return 0; } })();
+let range = RANGES.includes(remembered) ? remembered : RANGES.at(-1); // seconds of history the charts show
 let link = null; // where this tab's events come from: the shared worker's port, or a Feed of its own
 let linkHeard = Date.now(); // the last message from it
 let conn = { open: false, refused: false, busy: "" }; // the stream's state, as the Feed reports it
@@ -231,11 +233,12 @@ function extent(card) {
 function offerRanges() {
   const oldest = Math.min(...[...cards.values()].map((card) => card.points[0]?.[0] ?? Infinity));
   const ranges = document.getElementById("ranges");
-  if (ranges.hidden && oldest < Date.now() / 1000 - 1800) ranges.hidden = false;
+  if (ranges.hidden && (oldest < Date.now() / 1000 - 1800 || range !== RANGES.at(-1))) ranges.hidden = false;
 }
 
 function chooseRange(seconds) {
   range = seconds;
+  try { localStorage.setItem(RANGE_KEY, String(seconds)); } catch { /* private mode, sandbox: not kept */ }
   for (const button of document.querySelectorAll("#ranges button")) {
     button.setAttribute("aria-pressed", String(Number(button.dataset.range) === seconds));
   }
@@ -367,5 +370,6 @@ setInterval(() => {
 }, 1000);
 for (const button of document.querySelectorAll("#ranges button")) {
   button.addEventListener("click", () => chooseRange(Number(button.dataset.range)));
+  button.setAttribute("aria-pressed", String(Number(button.dataset.range) === range));
 }
 attach();
