@@ -254,13 +254,15 @@ class HAClient:
         HA sets no timeout on service calls (they block until the service is done), so the
         caller wraps this in its own ``asyncio.timeout``.
         """
+        return await self._request(lambda i: messages.call_service(i, domain, service, service_data, target))
+
+    async def _request(self, build: Callable[[int], dict[str, Any]]) -> Any:
+        """Send one command and return HA's ``result``. Raises NotConnected or HAError."""
         session = self._session
         if session is None or not self.connected:
             raise NotConnected("not connected to Home Assistant")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        msg_id = await self._send(
-            session, lambda i: messages.call_service(i, domain, service, service_data, target), future
-        )
+        msg_id = await self._send(session, build, future)
         try:
             reply = await future
         finally:
@@ -510,21 +512,8 @@ class HAClient:
 
         The caller bounds the span and wraps this in its own timeout.
         """
-        session = self._session
-        if session is None or not self.connected:
-            raise NotConnected("not connected to Home Assistant")
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        msg_id = await self._send(session, lambda i: messages.history_during_period(i, start, end, entity_ids), future)
-        try:
-            reply = await future
-        finally:
-            session.pending.pop(msg_id, None)
-            if not future.done():
-                future.cancel()
-        if not reply.get("success"):
-            error = reply.get("error") or {}
-            raise HAError(str(error.get("code", "unknown_error")), str(error.get("message", "")))
-        return await asyncio.to_thread(messages.history_points, reply.get("result"))
+        result = await self._request(lambda i: messages.history_during_period(i, start, end, entity_ids))
+        return await asyncio.to_thread(messages.history_points, result)
 
     async def _fetch_history(self, session: _Session, numbers: list[str]) -> None:
         """After a snapshot: the recorder's past of the numeric entities, merged by the sink.
