@@ -24,7 +24,7 @@ from sse_service.config import Secret, Settings
 from sse_service.ha.demo import DemoHomeAssistant
 
 from .helpers import live_server, settings_for
-from .test_page import ARTIFACTS, bridge_has, card, chromium
+from .test_page import ARTIFACTS, LABELS_OVERLAP, bridge_has, card, chromium
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -359,5 +359,11 @@ async def test_screenshots_of_the_demo_light_dark_and_phone(new_page: Any) -> No
             await full_charts(page)
             width_used = await page.evaluate("document.documentElement.scrollWidth")
             assert width_used <= width, f"{name}: the page scrolls sideways"
+            assert await page.evaluate(LABELS_OVERLAP) == [], f"{name}: axis labels run into each other"
             await plot(page).hover()
+            inside = await card(page, BATTERY).evaluate(
+                "(el) => { const c = el.getBoundingClientRect(), t = el.querySelector('.tip').getBoundingClientRect();"
+                " return t.left >= c.left && t.right <= c.right && t.top >= c.top; }"
+            )
+            assert inside, f"{name}: the tooltip leaves its card"
             await page.screenshot(path=ARTIFACTS / f"charts-{name}.png", full_page=True)

@@ -48,6 +48,19 @@ KEY = "page-key-3f9a1c7e5b2d4a6c"
 # Run as a browser without SharedWorker (nor Web Locks and BroadcastChannel): a stream per tab.
 NO_SHARED_WORKER = "delete window.SharedWorker; delete window.BroadcastChannel; delete Navigator.prototype.locks;"
 BOTH_WAYS = pytest.mark.parametrize("page", ["shared", "per-tab"], indirect=True)
+# Every pair of axis labels of a chart whose boxes overlap, as "entity: text / text".
+LABELS_OVERLAP = """() => {
+  const problems = [];
+  for (const svg of document.querySelectorAll(".plot")) {
+    const boxes = [...svg.querySelectorAll("text")].map((t) => [t.textContent, t.getBoundingClientRect()]);
+    boxes.forEach(([a, p], i) => boxes.slice(i + 1).forEach(([b, q]) => {
+      if (p.left < q.right && q.left < p.right && p.top < q.bottom && q.top < p.bottom) {
+        problems.push(`${svg.closest(".card").dataset.entity}: ${a} / ${b}`);
+      }
+    }));
+  }
+  return problems;
+}"""
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -376,12 +389,13 @@ async def test_entity_text_is_shown_as_text_never_as_markup(ha: DemoHomeAssistan
 
 async def test_screenshots_at_desktop_and_phone_widths(ha: DemoHomeAssistant, browser: Browser) -> None:
     """Writes test-artifacts/page-*.png for a person to look at (light, dark, Home Assistant down)."""
+    now = time.time()
+    for i in range(60):  # an hour in the recorder, so the charts have a shape from the start
+        when = now - 3600 + 60 * i
+        ha.record("sensor.battery_level", when, f"{50 + 15 * math.sin(i / 12):.1f}")
+        ha.record("sensor.solar_power", when, f"{1200 + 800 * math.sin(i / 9) + 150 * math.sin(i * 1.7):.0f}")
+        ha.record("sensor.house_load", when, f"{640 + (900 if 20 < i < 32 else 0) + 60 * math.cos(i):.0f}")
     async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
-        for i in range(60):  # some history, so the charts have a shape
-            ha.set_state("sensor.battery_level", f"{50 + 15 * math.sin(i / 12):.1f}")
-            ha.set_state("sensor.solar_power", f"{1200 + 800 * math.sin(i / 9) + 150 * math.sin(i * 1.7):.0f}")
-            ha.set_state("sensor.house_load", f"{640 + (900 if 20 < i < 32 else 0) + 60 * math.cos(i):.0f}")
-            await bridge_has(live, "sensor.house_load", ha.states["sensor.house_load"]["state"])
         ha.set_state("switch.charger", "on")
         ARTIFACTS.mkdir(exist_ok=True)
         shots: list[tuple[str, int, int, Literal["light", "dark"]]] = [
@@ -395,8 +409,12 @@ async def test_screenshots_at_desktop_and_phone_widths(ha: DemoHomeAssistant, br
             await page.goto(live.url + "/")
             await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
             await expect(card(page, "switch.charger").locator(".toggle")).to_have_attribute("aria-checked", "true")
+            await expect(card(page, "sensor.house_load").locator(".plot")).to_have_attribute(
+                "data-points", re.compile(r"^[4-9]\d$")
+            )
             width_used = await page.evaluate("document.documentElement.scrollWidth")
             assert width_used <= width, f"{name}: the page scrolls sideways"
+            assert await page.evaluate(LABELS_OVERLAP) == [], f"{name}: axis labels run into each other"
             await page.screenshot(path=ARTIFACTS / f"page-{name}.png", full_page=True)
             if name == "phone":
                 await ha.stop()  # and how it looks when Home Assistant is away

@@ -138,11 +138,10 @@ class Chart {
     const format = formatFor(tStep);
     const zone = new Date().getTimezoneOffset() * 60; // ticks on round local times
     for (let t = Math.ceil((x0 - zone) / tStep) * tStep + zone; t <= x1; t += tStep) {
-      const x = this.x(t);
-      if (x < left + 12 || x > left + width - 12) continue;
+      const x = this.x(t), text = format.format(new Date(t * 1000)), half = text.length * 3 + 2;
+      if (x - half < left - 4 || x + half > outer) continue; // clear of the value labels and the edge
       node("line", { x1: x.toFixed(1), x2: x.toFixed(1), y1: top + plotHeight, y2: top + plotHeight + 4, class: "tick" }, this.grid);
-      const label = node("text", { x: x.toFixed(1), y: height - 3, class: "time-label" }, this.labels);
-      label.textContent = format.format(new Date(t * 1000));
+      node("text", { x: x.toFixed(1), y: height - 3, class: "time-label" }, this.labels).textContent = text;
     }
     node("line", { x1: left, x2: left + width, y1: top + plotHeight, y2: top + plotHeight, class: "axis" }, this.grid);
 
