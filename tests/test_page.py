@@ -374,6 +374,8 @@ async def test_the_readme_embed_snippet_works_from_another_origin(
 async def test_entity_text_is_shown_as_text_never_as_markup(ha: DemoHomeAssistant, page: Page) -> None:
     name = "<img src=x onerror=alert(1)>"
     ha.set_state("sensor.evil", "<b>1</b>", {"friendly_name": name, "unit_of_measurement": "<i>u</i>"})
+    ha.set_state("sensor.evil_number", "5", {"friendly_name": name, "unit_of_measurement": "<i>u</i>"})
+    ha.set_state("sensor.evil_number", "7")  # a chart, its axis, its tooltip and its label carry the unit
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
     async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
@@ -382,6 +384,12 @@ async def test_entity_text_is_shown_as_text_never_as_markup(ha: DemoHomeAssistan
         await expect(evil.locator(".name")).to_have_text(name)
         await expect(evil.locator(".state")).to_have_text("<b>1</b>")
         await expect(evil.locator(".unit")).to_have_text("<i>u</i>")
+        chart = card(page, "sensor.evil_number").locator(".plot")
+        await expect(chart.locator(".value-label").last).to_have_text(re.compile(r" <i>u</i>$"))
+        await expect(chart).to_have_attribute("aria-label", re.compile(r"^<img src=x onerror=alert\(1\)>: chart"))
+        await chart.focus()
+        await expect(card(page, "sensor.evil_number").locator(".tip strong")).to_have_text("7 <i>u</i>")
+        await expect(card(page, "sensor.evil_number").locator(".range")).to_have_text("min 5 · max 7 <i>u</i>")
         await page.wait_for_timeout(300)  # an onerror would have fired by now
     assert dialogs == []
     assert await page.locator("img, b, i").count() == 0
