@@ -1,6 +1,6 @@
 """A real nginx in front, with the README's config: events arrive unbuffered, limits see real clients.
 
-The README has two blocks, plain HTTP and then TLS with HTTP/2; both run here, the second with
+The README has two server blocks, plain HTTP and then TLS with HTTP/2; both run here, the second with
 a self-signed certificate made by openssl (tests/test_tabs.py puts eight browser tabs through it).
 Skips without nginx or openssl, except under ``CI=true`` where it fails (tests/run installs nginx as root).
 """
@@ -37,10 +37,14 @@ README_CERTIFICATE_KEY = "/etc/ssl/dash.example.com/privkey.pem"
 
 
 def readme_nginx_configs() -> tuple[str, str]:
-    """The README's nginx blocks: the upstream with the plain server, then the TLS + HTTP/2 server."""
+    """The README's nginx server blocks: the upstream with the plain server, then the TLS + HTTP/2 server.
+
+    Only blocks with a ``server {`` count: other sections show an ``upstream`` alone (scale-out).
+    """
     blocks: list[str] = re.findall(r"```nginx\n(.*?)```", README.read_text(), re.S)
-    assert len(blocks) == 2, "the README has two nginx examples: plain HTTP, then TLS with HTTP/2"
-    plain, tls = blocks
+    servers = [block for block in blocks if "server {" in block]
+    assert len(servers) == 2, "the README has two nginx server examples: plain HTTP, then TLS with HTTP/2"
+    plain, tls = servers
     assert "upstream sse_service" in plain and "listen 80;" in plain
     assert README_TLS_LISTEN in tls and README_CERTIFICATE in tls and README_CERTIFICATE_KEY in tls
     return plain, tls
