@@ -247,10 +247,14 @@ class LogReader:
     async def run(self) -> None:
         """Follow the log for ever, reconnecting with backoff; returns only when cancelled."""
         delay = 0.1
+        loop = asyncio.get_running_loop()
         while True:
             try:
+                started = loop.time()
                 if await self._follow():
                     delay = 0.1
+                    if loop.time() - started < 1.0:
+                        await asyncio.sleep(0.2)  # out of step again at once: do not spin on snapshots
                     continue
                 await asyncio.sleep(0.1)  # no log yet: no leader has opened one
             except (RedisError, OSError) as e:
