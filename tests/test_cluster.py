@@ -531,3 +531,57 @@ async def test_a_relayed_command_nobody_takes_is_refused_before_the_timeout(redi
             async with asyncio.timeout(0.5):
                 await relay.ask("call_service", {"domain": "switch", "service": "turn_on"})
         assert loop.time() - started < 0.5
+
+
+async def test_every_reader_numbers_the_writers_batches_alike(redis_server: RedisServer, caplog: Any) -> None:
+    """Tricky batches (no-op, remove and re-add at once, attribute-only, unknown removal, status, history)."""
+    from datetime import datetime
+
+    from sse_service.cluster.log import LogReader
+    from sse_service.hub import Hub
+
+    keys = Keys("numbers-test:")
+    async with Redis.from_url(redis_server.url, decode_responses=True) as redis:
+        lease = Lease(redis, keys, ttl=30)
+        assert await lease.acquire() and lease.holder is not None
+        writer = await LogWriter.open(redis, keys, lease.holder, maxlen=100)
+        sending = asyncio.create_task(writer.run())
+        a, b = _state("sensor.a", "1"), _state("sensor.b", "x")
+        writer.upstream_snapshot({"sensor.a": a, "sensor.b": b})
+        hub = Hub()
+        reader = LogReader(redis, redis, keys, hub, block=0.2)
+        reading = asyncio.create_task(reader.run())
+        try:
+            batches: list[tuple[dict[str, Any], list[str]]] = [
+                ({"sensor.a": a}, []),  # nothing new
+                ({"sensor.b": {**b, "attributes": {"unit": "W"}}}, []),  # attributes only
+                ({"sensor.a": _state("sensor.a", "2")}, ["sensor.a"]),  # removed and back in one batch
+                ({}, ["sensor.ghost"]),  # unknown
+                ({"sensor.c": _state("sensor.c", "3"), "sensor.a": _state("sensor.a", "2")}, ["sensor.b"]),
+            ]
+            for updated, removed in batches:
+                writer.upstream_changes(updated, removed)
+            writer.upstream_status(UpstreamStatus.DISCONNECTED, "gone")
+            earlier = datetime.fromisoformat(_state("sensor.c", "")["last_updated"]).timestamp() - 60
+            writer.upstream_history({"sensor.c": [(earlier, 2.0)]})
+            writer.upstream_snapshot({"sensor.c": _state("sensor.c", "4")})
+            await wait_for(
+                lambda: hub.store.states.keys() == {"sensor.c"} and hub.store.states["sensor.c"]["state"] == "4"
+            )
+            meta = await redis.hgetall(keys.meta)
+            assert hub.seq == int(meta["seq"]) and hub.epoch == meta["epoch"]
+            assert hub.status is UpstreamStatus.DISCONNECTED
+            assert [p[1] for p in hub.store.history["sensor.c"].points] == [2.0, 3.0, 4.0]
+            assert json_of(await redis.hgetall(keys.states)) == {"sensor.c": hub.store.states["sensor.c"]}
+            assert reader.resyncs == 1, "never out of step"
+            assert "renumbered" not in caplog.text
+        finally:
+            for task in (sending, reading):
+                task.cancel()
+            await asyncio.gather(sending, reading, return_exceptions=True)
+
+
+def json_of(flat: Any) -> dict[str, Any]:
+    import json
+
+    return {key: json.loads(value) for key, value in flat.items()}
