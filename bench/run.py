@@ -176,6 +176,7 @@ class Target:
     name = ""
     desc = ""
     redis = False  # run_one starts a redis-server for it (on the server's CPU) and passes REDIS_URL
+    instances = 1  # more: run_one starts that many on the server's CPU; clients take turns
 
     def argv(self, port: int) -> list[str]:
         raise NotImplementedError
@@ -230,7 +231,20 @@ class OursRedis(Ours):
     redis = True
 
 
-TARGETS: dict[str, Target] = {"ours": Ours(), "ours-redis": OursRedis(), "baseline": Baseline()}
+class OursRedis2(OursRedis):
+    name = "ours-redis2"
+    desc = (
+        "sse_service through Redis, two instances on the server's CPU, clients alternating; CPU includes redis-server"
+    )
+    instances = 2
+
+
+TARGETS: dict[str, Target] = {
+    "ours": Ours(),
+    "ours-redis": OursRedis(),
+    "ours-redis2": OursRedis2(),
+    "baseline": Baseline(),
+}
 
 
 def start_redis(procs: Procs, cpus: set[int], logdir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -311,11 +325,20 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: Target, rep: int, lo
             redis, env["REDIS_URL"] = start_redis(procs, args.server_cpus, logdir)
             watched.append(redis.pid)
         server = procs.spawn(target.name, target.argv(port), args.server_cpus, env)
+        others = []
+        for k in range(2, target.instances + 1):
+            other_port = free_port()
+            other = procs.spawn(
+                f"{target.name}-{k}", target.argv(other_port), args.server_cpus, {**env, "PORT": str(other_port)}
+            )
+            others.append((other, other_port))
+            watched.append(other.pid)
         end = time.monotonic() + 30
-        while not target.ready(port, args.entities):
-            if server.poll() is not None or time.monotonic() > end:
-                raise RuntimeError(f"{target.name} did not come up; see {logdir}/{target.name}.log")
-            time.sleep(0.1)
+        for proc, p in [(server, port), *others]:
+            while not target.ready(p, args.entities):
+                if proc.poll() is not None or time.monotonic() > end:
+                    raise RuntimeError(f"{target.name} did not come up; see {logdir}/{target.name}.log")
+                time.sleep(0.1)
         time.sleep(0.5)
         rec["server_modules"] = loaded_modules(server.pid)
         out = logdir / "subscribers.json"
@@ -326,8 +349,10 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: Target, rep: int, lo
             "--connect-timeout", str(ramp_timeout), "--json-out", str(out), "--label", label,
             "--watch-pid", str(server.pid), "--load-pid", str(fake.pid),
         ]  # fmt: skip
-        for pid in watched:  # CPU per delivery counts redis-server too
+        for pid in watched:  # CPU per delivery counts redis-server and every instance
             argv += ["--watch-pid", str(pid)]
+        for _, other_port in others:
+            argv += ["--also-port", str(other_port)]
         if sc.filtered:
             argv.append("--filter-one-entity")
         if sc.idle:
@@ -506,7 +531,9 @@ def main() -> int:
     ap.add_argument("--scenarios", default=",".join(names), help=f"comma list from {names} (default: all)")
     ap.add_argument("--quick", action="store_true", help="fewer clients and shorter windows (~2 min)")
     ap.add_argument("--no-baseline", action="store_true", help="run our service only")
-    ap.add_argument("--redis", action="store_true", help="also run our service through Redis (needs redis-server)")
+    ap.add_argument(
+        "--redis", action="store_true", help="also run our service through Redis, one and two instances (redis-server)"
+    )
     ap.add_argument("--clients", type=int, help="clients for every selected scenario (overrides the defaults)")
     ap.add_argument("--duration", type=float, help="measurement window, s (default 10; --quick 3)")
     ap.add_argument("--warmup", type=float, help="events before the window opens, s (default 2; --quick 1)")
@@ -558,7 +585,7 @@ def main() -> int:
     logroot = Path(os.environ.get("TMPDIR", "/tmp")) / "sse-service-bench" / stamp
     tnames = ["ours"] if args.no_baseline else ["ours", "baseline"]
     if args.redis:
-        tnames.insert(1, "ours-redis")
+        tnames[1:1] = ["ours-redis", "ours-redis2"]
     meta = {
         "stamp": stamp,
         "argv": sys.argv,

@@ -433,6 +433,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("only http:// URLs are supported")
     host = u.hostname or "127.0.0.1"
     port = u.port or 80
+    ports = [port, *(args.also_port or [])]  # client i goes to ports[i % len(ports)]: instances side by side
     base_path = (u.path or "/") + (("?" + u.query) if u.query else "")
 
     def request_for(watch: int | None) -> bytes:
@@ -468,7 +469,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         watch = index % G.entities if args.filter_one_entity else None
         p = Sub(request_for(watch), fut, watch)
         try:
-            await asyncio.wait_for(loop.create_connection(lambda: p, host, port), max(0.01, deadline - loop.time()))
+            connect = loop.create_connection(lambda: p, host, ports[index % len(ports)])
+            await asyncio.wait_for(connect, max(0.01, deadline - loop.time()))
         except Exception as e:  # every failure is a data point
             k = "timeout_connect" if isinstance(e, TimeoutError) else type(e).__name__
             errors[k] = errors.get(k, 0) + 1
@@ -653,6 +655,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--url", required=True, help="SSE URL, http://127.0.0.1:PORT/path")
+    ap.add_argument("--also-port", type=int, action="append", help="another instance's port: clients take turns")
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--entities", type=int, default=10, help="entities the injector cycles through")
     ap.add_argument(
