@@ -10,7 +10,8 @@ TTL from writing: so every append to the log checks the lease value inside the s
 from __future__ import annotations
 
 import secrets
-from typing import Any
+
+from redis.asyncio import Redis
 
 from .keys import Keys
 
@@ -34,7 +35,7 @@ return 0
 class Lease:
     """This instance's attempts to hold the lease. ``holder`` is the value while it does."""
 
-    def __init__(self, redis: Any, keys: Keys, ttl: float) -> None:
+    def __init__(self, redis: Redis, keys: Keys, ttl: float) -> None:
         self.instance = secrets.token_hex(6)
         self.ttl = ttl
         self.holder: str | None = None

@@ -26,8 +26,9 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from .. import sse
@@ -133,7 +134,7 @@ class LogWriter:
     connection); the next leader starts from the states hash, which is never half-written.
     """
 
-    def __init__(self, redis: Any, keys: Keys, holder: str, epoch: str, store: EntityStore, *, maxlen: int) -> None:
+    def __init__(self, redis: Redis, keys: Keys, holder: str, epoch: str, store: EntityStore, *, maxlen: int) -> None:
         self.epoch = epoch
         self.appended = 0
         self._keys = keys
@@ -145,7 +146,7 @@ class LogWriter:
 
     @classmethod
     async def open(
-        cls, redis: Any, keys: Keys, holder: str, *, maxlen: int, store: EntityStore | None = None
+        cls, redis: Redis, keys: Keys, holder: str, *, maxlen: int, store: EntityStore | None = None
     ) -> LogWriter:
         """Start (or continue) the log under the lease ``holder``. Raises FencedOut or redis errors.
 
@@ -228,7 +229,7 @@ class LogWriter:
 class LogReader:
     """Follows the log and feeds the local hub through its upstream sink methods."""
 
-    def __init__(self, redis: Any, blocking: Any, keys: Keys, hub: Hub, *, block: float = 1.0) -> None:
+    def __init__(self, redis: Redis, blocking: Redis, keys: Keys, hub: Hub, *, block: float = 1.0) -> None:
         self.epoch: str | None = None
         self.last_id = "0-0"
         self.connected = False  # the last Redis call of this reader worked
@@ -277,7 +278,9 @@ class LogReader:
                     return True
                 self.lag = max(0, int(seq or 0) - self._hub.seq)
                 continue
-            for _stream, entries in reply:
+            # RESP2 with decode_responses: [[stream, [(id, {field: value}), ...]]]
+            streams = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply)
+            for _stream, entries in streams:
                 for entry_id, fields in entries:
                     if not self._apply(str(entry_id), fields):
                         return True

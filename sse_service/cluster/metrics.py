@@ -26,15 +26,13 @@ class ClusterCollector(Collector):
         yield CounterMetricFamily(
             "sse_cluster_leader_changes", "Leaderships this instance saw begin (its own included)", node.leader_changes
         )
-        if reader is not None:
-            yield GaugeMetricFamily("sse_cluster_lag_frames", "Frames of the log not yet in this hub", reader.lag)
-            yield CounterMetricFamily(
-                "sse_cluster_resyncs", "Times this instance started over from the states in Redis", reader.resyncs
-            )
-        if relay is not None:
-            yield CounterMetricFamily(
-                "sse_cluster_commands_forwarded", "Requests this instance sent to the leader", relay.forwarded
-            )
-            yield CounterMetricFamily(
-                "sse_cluster_commands_served", "Requests this instance answered as the leader", relay.served
-            )
+        yield GaugeMetricFamily("sse_cluster_lag_frames", "Frames of the log not yet in this hub", reader.lag)
+        yield CounterMetricFamily(
+            "sse_cluster_resyncs", "Times this instance started over from the states in Redis", reader.resyncs
+        )
+        yield CounterMetricFamily(
+            "sse_cluster_commands_forwarded", "Requests this instance sent to the leader", relay.forwarded
+        )
+        yield CounterMetricFamily(
+            "sse_cluster_commands_served", "Requests this instance answered as the leader", relay.served
+        )

@@ -64,14 +64,18 @@ class ClusterNode:
         self.members = 1  # instances seen recently (their heartbeats in the members set)
         self._limiters: list[tuple[RateLimiter, float, float]] = []
         self._seen_leader: str | None = None
-        self._redis: Any = None
-        self._blocking: Any = None
-        self._reads: Any = None
-        self.lease: Lease | None = None
-        self.reader: LogReader | None = None
-        self.relay: Relay | None = None
+        # Clients connect on first use (in run), and are closed when it ends.
+        self._redis = self._client(min(2.0, self.ttl / 3))
+        # Blocking reads (XREAD BLOCK, BLPOP) wait longer than a plain call: their socket
+        # timeout must exceed the block (redis-py raises a timeout otherwise, redis-py#2807),
+        # and stay short enough that a half-open connection is noticed soon.
+        self._reads = self._client(BLOCK + 2)
+        self._blocking = self._client(max(BLOCK, settings.command_timeout + 1) + 2)
+        self.lease = Lease(self._redis, self._keys, self.ttl)
+        self.reader = LogReader(self._redis, self._reads, self._keys, hub, block=BLOCK)
+        self.relay = Relay(self._redis, self._blocking, self._keys, timeout=settings.command_timeout)
 
-    def _client(self, socket_timeout: float) -> Any:
+    def _client(self, socket_timeout: float) -> Redis:
         # One retry on a fresh connection (a pooled one may be dead after a Redis restart), no
         # backoff: the loops here have their own, and must notice an outage within the TTL.
         return Redis.from_url(
@@ -82,21 +86,8 @@ class ClusterNode:
             retry=Retry(NoBackoff(), 1),
         )
 
-    def _open(self) -> None:
-        self._redis = self._client(min(2.0, self.ttl / 3))
-        # Blocking reads (XREAD BLOCK, BLPOP) wait longer than a plain call: their socket
-        # timeout must exceed the block (redis-py raises a timeout otherwise, redis-py#2807),
-        # and stay short enough that a half-open connection is noticed soon.
-        self._reads = self._client(BLOCK + 2)
-        self._blocking = self._client(max(BLOCK, self._settings.command_timeout + 1) + 2)
-        self.lease = Lease(self._redis, self._keys, self.ttl)
-        self.reader = LogReader(self._redis, self._reads, self._keys, self._hub, block=BLOCK)
-        self.relay = Relay(self._redis, self._blocking, self._keys, timeout=self._settings.command_timeout)
-
     async def run(self) -> None:
         """Follow the log and take part in elections until cancelled."""
-        self._open()
-        assert self.reader is not None
         log.info(
             "Cluster member %s through Redis (prefix %r, lease %.1f s)", self.instance, self._keys.prefix, self.ttl
         )
@@ -146,11 +137,11 @@ class ClusterNode:
 
     @property
     def instance(self) -> str:
-        return self.lease.instance if self.lease is not None else ""
+        return self.lease.instance
 
     @property
     def redis_ok(self) -> bool:
-        return self.reader is not None and self.reader.connected
+        return self.reader.connected
 
     def describe(self) -> dict[str, Any]:
         """For /healthz."""
@@ -160,20 +151,19 @@ class ClusterNode:
             "members": self.members,
             "instance": self.instance,
             "redis": "connected" if self.redis_ok else "unreachable",
-            "redis_error": reader.error if reader is not None else None,
-            "epoch": reader.epoch if reader is not None else None,
-            "lag": reader.lag if reader is not None else 0,
+            "redis_error": reader.error,
+            "epoch": reader.epoch,
+            "lag": reader.lag,
             "leader_changes": self.leader_changes,
-            "fencing_token": lease.token if lease is not None and self.role == "leader" else None,
-            "commands_forwarded": relay.forwarded if relay is not None else 0,
-            "commands_served": relay.served if relay is not None else 0,
+            "fencing_token": lease.token if self.role == "leader" else None,
+            "commands_forwarded": relay.forwarded,
+            "commands_served": relay.served,
         }
 
     # --- election ----------------------------------------------------------------------
 
     async def _elect(self) -> None:
         lease = self.lease
-        assert lease is not None
         delay = 0.1
         while True:
             try:
@@ -197,7 +187,7 @@ class ClusterNode:
 
     async def _lead(self) -> None:
         lease, relay = self.lease, self.relay
-        assert lease is not None and lease.holder is not None and relay is not None
+        assert lease.holder is not None
         loop = asyncio.get_running_loop()
         expires = loop.time() + self.ttl  # at the latest: the SET was sent before now
         tasks: list[asyncio.Task[None]] = []
@@ -305,21 +295,13 @@ class ClusterUpstream:
     ) -> Any:
         if self._local is not None:
             return await self._local.call_service(domain, service, service_data, target)
-        relay = self._relay()
         args = {"domain": domain, "service": service, "service_data": service_data, "target": target}
-        return await relay.ask("call_service", args)
+        return await self._node.relay.ask("call_service", args)
 
     async def history(
         self, entity_ids: Sequence[str], start: float, end: float
     ) -> dict[str, list[tuple[float, float]]]:
         if self._local is not None:
             return await self._local.history(entity_ids, start, end)
-        result = await self._relay().ask("history", {"entity_ids": list(entity_ids), "start": start, "end": end})
+        result = await self._node.relay.ask("history", {"entity_ids": list(entity_ids), "start": start, "end": end})
         return {entity_id: [(p[0], p[1]) for p in points] for entity_id, points in result.items()}
-
-    def _relay(self) -> Relay:
-        from ..ha.client import NotConnected
-
-        if self._node.relay is None:
-            raise NotConnected("this instance has not joined the cluster yet")
-        return self._node.relay

@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .. import sse
@@ -41,7 +42,7 @@ TAKEN = "taken"  # the leader's first word on a reply key: the request is being 
 
 
 class Relay:
-    def __init__(self, redis: Any, blocking: Any, keys: Keys, *, timeout: float) -> None:
+    def __init__(self, redis: Redis, blocking: Redis, keys: Keys, *, timeout: float) -> None:
         self.forwarded = 0  # requests this instance sent to the leader
         self.served = 0  # requests this instance answered as the leader
         self._redis = redis
