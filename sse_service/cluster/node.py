@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -88,8 +89,9 @@ class ClusterNode:
 
     async def run(self) -> None:
         """Follow the log and take part in elections until cancelled."""
+        where, prefix = display_url(self._url.reveal()), self._keys.prefix
         log.info(
-            "Cluster member %s through Redis (prefix %r, lease %.1f s)", self.instance, self._keys.prefix, self.ttl
+            "Cluster member %s through Redis at %s (prefix %r, lease %.1f s)", self.instance, where, prefix, self.ttl
         )
         tasks = [
             asyncio.create_task(self.reader.run(), name="cluster-reader"),
@@ -245,6 +247,17 @@ class ClusterNode:
                 async with asyncio.timeout(0.5):
                     await lease.release()
             lease.holder = None
+
+
+def display_url(url: str) -> str:
+    """The Redis URL for logs: no user, no password, no query."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class ClusterUpstream:
