@@ -142,7 +142,7 @@ async def test_the_other_instance_takes_over_when_the_leader_stops(
             await wait_for(lambda: role(second) == "leader", timeout=TTL + 3)
             await wait_for(lambda: len(ha.clients) == 1 and second.app.state.cluster.client.connected)
             took = loop.time() - stopped
-            assert took < TTL + 2, took
+            assert took < 1.0, f"a leader that stops lets go of the lease: {took:.2f} s"
             ha.set_state("sensor.solar_power", "1300")
             await stream.until_state("sensor.solar_power", "1300")
             assert ha.connections_total == 2

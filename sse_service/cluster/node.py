@@ -98,7 +98,11 @@ class ClusterNode:
             asyncio.create_task(self._elect(), name="cluster-election"),
         ]
         try:
-            await asyncio.gather(*tasks)
+            # Not gather: cancelled, it would cancel them too, and the cancel below would then
+            # land a second time, inside the leader's clean-up (no lease release, slow failover).
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # they run until cancelled: one that ended has crashed
         finally:
             for task in tasks:
                 task.cancel()
