@@ -42,6 +42,11 @@ async def instances(ha: DemoHomeAssistant, redis: RedisServer, count: int = 2) -
         yield servers
 
 
+def redis_client(server: RedisServer, *, decode_responses: bool = False) -> Redis:
+    """The test's own client: a socket timeout, so a Redis going away never hangs a test."""
+    return Redis.from_url(server.url, decode_responses=decode_responses, socket_timeout=5, socket_connect_timeout=5)
+
+
 def role(server: LiveServer) -> str:
     node = server.app.state.cluster
     return str(node.role)
@@ -66,6 +71,7 @@ async def test_instances_share_one_upstream_connection_and_the_same_ids(
         assert ha.connections_total == 1 and len(ha.clients) == 1
         roles = sorted([(await health(s))["cluster"]["role"] for s in servers])
         assert roles == ["follower", "follower", "leader"]
+        await wait_for(lambda: all(s.app.state.upstream.ha_version == ha.version for s in servers))
         async with contextlib.AsyncExitStack() as stack:
             streams = [await stack.enter_async_context(open_stream(s.url + "/events")) for s in servers]
             snapshots = [await stream.next() for stream in streams]
@@ -111,7 +117,7 @@ async def test_a_flushed_redis_means_a_new_epoch_and_a_snapshot_not_a_wrong_repl
         async with open_stream(b.url + "/events") as stream:
             old = await stream.next()
             epoch = (await health(b))["cluster"]["epoch"]
-            async with Redis.from_url(redis_server.url) as redis:
+            async with redis_client(redis_server) as redis:
                 await redis.flushall()
             await wait_for(lambda: b.app.state.cluster.reader.epoch not in (None, epoch))
             ha.set_state("sensor.battery_level", "49.0")
@@ -150,7 +156,7 @@ async def test_the_other_instance_takes_over_when_the_leader_stops(
 
 async def test_a_stale_leader_cannot_write(redis_server: RedisServer) -> None:
     keys = Keys("fence-test:")
-    async with Redis.from_url(redis_server.url, decode_responses=True) as redis:
+    async with redis_client(redis_server, decode_responses=True) as redis:
         old = Lease(redis, keys, ttl=0.2)
         assert await old.acquire()
         assert old.holder is not None
@@ -272,9 +278,10 @@ async def test_redis_restarted_with_its_data_is_caught_up_from_the_last_id(
             await stream.next()
             ha.set_state("sensor.battery_level", "51.0")
             before = await stream.until_state("sensor.battery_level", "51.0")
-            async with Redis.from_url(redis_server.url) as redis:
+            async with redis_client(redis_server) as redis:
                 with contextlib.suppress(Exception):
-                    await redis.shutdown(save=True)
+                    async with asyncio.timeout(5):
+                        await redis.shutdown(save=True)
             redis_server.stop()
             redis_server.start()  # loads dump.rdb from its dir: the same epoch
             ha.set_state("sensor.battery_level", "52.0")
@@ -328,7 +335,7 @@ async def test_the_redis_password_never_shows(ha: DemoHomeAssistant, tmp_path: A
     server = RedisServer(tmp_path)
     server.start()
     try:
-        async with Redis.from_url(server.url) as redis:
+        async with redis_client(server) as redis:
             await redis.config_set("requirepass", password)
         url = f"redis://:{password}@127.0.0.1:{server.port}/0"
         settings = settings_for(ha, redis_url=Secret(url), redis_lease_ttl=TTL)
@@ -509,7 +516,7 @@ async def test_a_relayed_command_without_a_leader_is_refused_at_once(redis_serve
     from sse_service.ha.client import NotConnected
 
     keys = Keys("relay-test:")
-    async with Redis.from_url(redis_server.url, decode_responses=True) as redis:
+    async with redis_client(redis_server, decode_responses=True) as redis:
         relay = Relay(redis, redis, keys, timeout=5)
         with pytest.raises(NotConnected, match="no instance holds the connection"):
             async with asyncio.timeout(1):
@@ -522,7 +529,7 @@ async def test_a_relayed_command_nobody_takes_is_refused_before_the_timeout(redi
     from sse_service.ha.client import NotConnected
 
     keys = Keys("relay-test:")
-    async with Redis.from_url(redis_server.url, decode_responses=True) as redis:
+    async with redis_client(redis_server, decode_responses=True) as redis:
         await redis.set(keys.lease, "a-dead-leader:1", px=10_000)  # killed: its lease has not expired yet
         relay = Relay(redis, redis, keys, timeout=0.5)
         loop = asyncio.get_running_loop()
@@ -541,7 +548,7 @@ async def test_every_reader_numbers_the_writers_batches_alike(redis_server: Redi
     from sse_service.hub import Hub
 
     keys = Keys("numbers-test:")
-    async with Redis.from_url(redis_server.url, decode_responses=True) as redis:
+    async with redis_client(redis_server, decode_responses=True) as redis:
         lease = Lease(redis, keys, ttl=30)
         assert await lease.acquire() and lease.holder is not None
         writer = await LogWriter.open(redis, keys, lease.holder, maxlen=100)

@@ -236,6 +236,7 @@ class LogReader:
         self.error: str | None = None
         self.lag = 0  # frames of the log not yet in the hub, as of the last check
         self.resyncs = 0
+        self.ha_version: str | None = None  # as the leader last wrote it into the meta hash
         self._redis = redis
         self._blocking = blocking
         self._keys = keys
@@ -273,7 +274,8 @@ class LogReader:
             if not reply:
                 # Quiet: check the log is still the one we follow (a flushed Redis that no
                 # leader has written to yet adds no entry to tell us), and measure the lag.
-                epoch, seq = await self._redis.hmget(keys.meta, ["epoch", "seq"])
+                epoch, seq, version = await self._redis.hmget(keys.meta, ["epoch", "seq", "ha_version"])
+                self.ha_version = str(version) if version is not None else None
                 if epoch != self.epoch:
                     return True
                 self.lag = max(0, int(seq or 0) - self._hub.seq)

@@ -236,6 +236,8 @@ class ClusterNode:
                 expires = started + self.ttl
                 with contextlib.suppress(RedisError, OSError):
                     await self._heartbeat()
+                    if client.ha_version is not None:  # for the followers' /healthz
+                        await self._redis.hset(self._keys.meta, "ha_version", client.ha_version)
         except FencedOut as e:
             reason = str(e)
         finally:
@@ -280,7 +282,7 @@ class ClusterUpstream:
 
     @property
     def ha_version(self) -> str | None:
-        return self._local.ha_version if self._local is not None else None
+        return self._local.ha_version if self._local is not None else self._node.reader.ha_version
 
     @property
     def connects(self) -> int:
