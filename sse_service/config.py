@@ -128,9 +128,9 @@ class Settings:
         """Every secret value, for the log redaction filter."""
         values = (self.ha_token, self.read_key, self.write_key, self.token_secret)
         found = [s.reveal() for s in values if s is not None and s.reveal()]
-        if self.redis_url is not None:  # the whole URL, and its password alone (errors may quote either)
+        if self.redis_url is not None:  # its password (wherever it shows, alone or in the URL); the rest is not secret
             password = urlsplit(self.redis_url.reveal()).password
-            found += [self.redis_url.reveal()] + ([password] if password else [])
+            found += [password] if password else []
         return found
 
 

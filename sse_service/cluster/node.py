@@ -248,7 +248,8 @@ class ClusterNode:
             self.client = None
             self.role = "follower"
             if was_leader:
-                log.warning("This instance stops leading: %s; the Home Assistant connection is closed", reason)
+                level = logging.INFO if reason == "shutting down" else logging.WARNING
+                log.log(level, "This instance stops leading: %s; the Home Assistant connection is closed", reason)
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(0.5):
                     await lease.release()
