@@ -490,7 +490,13 @@ async def _process(env: dict[str, str]) -> AsyncIterator[tuple[asyncio.subproces
     finally:
         if proc.returncode is None:
             proc.terminate()
-            await proc.wait()
+            try:
+                async with asyncio.timeout(15):
+                    await proc.wait()
+            finally:
+                if proc.returncode is None:  # never leave one behind, even when its shutdown hangs
+                    proc.kill()
+                    await proc.wait()
 
 
 async def test_the_recorders_history_reaches_every_instance_and_late_joiners(
