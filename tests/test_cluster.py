@@ -601,3 +601,24 @@ def json_of(flat: Any) -> dict[str, Any]:
     import json
 
     return {key: json.loads(value) for key, value in flat.items()}
+
+
+async def test_an_entry_that_is_not_the_scripts_is_skipped(
+    ha: DemoHomeAssistant, redis_server: RedisServer, caplog: Any
+) -> None:
+    async with instances(ha, redis_server) as servers, open_stream(servers[1].url + "/events") as stream:
+        await stream.next()
+        hub = servers[1].app.state.hub
+        async with redis_client(redis_server, decode_responses=True) as redis:
+            fields = {"epoch": hub.epoch, "seq": hub.seq + 1, "n": 1, "kind": "status", "data": '{"status": "bogus"}'}
+            await redis.xadd("sse:log", fields)  # type: ignore[arg-type]
+            await redis.xadd("sse:log", {"junk": "1"})
+        ha.set_state("sensor.battery_level", "55.0")
+        for server in servers:
+            await wait_for(lambda s=server: s.app.state.hub.store.states["sensor.battery_level"]["state"] == "55.0")
+        await stream.until_state("sensor.battery_level", "55.0")
+        resyncs = [s.app.state.cluster.reader.resyncs for s in servers]
+        await asyncio.sleep(1.5)  # a few quiet reads: none starts over again
+        assert [s.app.state.cluster.reader.resyncs for s in servers] == resyncs
+        assert all(r <= 3 for r in resyncs), resyncs
+    assert "Malformed status entry" in caplog.text

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
@@ -245,6 +246,9 @@ class LogReader:
         self._read = redis.register_script(_READ)
         self._stale = False  # this instance told its clients that Redis is gone
         self._waiting_said = False
+        # Entries that are not the script's (something else wrote to our stream): skipped
+        # after the start-over they cause, or they would cause one on every read.
+        self._foreign: deque[str] = deque(maxlen=64)
 
     async def run(self) -> None:
         """Follow the log for ever, reconnecting with backoff; returns only when cancelled."""
@@ -263,6 +267,9 @@ class LogReader:
                 self._lost(e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+            except Exception:  # a bug, or data in Redis that is not ours: start over, never stop reading
+                log.exception("Reading the shared log failed; starting over in 2 s")
+                await asyncio.sleep(2.0)
 
     async def _follow(self) -> bool:
         """Start over from the states hash, then apply entries until one is out of step."""
@@ -329,11 +336,15 @@ class LogReader:
 
     def _apply(self, entry_id: str, fields: Mapping[str, str]) -> bool:
         hub = self._hub
+        if entry_id in self._foreign:
+            self.last_id = entry_id
+            return True
         try:
             epoch, seq, n, kind = fields["epoch"], int(fields["seq"]), int(fields["n"]), fields["kind"]
             data = json.loads(fields["data"])
         except (KeyError, ValueError):
-            log.warning("Malformed entry %s in the shared log: starting over from the states", entry_id)
+            log.warning("Malformed entry %s in the shared log: skipped, starting over from the states", entry_id)
+            self._foreign.append(entry_id)
             return False
         if epoch != self.epoch or seq - n != hub.seq:
             if epoch == self.epoch and seq <= hub.seq:
@@ -348,14 +359,19 @@ class LogReader:
                 seq,
             )
             return False
-        if kind in ("changes", "snapshot"):
-            hub.upstream_changes(data["updated"], data["removed"])
-            if kind == "snapshot":
-                hub.ready = True
-        elif kind == "status":
-            hub.upstream_status(UpstreamStatus(data["status"]), str(data["reason"]))
-        elif kind == "history":
-            hub.upstream_history({entity_id: [(p[0], p[1]) for p in points] for entity_id, points in data.items()})
+        try:
+            if kind in ("changes", "snapshot"):
+                hub.upstream_changes(data["updated"], data["removed"])
+                if kind == "snapshot":
+                    hub.ready = True
+            elif kind == "status":
+                hub.upstream_status(UpstreamStatus(data["status"]), str(data["reason"]))
+            elif kind == "history":
+                hub.upstream_history({entity_id: [(p[0], p[1]) for p in points] for entity_id, points in data.items()})
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError) as e:
+            log.warning("Malformed %s entry %s in the shared log (%s): skipped, starting over", kind, entry_id, e)
+            self._foreign.append(entry_id)
+            return False
         if hub.seq != seq:  # cannot happen while every instance runs the same store code
             log.warning("Entry %s made %d frames instead of %d: ids renumbered", entry_id, hub.seq - (seq - n), n)
             hub.restart_log(epoch, seq)

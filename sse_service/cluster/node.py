@@ -185,6 +185,9 @@ class ClusterNode:
                 log.debug("Election: Redis unreachable (%s)", describe_redis_error(e))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+            except Exception:  # a bug, or data in Redis that is not ours: never end the membership
+                log.exception("Election failed; trying again in 2 s")
+                await asyncio.sleep(2.0)
 
     def _saw_leader(self, holder: str | None) -> None:
         if holder is not None and holder != self._seen_leader:
@@ -222,6 +225,8 @@ class ClusterNode:
                 if done:
                     error = next(iter(done)).exception()
                     reason = describe_redis_error(error) if error is not None else "a task ended"
+                    if error is not None and not isinstance(error, RedisError | OSError | FencedOut):
+                        log.error("A task of the leader failed", exc_info=error)
                     break
                 started = loop.time()
                 try:
