@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -622,3 +623,36 @@ async def test_an_entry_that_is_not_the_scripts_is_skipped(
         assert [s.app.state.cluster.reader.resyncs for s in servers] == resyncs
         assert all(r <= 3 for r in resyncs), resyncs
     assert "Malformed status entry" in caplog.text
+
+
+async def test_all_cores_behind_nginx_a_client_moves_to_the_other_process_and_resumes(
+    ha: DemoHomeAssistant, redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's recipe: the README's nginx config with one upstream server per instance."""
+    from . import test_nginx
+
+    async with contextlib.AsyncExitStack() as stack:
+        each = [contextlib.AsyncExitStack(), contextlib.AsyncExitStack()]
+        for one in each:
+            stack.push_async_callback(one.aclose)  # a second aclose does nothing
+        a, b = [await one.enter_async_context(live_server(cluster_settings(ha, redis_server))) for one in each]
+        plain, secure = test_nginx.readme_nginx_configs()
+        both = plain.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:8000;\n    server 127.0.0.1:{b.port};")
+        monkeypatch.setattr(test_nginx, "readme_nginx_configs", lambda: (both, secure))
+        port = stack.enter_context(test_nginx.nginx(tmp_path, a.port))
+        url = f"http://127.0.0.1:{port}/events"
+        async with open_stream(url) as stream:
+            await stream.next()
+            ha.set_state("sensor.battery_level", "61.0")
+            seen = await stream.until_state("sensor.battery_level", "61.0")
+            serving = 0 if a.app.state.hub.client_count else 1
+        assert seen.id is not None
+        other = (a, b)[1 - serving]
+        ha.set_state("sensor.battery_level", "62.0")  # missed by that client
+        await wait_for(lambda: other.app.state.hub.store.states["sensor.battery_level"]["state"] == "62.0")
+        await each[serving].aclose()  # the process it was on goes away (the leader, or not)
+        for _ in range(2):  # whichever way nginx turns, the stream lands on the one still up
+            async with open_stream(url, headers={"Last-Event-ID": seen.id}) as resumed:
+                event = await resumed.next()
+                assert (event.event, event.json()["state"]) == ("state", "62.0"), "exactly what it missed"
+        await wait_for(lambda: role(other) == "leader")  # it was, or took over from the one that went
