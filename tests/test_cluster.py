@@ -656,3 +656,29 @@ async def test_all_cores_behind_nginx_a_client_moves_to_the_other_process_and_re
                 event = await resumed.next()
                 assert (event.event, event.json()["state"]) == ("state", "62.0"), "exactly what it missed"
         await wait_for(lambda: role(other) == "leader")  # it was, or took over from the one that went
+
+
+async def test_a_log_that_went_back_gets_a_new_epoch_never_reused_ids(
+    ha: DemoHomeAssistant, redis_server: RedisServer
+) -> None:
+    """A failover to a replica without the last writes: the same epoch, a lower seq."""
+    async with instances(ha, redis_server) as servers, open_stream(servers[1].url + "/events") as stream:
+        await stream.next()
+        async with redis_client(redis_server) as redis:
+            names = ["sse:meta", "sse:states", "sse:history", "sse:log"]
+            saved = {name: await redis.dump(name) for name in names}  # the replica, two writes behind
+            ha.set_state("sensor.battery_level", "70.0")
+            ha.set_state("sensor.battery_level", "71.0")
+            last = await stream.until_state("sensor.battery_level", "71.0")
+            for name, value in saved.items():
+                if value is not None:
+                    await redis.restore(name, 0, value, replace=True)
+        ha.set_state("sensor.solar_power", "999")  # the leader's next write lands on the old seq
+        await stream.until_state("sensor.solar_power", "999", timeout=10)
+        for server in servers:
+            await wait_for(lambda s=server: s.app.state.hub.store.states["sensor.battery_level"]["state"] == "71.0")
+        assert last.id is not None
+        for server in servers:
+            assert server.app.state.hub.epoch != last.id.rsplit("-", 1)[0], "a new epoch"
+            async with open_stream(server.url + "/events", headers={"Last-Event-ID": last.id}) as resumed:
+                assert (await resumed.next()).event == "snapshot", "never a replay under reused ids"

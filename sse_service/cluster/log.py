@@ -102,6 +102,19 @@ end
 return {seq, id}
 """
 
+# KEYS: meta. ARGV: the epoch a reader follows, the seq it has, a new epoch. A log whose seq went
+# back under the same epoch (a failover to a replica without the last writes) gets a new epoch,
+# so ids already sent are never reused for other events; the leader's next append is refused
+# (FENCED: new epoch), and it starts over from the hashes. Returns 1 when it changed the epoch.
+_NEW_EPOCH = """
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] and seq < tonumber(ARGV[2]) then
+    redis.call('HSET', KEYS[1], 'epoch', ARGV[3])
+    return 1
+end
+return 0
+"""
+
 # KEYS: meta, states, history. What a reader starts from: the states and history at meta.last_id.
 _READ = """
 return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
@@ -244,6 +257,8 @@ class LogReader:
         self._hub = hub
         self._block_ms = max(1, round(block * 1000))
         self._read = redis.register_script(_READ)
+        self._new_epoch = redis.register_script(_NEW_EPOCH)
+        self._went_back = False  # the log's seq is behind what this hub has: see _NEW_EPOCH
         self._stale = False  # this instance told its clients that Redis is gone
         self._waiting_said = False
         # Entries that are not the script's (something else wrote to our stream): skipped
@@ -285,6 +300,9 @@ class LogReader:
                 self.ha_version = str(version) if version is not None else None
                 if epoch != self.epoch:
                     return True
+                if int(seq or 0) < self._hub.seq:
+                    await self._log_went_back()
+                    return True
                 self.lag = max(0, int(seq or 0) - self._hub.seq)
                 continue
             # RESP2 with decode_responses: [[stream, [(id, {field: value}), ...]]]
@@ -292,6 +310,8 @@ class LogReader:
             for _stream, entries in streams:
                 for entry_id, fields in entries:
                     if not self._apply(str(entry_id), fields):
+                        if self._went_back:
+                            await self._log_went_back()
                         return True
                 if len(entries) < READ_COUNT:
                     self.lag = 0  # read up to the end
@@ -347,9 +367,9 @@ class LogReader:
             self._foreign.append(entry_id)
             return False
         if epoch != self.epoch or seq - n != hub.seq:
-            if epoch == self.epoch and seq <= hub.seq:
-                self.last_id = entry_id  # already applied (a duplicate read)
-                return True
+            # A read from last_id never returns an entry applied already: a seq this hub has
+            # passed means the log went back (and that seq now names another event).
+            self._went_back = epoch == self.epoch and seq <= hub.seq
             log.info(
                 "Shared log out of step at %s (have %s-%d, entry %s-%d): starting over",
                 entry_id,
@@ -377,6 +397,15 @@ class LogReader:
             hub.restart_log(epoch, seq)
         self.last_id = entry_id
         return True
+
+    async def _log_went_back(self) -> None:
+        self._went_back = False
+        if await self._new_epoch(keys=[self._keys.meta], args=[self.epoch or "", self._hub.seq, cluster_epoch()]):
+            log.warning(
+                "The shared log went back (seq below %d in epoch %s: Redis lost its last writes); new epoch",
+                self._hub.seq,
+                self.epoch,
+            )
 
     def _ok(self) -> None:
         if not self.connected and self.error is not None:

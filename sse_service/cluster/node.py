@@ -240,6 +240,12 @@ class ClusterNode:
                     break
                 expires = started + self.ttl
                 with contextlib.suppress(RedisError, OSError):
+                    if await self._redis.hget(self._keys.meta, "epoch") != writer.epoch:
+                        # A reader found the log went back and started a new epoch (log.py):
+                        # start over from the hashes, with a fresh snapshot from HA.
+                        reason = "the log has a new epoch"
+                        break
+                with contextlib.suppress(RedisError, OSError):
                     await self._heartbeat()
                     if client.ha_version is not None:  # for the followers' /healthz
                         await self._redis.hset(self._keys.meta, "ha_version", client.ha_version)
