@@ -414,6 +414,11 @@ async def test_the_command_rate_holds_for_the_cluster(ha: DemoHomeAssistant, red
         async with httpx.AsyncClient() as client:
             text = (await client.get(servers[0].url + "/metrics")).text
         assert "sse_cluster_members 2.0" in text and "sse_cluster_leader " in text
+        limiter = servers[0].app.state.cluster._limiters[0][0]
+        assert limiter.burst == 2.0
+        servers[1].server.should_exit = True  # it leaves: the one left gets the whole rate back
+        await wait_for(lambda: servers[0].app.state.cluster.members == 1)
+        assert limiter.burst == 4.0 and limiter.rate == pytest.approx(0.01 / 60)
 
 
 async def test_kill_9_the_leader_and_a_follower_takes_over(ha: DemoHomeAssistant, redis_server: RedisServer) -> None:
