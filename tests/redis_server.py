@@ -6,8 +6,11 @@ reason, and fail under ``CI=true``.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -29,6 +32,12 @@ def _binary() -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return found
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process dies, even without a teardown (a pytest-timeout)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class RedisServer:
@@ -58,6 +67,7 @@ class RedisServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )  # fmt: skip
         log.close()
         deadline = time.monotonic() + 10
