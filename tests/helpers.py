@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,33 @@ async def live_server(
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.contextmanager
+def live_server_in_thread(make_settings: Callable[[DemoHomeAssistant], Settings]) -> Iterator[LiveServer]:
+    """A fake HA and the app under uvicorn on a loop of their own thread, for sync callers (hypothesis)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    ready: asyncio.Future[LiveServer] = loop.create_future()
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        async with DemoHomeAssistant() as ha:
+            seed_home(ha)
+            async with live_server(make_settings(ha)) as live:
+                ready.set_result(live)
+                await stop.wait()
+
+    done = asyncio.run_coroutine_threadsafe(run(), loop)
+    try:
+        yield asyncio.run_coroutine_threadsafe(asyncio.wait_for(asyncio.shield(ready), 10), loop).result()
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        done.result(timeout=15)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
 
 
 def free_port() -> int:

@@ -6,7 +6,6 @@ Assistant, on an event loop in a background thread.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import threading
@@ -19,40 +18,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sse_service.ha.demo import DemoHomeAssistant
-
-from .helpers import LiveServer, live_server, seed_home, settings_for
+from .helpers import LiveServer, live_server_in_thread, settings_for
 
 TIMEOUT = httpx.Timeout(5.0)
 
 
-@contextlib.contextmanager
-def server_in_thread() -> Iterator[LiveServer]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    ready: asyncio.Future[LiveServer] = loop.create_future()
-    stop = asyncio.Event()
-
-    async def run() -> None:
-        async with DemoHomeAssistant() as ha:
-            seed_home(ha)
-            test_settings = settings_for(
-                ha, allowed_services=("switch.*", "light.turn_on"), command_rate=1e6, command_burst=1_000_000
-            )
-            async with live_server(test_settings) as live:
-                ready.set_result(live)
-                await stop.wait()
-
-    done = asyncio.run_coroutine_threadsafe(run(), loop)
-    try:
-        yield asyncio.run_coroutine_threadsafe(asyncio.wait_for(asyncio.shield(ready), 10), loop).result()
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        done.result(timeout=15)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
+def server_in_thread() -> contextlib.AbstractContextManager[LiveServer]:
+    return live_server_in_thread(
+        lambda ha: settings_for(
+            ha, allowed_services=("switch.*", "light.turn_on"), command_rate=1e6, command_burst=1_000_000
+        )
+    )
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -40,8 +39,8 @@ from .helpers import (
     StreamEnded,
     free_port,
     live_server,
+    live_server_in_thread,
     open_stream,
-    seed_home,
     settings_for,
 )
 
@@ -803,33 +802,12 @@ def test_mint_makes_what_the_verifier_accepts() -> None:
 # --- fuzz over HTTP ---------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def bridge_in_thread() -> Iterator[LiveServer]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    ready: asyncio.Future[LiveServer] = loop.create_future()
-    stop = asyncio.Event()
-
-    async def run() -> None:
-        async with DemoHomeAssistant() as ha:
-            seed_home(ha)
-            fuzz_settings = settings_for(
-                ha, token_secret=Secret(SECRET), allowed_services=SWITCHES, command_rate=1e6, command_burst=1_000_000
-            )
-            async with live_server(fuzz_settings) as live:
-                ready.set_result(live)
-                await stop.wait()
-
-    done = asyncio.run_coroutine_threadsafe(run(), loop)
-    try:
-        yield asyncio.run_coroutine_threadsafe(asyncio.wait_for(asyncio.shield(ready), 10), loop).result()
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        done.result(timeout=15)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
+def bridge_in_thread() -> contextlib.AbstractContextManager[LiveServer]:
+    return live_server_in_thread(
+        lambda ha: settings_for(
+            ha, token_secret=Secret(SECRET), allowed_services=SWITCHES, command_rate=1e6, command_burst=1_000_000
+        )
+    )
 
 
 @pytest.fixture(scope="module")
