@@ -9,7 +9,9 @@
   synchronous step, so it receives exactly the frames after the ones it was given.
 * **Index**: filtered subscribers are indexed by entity id, so a change costs nothing for the
   clients that do not watch that entity.
-* **Status is data**: upstream status changes are frames with ids like any other.
+* **Status is data**: upstream status changes are frames with ids like any other. They carry
+  the reason /healthz shows (``"connection refused"``, ``"Redis is unreachable: ..."``): what
+  a page needs to say *which* link is down. Reasons never hold a URL or a secret.
 * **Heartbeats are visible**: a stream idle for ``heartbeat`` seconds gets ``event: ping``
   (data ``{}``, no id, so it never moves ``Last-Event-ID``). Not a ``: ping`` comment: an
   ``EventSource`` does not show comments to scripts, and a page can only tell a quiet stream
@@ -37,7 +39,7 @@ from .store import HISTORY_SIZE, HISTORY_WINDOW, EntityStore
 from .types import EntityState, UpstreamStatus
 from .untrusted import ascii_int
 
-__all__ = ["Hub", "Subscriber", "new_epoch"]
+__all__ = ["Hub", "Subscriber", "new_epoch", "status_data"]
 
 # A fan-out longer than this means the server is busy (see _fan_out).
 BUSY_FLUSH = 0.005
@@ -139,6 +141,28 @@ class Hub:
         self._ring.clear()
         self._snapshot_cache = None
 
+    @property
+    def replay_size(self) -> int:
+        return self._ring.maxlen or 0
+
+    def remember(self, frames: Sequence[tuple[int, str, str, str | None]]) -> bool:
+        """Fill the replay ring with the frames a shared log made before this hub followed it.
+
+        ``frames``: ``(seq, event name, data, entity id)``, ending at the current seq with no
+        gap, right after ``restart_log``. Nothing is sent: they are there for streams that
+        resume from among them (a client that moves from another instance). False, and the
+        ring is left alone, if they do not fit.
+        """
+        made = [
+            _Frame(seq, entity_id, sse.event(name, data, self.event_id(seq))) for seq, name, data, entity_id in frames
+        ]
+        if self._ring or not made or made[-1].seq != self.seq:
+            return False
+        if any(later.seq != earlier.seq + 1 for earlier, later in itertools.pairwise(made)):
+            return False
+        self._ring.extend(made)
+        return True
+
     def _seq_of(self, event_id: str | None) -> int | None:
         if not event_id:
             return None
@@ -238,9 +262,8 @@ class Hub:
             if self.store.history.get(entity_id)
         )
         heartbeat = "" if self.heartbeat_interval is None else f'"heartbeat":{sse.dumps(self.heartbeat_interval)},'
-        data = (
-            f'{{"status":{sse.dumps(self.status.value)},{heartbeat}"entities":{{{entities}}},"history":{{{history}}}}}'
-        )
+        status = f'"status":{sse.dumps(self.status.value)},"reason":{sse.dumps(self.status_reason)}'
+        data = f'{{{status},{heartbeat}"entities":{{{entities}}},"history":{{{history}}}}}'
         frame = sse.event("snapshot", data, self.event_id())
         if pattern is None:
             self._snapshot_cache = (self.seq, frame)
@@ -289,12 +312,12 @@ class Hub:
                 subscriber.write(frame)
                 self.bytes_out += len(frame)
 
-    def upstream_status(self, status: UpstreamStatus, reason: str) -> None:
+    def upstream_status(self, status: UpstreamStatus, reason: str, *, since: float | None = None) -> None:
+        """``since``: when the status changed (epoch seconds), if not now (a shared log says when)."""
         self.status = status
         self.status_reason = reason
-        self.status_since = iso_from_timestamp(time.time())
-        data = sse.dumps({"status": status.value, "since": self.status_since})
-        self._fan_out([self._frame("status", data, None)])
+        self.status_since = iso_from_timestamp(time.time() if since is None else since)
+        self._fan_out([self._frame("status", status_data(status, reason, self.status_since), None)])
 
     # --- fan-out ------------------------------------------------------------------------
 
@@ -423,6 +446,11 @@ class Hub:
         self.flush()
         for subscriber in list(self.subscribers()):
             subscriber.close(final)
+
+
+def status_data(status: UpstreamStatus, reason: str, since: str) -> str:
+    """The data of ``event: status``."""
+    return sse.dumps({"status": status.value, "reason": reason, "since": since})
 
 
 def _visible(frame: _Frame, pattern: EntityFilter | None) -> bool:

@@ -123,6 +123,44 @@ def test_replay_respects_the_filter_but_always_includes_status() -> None:
     ]
 
 
+def test_status_events_and_snapshots_say_why() -> None:
+    hub = seeded_hub()
+    sub = Recorder()
+    hub.subscribe(sub)
+    hub.upstream_status(UpstreamStatus.DISCONNECTED, "connection refused")
+    (_, name, data) = sub.events()[-1]
+    assert name == "status" and data["status"] == "disconnected" and data["reason"] == "connection refused"
+    late = Recorder()
+    hub.subscribe(late)
+    snapshot = late.events()[0][2]
+    assert (snapshot["status"], snapshot["reason"]) == ("disconnected", "connection refused")
+
+
+def test_a_ring_filled_from_a_shared_log_replays_its_frames() -> None:
+    hub = Hub(epoch="log")
+    hub.upstream_snapshot({"sensor.a": state("sensor.a", "5")})
+    hub.restart_log("log", 12)
+    past = [
+        (11, "state", sse.dumps(state("sensor.a", "4")), "sensor.a"),
+        (12, "state", sse.dumps(state("sensor.a", "5")), "sensor.a"),
+    ]
+    assert hub.remember(past)
+    sub = Recorder()
+    assert hub.subscribe(sub, "log-10") == "replay"
+    assert [(i, d["state"]) for i, _, d in sub.events()] == [("log-11", "4"), ("log-12", "5")]
+    assert hub.subscribe(Recorder(), "log-9") == "snapshot", "older than what the ring holds"
+
+
+def test_frames_from_a_shared_log_that_do_not_end_here_or_have_a_gap_are_refused() -> None:
+    frame = sse.dumps(state("sensor.a", "1"))
+    hub = Hub(epoch="log")
+    hub.restart_log("log", 12)
+    assert not hub.remember([(10, "state", frame, "sensor.a"), (11, "state", frame, "sensor.a")])
+    assert not hub.remember([(10, "state", frame, "sensor.a"), (12, "state", frame, "sensor.a")])
+    assert not hub.remember([])
+    assert hub.subscribe(Recorder(), "log-11") == "snapshot"
+
+
 def test_filtered_subscribers_see_only_their_entities_and_new_matching_ones() -> None:
     hub = seeded_hub()
     sensors = Recorder(EntityPattern.parse(domains="sensor"))

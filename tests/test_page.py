@@ -31,6 +31,7 @@ from sse_service.ha.demo import DemoHomeAssistant, ServiceCall, ServiceError
 from sse_service.stream import EventsEndpoint
 
 from .helpers import LiveServer, live_server, open_stream, settings_for
+from .redis_server import RedisServer, redis_server_fixture  # noqa: F401  (the redis_server fixture)
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_ARGS = [
@@ -204,6 +205,25 @@ async def test_home_assistant_down_shows_in_the_indicator_and_banner_until_it_is
         await expect(stale).to_be_hidden()
         await expect(card(page, "sensor.solar_power").locator(".state")).to_have_text("999")
         await expect(toggle).to_be_enabled()
+
+
+async def test_a_bridge_that_lost_redis_says_so_not_that_home_assistant_is_down(
+    ha: DemoHomeAssistant, redis_server: RedisServer, page: Page
+) -> None:
+    settings = settings_for(ha, redis_url=Secret(redis_server.url), redis_lease_ttl=2.0)
+    async with live_server(settings, web_dir=WEB_DIR) as live:
+        await page.goto(live.url + "/")
+        conn, stale = page.locator("#conn"), page.locator("#stale")
+        await expect(conn).to_have_attribute("data-state", "live")
+
+        redis_server.stop()
+        await expect(conn).to_have_text("Bridge lost Redis")
+        await expect(stale).to_contain_text("The bridge cannot reach its Redis")
+        await expect(stale).to_contain_text("Values may be out of date")
+
+        redis_server.start()
+        await expect(conn).to_have_attribute("data-state", "live", timeout=15_000)
+        await expect(stale).to_be_hidden()
 
 
 @BOTH_WAYS

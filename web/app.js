@@ -24,7 +24,7 @@ let range = RANGES.includes(remembered) ? remembered : RANGES.at(-1); // seconds
 let link = null; // where this tab's events come from: the shared worker's port, or a Feed of its own
 let linkHeard = Date.now(); // the last message from it
 let conn = { open: false, refused: false, busy: "" }; // the stream's state, as the Feed reports it
-let upstream = { status: "connecting", since: Date.now() };
+let upstream = { status: "connecting", reason: "", since: Date.now() };
 let lastHeard = Date.now(); // any event at all, pings included
 let lastEventId = ""; // of the last event shown
 let heartbeat = 0; // as the snapshot said: passed on in a seed
@@ -80,7 +80,7 @@ function seed() {
   if (!started || !lastEventId) return null;
   const entities = {}, history = {};
   for (const [id, card] of cards) { entities[id] = card.state; history[id] = card.points; }
-  return { id: lastEventId, view: { status: upstream.status, since: upstream.since, heartbeat, entities, history } };
+  return { id: lastEventId, view: { status: upstream.status, reason: upstream.reason, since: upstream.since, heartbeat, entities, history } };
 }
 
 function detach() {
@@ -113,7 +113,7 @@ const HANDLERS = {
   snapshot: onSnapshot,
   state: onState,
   remove: ({ entity_id }) => { cards.get(entity_id)?.el.remove(); cards.delete(entity_id); },
-  status: ({ status, since }) => { upstream = { status, since: Date.parse(since) || Date.now() }; },
+  status: ({ status, reason = "", since }) => { upstream = { status, reason, since: Date.parse(since) || Date.now() }; },
   history: ({ history }) => {
     for (const [id, points] of Object.entries(history)) {
       const card = cards.get(id);
@@ -130,11 +130,12 @@ function handle(name, data, id) {
   document.dispatchEvent(new CustomEvent("bridge-event", { detail: { name, id, data } }));
 }
 
-function onSnapshot({ status, since, heartbeat: seconds, entities, history }) {
+function onSnapshot({ status, reason = "", since, heartbeat: seconds, entities, history }) {
   started = true;
   if (seconds) heartbeat = seconds;
-  if (since) upstream = { status, since }; // a view from the worker knows since when
-  else if (status !== upstream.status) upstream = { status, since: Date.now() };
+  if (since) upstream = { status, reason, since }; // a view from the worker knows since when
+  else if (status !== upstream.status) upstream = { status, reason, since: Date.now() };
+  else upstream.reason = reason;
   for (const [id, card] of cards) if (!(id in entities)) { card.el.remove(); cards.delete(id); }
   for (const state of Object.values(entities)) {
     const card = cardFor(state.entity_id);
@@ -330,13 +331,15 @@ const HA_DOWN = { // upstream status -> [indicator, banner]
   connecting: ["Connecting to HA…", "The bridge is still connecting to Home Assistant"],
   auth_invalid: ["HA rejected the token", "Home Assistant rejected the bridge's token"],
 };
+// A bridge of several instances says so when it is Redis, not Home Assistant, that is out of reach.
+const REDIS_DOWN = ["Bridge lost Redis", "The bridge cannot reach its Redis"];
 
 function render() {
   const { refused, busy } = conn;
   // A silent stream counts as closed (the Feed reopens it), and so does a silent worker (we join a new one).
   const open = conn.open && !(link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS);
   const haUp = upstream.status === "connected";
-  const haDown = HA_DOWN[upstream.status] ?? HA_DOWN.disconnected;
+  const haDown = /^Redis\b/.test(upstream.reason) ? REDIS_DOWN : HA_DOWN[upstream.status] ?? HA_DOWN.disconnected;
   const [state, text] =
     refused ? ["refused", "Key refused"]
     : !open && !busy && !started && performance.now() < 1500 ? ["connecting", "Connecting…"] // the first try

@@ -130,7 +130,7 @@ class Feed {
         addPoint(history[state.entity_id] = (data.history?.[state.entity_id] ?? []).slice(-KEEP), state);
       }
       const since = view && view.status === data.status ? view.since : Date.now();
-      this.view = { status: data.status, since, heartbeat: this.heartbeat, entities: { ...data.entities }, history };
+      this.view = { status: data.status, reason: data.reason ?? "", since, heartbeat: this.heartbeat, entities: { ...data.entities }, history };
     } else if (name === "busy") {
       this.busy = data.message;
     } else if (!view) {
@@ -143,6 +143,7 @@ class Feed {
       delete view.history[data.entity_id];
     } else if (name === "status") {
       view.status = data.status;
+      view.reason = data.reason ?? "";
       view.since = Date.parse(data.since) || Date.now();
     } else if (name === "history") {
       for (const [id, points] of Object.entries(data.history)) if (id in view.entities) view.history[id] = points.slice(-KEEP);

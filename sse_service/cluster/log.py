@@ -33,7 +33,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from .. import sse
-from ..hub import Hub
+from ..ha.messages import iso_from_timestamp
+from ..hub import Hub, status_data
 from ..store import EntityStore
 from ..types import EntityState, UpstreamStatus
 from .keys import Keys, cluster_epoch
@@ -42,6 +43,7 @@ __all__ = ["FencedOut", "LogReader", "LogWriter", "describe_redis_error"]
 
 log = logging.getLogger("sse_service.cluster")
 
+REDIS_DOWN = "Redis is unreachable: the data may be stale"  # the status reason streams get
 READ_COUNT = 512  # entries per XREAD: a reader that fell behind catches up in steps this big
 
 # KEYS: lease, meta, states, log, history. ARGV: holder, new epoch.
@@ -115,9 +117,15 @@ end
 return 0
 """
 
-# KEYS: meta, states, history. What a reader starts from: the states and history at meta.last_id.
+# KEYS: meta, states, history, log. ARGV: how many of the last entries to return.
+# What a reader starts from: the states and history at meta.last_id, and the entries that
+# led there (newest first), for its replay ring.
 _READ = """
-return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
+local recent = {}
+if tonumber(ARGV[1]) > 0 then
+    recent = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', ARGV[1])
+end
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), recent}
 """
 
 
@@ -137,6 +145,56 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
 
 def _history(flat: Sequence[Any]) -> dict[str, list[tuple[float, float]]]:
     return {key: [(p[0], p[1]) for p in json.loads(data)] for key, data in _pairs(flat).items()}
+
+
+def _entry_time(entry_id: str) -> float:
+    """When Redis appended the entry: its id is ``<milliseconds>-<n>``."""
+    return int(entry_id.partition("-")[0]) / 1000
+
+
+Frame = tuple[int, str, str, str | None]  # seq, event name, data, entity id: what Hub.remember takes
+
+
+def _frames_of(kind: str, data: Any, at: float) -> list[tuple[str, str, str | None]]:
+    """The frames an entry makes in a hub that applies it (see Hub._publish_changes)."""
+    if kind in ("changes", "snapshot"):
+        made: list[tuple[str, str, str | None]] = [
+            ("state", sse.dumps(state), str(state["entity_id"])) for state in data["updated"].values()
+        ]
+        return made + [("remove", sse.dumps({"entity_id": entity_id}), str(entity_id)) for entity_id in data["removed"]]
+    if kind == "status":
+        return [
+            ("status", status_data(UpstreamStatus(data["status"]), str(data["reason"]), iso_from_timestamp(at)), None)
+        ]
+    if kind == "history":
+        return []
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def _past(epoch: str, seq: int, recent: Sequence[Any], limit: int) -> list[Frame]:
+    """The frames of the log's last entries (``recent``, newest first) that end at ``seq``, in order.
+
+    It stops at the first entry that does not fit (another epoch, a gap, not the script's).
+    """
+    past: list[Frame] = []
+    expected = seq
+    for entry_id, flat in recent:
+        fields = _pairs(flat)
+        try:
+            if fields["epoch"] != epoch or int(fields["seq"]) != expected:
+                break
+            n = int(fields["n"])
+            made = _frames_of(fields["kind"], json.loads(fields["data"]), _entry_time(str(entry_id)))
+        except (KeyError, ValueError, TypeError, AttributeError):
+            break
+        if len(made) != n:
+            break
+        past += [(expected - k, name, data, entity_id) for k, (name, data, entity_id) in enumerate(reversed(made))]
+        expected -= n
+        if len(past) >= limit:
+            break
+    past.reverse()
+    return past[-limit:]
 
 
 class LogWriter:
@@ -320,11 +378,13 @@ class LogReader:
 
     async def _resync(self) -> bool:
         keys = self._keys
-        meta_flat, states_flat, history_flat = await self._read(keys=[keys.meta, keys.states, keys.history])
+        hub = self._hub
+        meta_flat, states_flat, history_flat, recent = await self._read(
+            keys=[keys.meta, keys.states, keys.history, keys.log], args=[hub.replay_size]
+        )
         self._ok()
         meta = _pairs(meta_flat)
         epoch = meta.get("epoch")
-        hub = self._hub
         if epoch is None or meta.get("ready") != "1":
             # No log, or a log whose leader has no snapshot from Home Assistant yet: keep
             # the last view (a flushed Redis is back in a moment) and say so once.
@@ -343,8 +403,11 @@ class LogReader:
         status, reason = UpstreamStatus(meta.get("status", "connecting")), meta.get("reason", "")
         if status is not hub.status or reason != hub.status_reason:
             hub.upstream_status(status, reason)
-        # ... and from here on the ids are the log's.
-        hub.restart_log(epoch, int(meta.get("seq", "0")))
+        # ... and from here on the ids are the log's, with the log's recent past in the ring: a
+        # client that comes from another instance resumes here too, even if this one just started.
+        seq = int(meta.get("seq", "0"))
+        hub.restart_log(epoch, seq)
+        hub.remember(_past(epoch, seq, recent, hub.replay_size))
         if self.epoch is not None and epoch != self.epoch:
             log.warning("New epoch %s in the shared log (it was lost or reset): clients get a snapshot", epoch)
         self.epoch = epoch
@@ -385,7 +448,8 @@ class LogReader:
                 if kind == "snapshot":
                     hub.ready = True
             elif kind == "status":
-                hub.upstream_status(UpstreamStatus(data["status"]), str(data["reason"]))
+                # Since the append, not since this instance read it: the same bytes everywhere.
+                hub.upstream_status(UpstreamStatus(data["status"]), str(data["reason"]), since=_entry_time(entry_id))
             elif kind == "history":
                 hub.upstream_history({entity_id: [(p[0], p[1]) for p in points] for entity_id, points in data.items()})
         except (KeyError, ValueError, TypeError, AttributeError, IndexError) as e:
@@ -420,7 +484,9 @@ class LogReader:
             return
         self._stale = True
         log.warning("Redis unreachable (%s): streams stay open with the last data; retrying", self.error)
-        self._local_status(UpstreamStatus.DISCONNECTED, f"Redis unreachable ({self.error}); the data may be stale")
+        # The stream says which link is down, not where it goes: the error (host and port) is
+        # in the log line above and in /healthz's ``cluster.redis_error``.
+        self._local_status(UpstreamStatus.DISCONNECTED, REDIS_DOWN)
 
     def _local_status(self, status: UpstreamStatus, reason: str) -> None:
         # A status of this instance alone: not part of the log, so under a throwaway epoch.
