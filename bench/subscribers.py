@@ -541,6 +541,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     k0 = cpu_times(wcpus)
     c0 = self_cpu_s()
     s0 = cpu_ns(watch_pids)
+    each0 = {pid: cpu_ns([pid]) for pid in watch_pids}
     t0s = proc_ticks(watch_pids)
     l0 = cpu_ns(load_pids)
     w0 = _time_ns()
@@ -550,6 +551,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     w1 = _time_ns()
     c1 = self_cpu_s()
     s1 = cpu_ns(watch_pids)
+    each1 = {pid: cpu_ns([pid]) for pid in watch_pids}
     t1s = proc_ticks(watch_pids)
     l1 = cpu_ns(load_pids)
     k1 = cpu_times(wcpus)
@@ -642,6 +644,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             srv["cpu_pct"] = round(100.0 * (s1 - s0) / 1e9 / window_s, 1)
             if deliveries:
                 srv["us_per_delivery"] = round((s1 - s0) / 1e3 / deliveries, 2)
+            # Where it went, process by process (the watched PIDs in order: instances, redis-server).
+            srv["cpu_pct_by_pid"] = {
+                str(pid): round(100.0 * (b - a) / 1e9 / window_s, 1)
+                for pid in watch_pids
+                if (a := each0[pid]) is not None and (b := each1[pid]) is not None
+            }
         if t0s is not None and t1s is not None and window_s:
             srv["user_pct"] = round(100.0 * (t1s[0] - t0s[0]) / CLK_TCK / window_s, 1)
             srv["system_pct"] = round(100.0 * (t1s[1] - t0s[1]) / CLK_TCK / window_s, 1)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
+from typing import Protocol
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Scope
@@ -29,6 +30,7 @@ __all__ = [
     "KEY_COOKIE",
     "KEY_PARAM",
     "TOKEN_PARAM",
+    "CommandRate",
     "Denied",
     "Grant",
     "Keys",
@@ -236,6 +238,12 @@ class StreamLimits:
         self.open -= 1
 
 
+class CommandRate(Protocol):
+    async def wait(self, ip: str) -> float:
+        """Spend one of this address's tokens: 0 when allowed, else the seconds until one is."""
+        ...
+
+
 class RateLimiter:
     """A token bucket per client address: ``burst`` at once, then ``per_minute``.
 
@@ -261,6 +269,10 @@ class RateLimiter:
             self._evict(now)
         self._buckets[ip] = (tokens - 1.0, now)
         return 0.0
+
+    async def wait(self, ip: str) -> float:
+        """``take``, as CommandEndpoint asks it (a cluster's limiter must ask Redis)."""
+        return self.take(ip)
 
     def _evict(self, now: float) -> None:
         full = [ip for ip, (tokens, at) in self._buckets.items() if tokens + (now - at) * self.rate >= self.burst]

@@ -137,7 +137,9 @@ def create_app(
         client: HAClient = app.state.upstream
         return client
 
-    rate = RateLimiter(settings.command_rate, settings.command_burst)
+    local_rate = RateLimiter(settings.command_rate, settings.command_burst)
+    # COMMAND_RATE holds for the cluster, not per instance.
+    rate = local_rate if node is None else node.rate_limiter(local_rate)
     commands = CommandEndpoint(
         settings,
         hub,
@@ -152,7 +154,6 @@ def create_app(
     metrics = Metrics(hub, lambda: getattr(app.state, "upstream", None), token_streams=token_streams)
     hub.on_fanout = metrics.fanout.observe
     if node is not None:
-        node.share(rate)  # COMMAND_RATE holds for the cluster, not per instance
         metrics.registry.register(node.collector())
     draining = False
 

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from .access import Denied, Keys, RateLimiter, client_ip
+from .access import CommandRate, Denied, Keys, RateLimiter, client_ip
 from .api import denial_response, error_response
 from .config import Settings
 from .filters import EntityPattern
@@ -61,7 +61,7 @@ class CommandEndpoint:
         upstream: Callable[[], HAClient],
         *,
         keys: Keys,
-        rate: RateLimiter,
+        rate: CommandRate,
         exposed: EntityPattern,
         on_outcome: Callable[[str, str | None], None] | None = None,
     ) -> None:
@@ -95,7 +95,7 @@ class CommandEndpoint:
         return response
 
     async def _handle(self, request: Request, domain: str, service: str, name: str) -> tuple[Response, list[str]]:
-        wait = self._rate.take(client_ip(request.scope))
+        wait = await self._rate.wait(client_ip(request.scope))
         if wait:
             seconds = RateLimiter.retry_after(wait)
             message = f"too many commands from your address; try again in {seconds} s"

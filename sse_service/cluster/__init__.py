@@ -7,8 +7,9 @@ Imported only when ``REDIS_URL`` is set, so a single instance never needs redis-
 * ``log.py``: the event log (a stream, the current states, the meta hash), its fenced
   writer (the leader's upstream sink) and the reader that feeds every instance's hub.
 * ``relay.py``: commands and history queries from any instance, carried to the leader.
-* ``node.py``: one instance's membership: election, leadership, reading, health, its share
-  of ``COMMAND_RATE``; ``ClusterUpstream`` stands in for the HAClient in the routes.
+* ``node.py``: one instance's membership: election, leadership, reading, health;
+  ``ClusterUpstream`` stands in for the HAClient in the routes.
+* ``rate.py``: ``COMMAND_RATE`` for the cluster, one token bucket per address in Redis.
 * ``metrics.py``: its part of ``/metrics``.
 
 The hub needs one thing of its own for this: ``Hub.restart_log(epoch, seq)``, so that its ids

@@ -54,6 +54,10 @@ class Keys:
         """List: commands and history queries for the leader."""
         return self.prefix + "requests"
 
+    def rate(self, ip: str) -> str:
+        """Hash: the command token bucket of one client address (``tokens``, ``at``), expiring."""
+        return f"{self.prefix}rate:{ip}"
+
     def reply(self, request_id: str) -> str:
         return f"{self.prefix}reply:{request_id}"
 

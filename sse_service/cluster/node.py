@@ -38,6 +38,7 @@ from .keys import Keys
 from .lease import Lease
 from .log import FencedOut, LogReader, LogWriter, describe_redis_error
 from .metrics import ClusterCollector
+from .rate import SharedRateLimiter
 from .relay import Relay
 
 __all__ = ["ClusterNode", "ClusterUpstream"]
@@ -63,7 +64,6 @@ class ClusterNode:
         self.leader_changes = 0  # leaderships this instance saw begin (its own included)
         self.upstream = ClusterUpstream(self)
         self.members = 1  # instances seen recently (their heartbeats in the members set)
-        self._limiters: list[tuple[RateLimiter, float, float]] = []
         self._seen_leader: str | None = None
         # Clients connect on first use (in run), and are closed when it ends.
         self._redis = self._client(min(2.0, self.ttl / 3))
@@ -111,20 +111,9 @@ class ClusterNode:
             for client in (self._redis, self._reads, self._blocking):
                 await client.aclose()
 
-    def share(self, limiter: RateLimiter) -> None:
-        """Hold ``limiter`` to its share of the cluster's rate: the rate and burst over the members.
-
-        A client's commands spread over N instances then add up to at most the configured
-        rate (one that sticks to one instance gets its share only: stricter, never looser).
-        """
-        self._limiters.append((limiter, limiter.rate, limiter.burst))
-        self._set_members(self.members)
-
-    def _set_members(self, count: int) -> None:
-        self.members = max(1, count)
-        for limiter, rate, burst in self._limiters:
-            limiter.rate = rate / self.members
-            limiter.burst = max(1.0, burst / self.members)
+    def rate_limiter(self, local: RateLimiter) -> SharedRateLimiter:
+        """``local``'s rate and burst, for the whole cluster (one bucket per address in Redis)."""
+        return SharedRateLimiter(local, self._redis, self._keys)
 
     async def _heartbeat(self) -> None:
         now = time.time()
@@ -133,7 +122,7 @@ class ClusterNode:
             pipe.zremrangebyscore(self._keys.members, "-inf", now - 3 * self.ttl)
             pipe.zcard(self._keys.members)
             *_, count = await pipe.execute()
-        self._set_members(int(count))
+        self.members = max(1, int(count))
 
     def collector(self) -> ClusterCollector:
         """Its metrics, for the app's registry."""
