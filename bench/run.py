@@ -12,6 +12,10 @@ bench/README.md.
     .venv/bin/python bench/run.py --quick              # small numbers, ~2 min
     .venv/bin/python bench/run.py --scenarios fanout,idle --no-baseline
     .venv/bin/python bench/run.py --scenarios fanout --no-baseline --redis   # + through Redis (issue 14)
+
+With ``--redis`` the targets are ours, ours2 (two processes, no Redis), ours-redis and ours-redis2;
+the scale-out targets of issue 14 follow the table, then a failover measurement (SIGKILL of the
+leader of two instances; ``--no-failover`` skips it).
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ import ctypes
 import dataclasses
 import json
 import os
+import re
 import shlex
 import signal
 import socket
+import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -239,8 +246,18 @@ class OursRedis2(OursRedis):
     instances = 2
 
 
+class Ours2(Ours):
+    name = "ours2"
+    desc = (
+        "sse_service, two independent instances on the server's CPU (no Redis, each with its own upstream "
+        "connection), clients alternating: the reference for ours-redis2"
+    )
+    instances = 2
+
+
 TARGETS: dict[str, Target] = {
     "ours": Ours(),
+    "ours2": Ours2(),
     "ours-redis": OursRedis(),
     "ours-redis2": OursRedis2(),
     "baseline": Baseline(),
@@ -368,7 +385,7 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: Target, rep: int, lo
             sub.wait(limit)
         except subprocess.TimeoutExpired:
             rec["error"] = "subscribers did not finish in time"
-        rec["server_alive_at_end"] = server.poll() is None
+        rec["server_alive_at_end"] = server.poll() is None and all(o.poll() is None for o, _ in others)
         if out.exists():
             rec["result"] = json.loads(out.read_text())
         elif "error" not in rec:
@@ -524,6 +541,260 @@ def targets(records: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+SCALE_CPU = 0.15  # issue 14: through Redis, at most 15 % more CPU per delivery than alone
+SCALE_P50_MS = 3.0  # and at most 3 ms more p50 latency
+
+
+def scale_targets(records: list[dict[str, Any]]) -> list[str]:
+    """The targets of issue 14 for the Redis scale-out, on the fanout rows (means over the repeats).
+
+    CPU per delivery counts every instance and the redis-server. ours-redis2 is held to ours (one
+    process, the target) and to ours2 (two processes without Redis: what sharing one core costs).
+    """
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        if rec["scenario"] == "fanout" and "result" in rec:
+            runs.setdefault(rec["target"], []).append(rec)
+
+    def line(name: str, ref: str) -> str | None:
+        a, b = runs.get(name), runs.get(ref)
+        if not a or not b:
+            return None
+        ua, ub = mean_of(a, "server", "us_per_delivery"), mean_of(b, "server", "us_per_delivery")
+        pa, pb = mean_of(a, "latency_ms", "p50"), mean_of(b, "latency_ms", "p50")
+        rel = ua / ub - 1 if ua and ub else None
+        dp = pa - pb if pa is not None and pb is not None else None
+        exact = all(
+            get(r, "connected") == r["clients"]
+            and all(get(r, k) == 0 for k in ("missing_total", "dup_total", "resets_total", "stale_clients"))
+            for r in a
+        )
+        ok = None if rel is None or dp is None else (rel <= SCALE_CPU and dp <= SCALE_P50_MS and exact)
+        reps = f" (mean of {len(a)} / {len(b)} runs)" if len(a) > 1 or len(b) > 1 else ""
+        return (
+            f"{check(ok)} {name} vs {ref}: {fmt(ua, '{:.1f}')} vs {fmt(ub, '{:.1f}')} µs/delivery, "
+            f"{fmt(None if rel is None else 100 * rel, '{:+.0f}')} % (≤ +{100 * SCALE_CPU:.0f} %); "
+            f"p50 {fmt(pa, '{:.1f}')} vs {fmt(pb, '{:.1f}')} ms, {fmt(dp, '{:+.1f}')} ms (≤ +{SCALE_P50_MS:g} ms); "
+            f"every event to every client ({'yes' if exact else 'NO'}){reps}"
+        )
+
+    lines = [x for x in (line("ours-redis", "ours"), line("ours-redis2", "ours"), line("ours-redis2", "ours2")) if x]
+    return ["redis scale-out (issue 14), fanout:", *[f"  {x}" for x in lines]] if lines else []
+
+
+# ---------------------------------------------------------------------------- failover --
+FAILOVER_IN_FLIGHT = 0.05  # frames that arrive this soon after the kill were on their way: not the new leader's
+FAILOVER_AIM_S = 5.0  # issue 14: a new leader's events within 5 s with the default lease
+
+
+class StreamWatch:
+    """One SSE stream (GET /events), read in a thread: each frame, its arrival and the ``t`` fake_ha stamped."""
+
+    def __init__(self, port: int) -> None:
+        self.frames: list[tuple[float, str, int | None]] = []  # (monotonic arrival, event name, t in ns or None)
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._sock = socket.create_connection((LOOPBACK, port), timeout=5)
+        self._sock.sendall(
+            f"GET /events HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\nAccept: text/event-stream\r\n"
+            "User-Agent: sse-service-bench-failover\r\n\r\n".encode()
+        )
+        self._sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._run, name="failover-stream", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    def _run(self) -> None:
+        raw, body, head = b"", b"", True
+        chunked = False
+        try:
+            while not self._stop.is_set():
+                try:
+                    data = self._sock.recv(65536)
+                except TimeoutError:
+                    continue
+                now = time.monotonic()
+                if not data:
+                    self.error = "the server closed the stream"
+                    return
+                raw += data
+                if head:
+                    i = raw.find(b"\r\n\r\n")
+                    if i < 0:
+                        continue
+                    status = raw.split(b" ", 2)[1]
+                    if status != b"200":
+                        self.error = f"http {status.decode(errors='replace')}"
+                        return
+                    chunked = b"transfer-encoding: chunked" in raw[:i].lower()
+                    raw, head = raw[i + 4 :], False
+                if chunked:  # de-chunk what is complete: SIZE\r\nDATA\r\n
+                    while True:
+                        j = raw.find(b"\r\n")
+                        if j < 0:
+                            break
+                        size = int(raw[:j].split(b";")[0], 16)
+                        if size == 0:
+                            self.error = "the server ended the stream"
+                            return
+                        if len(raw) < j + 2 + size + 2:
+                            break
+                        body += raw[j + 2 : j + 2 + size]
+                        raw = raw[j + 2 + size + 2 :]
+                else:
+                    body, raw = body + raw, b""
+                *frames, body = re.split(rb"\r?\n\r?\n", body)
+                for fr in frames:
+                    name = "message"
+                    for ln in fr.splitlines():
+                        if ln.startswith(b"event:"):
+                            name = ln[6:].strip().decode(errors="replace")
+                    m = STAMP.search(fr)
+                    self.frames.append((now, name, int(m.group(1)) if m else None))
+        except (OSError, ValueError, IndexError) as e:
+            self.error = repr(e)
+
+    def states(self) -> int:
+        return sum(1 for _, name, _ in self.frames if name == "state")
+
+
+STAMP = re.compile(rb'"t"\s*:\s*(\d+)\s*,\s*"seq"')
+
+
+def role(port: int) -> str | None:
+    status, body = http_get(f"http://{LOOPBACK}:{port}/healthz")
+    if status != 200:
+        return None
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        return str(json.loads(body)["cluster"]["role"])
+    return None
+
+
+def failover_once(args: argparse.Namespace, ttl: float | None, rep: int, logroot: Path) -> dict[str, Any]:
+    """Two instances through Redis; SIGKILL the leader; how soon does the follower's stream carry new events?
+
+    A frame counts as the new leader's when it is an ``event: state`` that arrives more than 50 ms
+    after the kill and whose ``t`` (stamped by fake_ha when it made the change) is after the kill:
+    the old leader was dead by then, so only the new one can have brought it.
+    """
+    label = f"failover-ttl{'default' if ttl is None else f'{ttl:g}'}-rep{rep}"
+    logdir = logroot / label
+    procs = Procs(logdir)
+    rec: dict[str, Any] = {"ttl_s": 3.0 if ttl is None else ttl, "ttl_default": ttl is None, "rep": rep, "label": label}
+    limit = 20 + 4 * rec["ttl_s"]  # from the kill: the new leader's first event or give up
+    started = time.monotonic()
+    watch: StreamWatch | None = None
+    target = TARGETS["ours-redis"]
+    try:
+        ha_port = free_port()
+        procs.spawn(
+            "fake_ha",
+            [
+                PY, str(HERE / "fake_ha.py"), "--port", str(ha_port), "--token", TOKEN, "--rate", "10",
+                "--entities", str(args.entities), "--max-seconds", str(60 + limit),
+            ],
+            args.load_cpus,
+        )  # fmt: skip
+        if not wait_port(ha_port, 15):
+            raise RuntimeError("fake_ha did not come up")
+        _, redis_url = start_redis(procs, args.server_cpus, logdir)
+        ports = [free_port(), free_port()]
+        nodes = []
+        for k, port in enumerate(ports, 1):
+            env = {**target.env(port, f"ws://{LOOPBACK}:{ha_port}/api/websocket"), "REDIS_URL": redis_url}
+            env["LOG_LEVEL"] = "info"  # the election lines, for the log
+            if ttl is not None:
+                env["REDIS_LEASE_TTL"] = f"{ttl:g}"
+            nodes.append(procs.spawn(f"instance-{k}", target.argv(port), args.server_cpus, env))
+        end = time.monotonic() + 30
+        while True:
+            roles = [role(p) if target.ready(p, args.entities) else None for p in ports]
+            if sorted(map(str, roles)) == ["follower", "leader"]:
+                break
+            if any(n.poll() is not None for n in nodes) or time.monotonic() > end:
+                raise RuntimeError(f"no ready leader and follower (roles {roles}); see {logdir}")
+            time.sleep(0.1)
+        lead = roles.index("leader")
+        leader, follower_port = nodes[lead], ports[1 - lead]
+        watch = StreamWatch(follower_port)
+        end = time.monotonic() + 10
+        while watch.states() < 3:  # events flow through the follower
+            if watch.error or time.monotonic() > end:
+                raise RuntimeError(f"no events on the follower's stream ({watch.error or 'timeout'})")
+            time.sleep(0.05)
+        kill_ns = time.time_ns()
+        t_kill = time.monotonic()
+        os.kill(leader.pid, signal.SIGKILL)
+        leader.wait(5)
+        seen = len(watch.frames)
+        first_event: float | None = None
+        leader_role: float | None = None
+        while time.monotonic() - t_kill < limit and (first_event is None or leader_role is None):
+            if leader_role is None and role(follower_port) == "leader":
+                leader_role = time.monotonic() - t_kill
+            if first_event is None:
+                for arrived, name, t in watch.frames[seen:]:
+                    if name == "state" and arrived - t_kill > FAILOVER_IN_FLIGHT and t is not None and t > kill_ns:
+                        first_event = arrived - t_kill
+                        break
+            if watch.error:
+                rec["stream_error"] = watch.error
+                break
+            time.sleep(0.02)
+        after = watch.frames[seen:]
+        rec.update(
+            first_new_event_s=None if first_event is None else round(first_event, 3),
+            leader_role_s=None if leader_role is None else round(leader_role, 3),
+            in_flight_frames=sum(1 for a, _, _ in after if a - t_kill <= FAILOVER_IN_FLIGHT),
+            frames_after_kill={n: sum(1 for _, x, _ in after if x == n) for n in sorted({x for _, x, _ in after})},
+        )
+        if first_event is None:
+            rec["error"] = rec.get("stream_error") or f"no event from a new leader within {limit:g} s"
+    except Exception as e:
+        rec["error"] = repr(e)
+    finally:
+        if watch is not None:
+            watch.close()
+        procs.stop_all()
+    rec["wall_s"] = round(time.monotonic() - started, 1)
+    return rec
+
+
+def failover_table(runs: list[dict[str, Any]]) -> list[str]:
+    def spread(vals: list[float]) -> str:
+        if not vals:
+            return "–"
+        vals = sorted(vals)
+        return f"{vals[0]:.2f} / {statistics.median(vals):.2f} / {vals[-1]:.2f}"
+
+    out = [
+        "| lease TTL s | runs | to the new leader's first event, s (min / median / max) | to role leader, s "
+        "(min / median / max) | failed |",
+        "|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for ttl in sorted({r["ttl_s"] for r in runs}, reverse=True):
+        rs = [r for r in runs if r["ttl_s"] == ttl]
+        first = [r["first_new_event_s"] for r in rs if r.get("first_new_event_s") is not None]
+        roles = [r["leader_role_s"] for r in rs if r.get("leader_role_s") is not None]
+        failed = sum(1 for r in rs if r.get("error"))
+        name = f"{ttl:g}" + (" (default)" if rs[0]["ttl_default"] else "")
+        out.append(f"| {name} | {len(rs)} | {spread(first)} | {spread(roles)} | {failed} |")
+        if rs[0]["ttl_default"]:
+            ok = None if not first else (failed == 0 and max(first) < FAILOVER_AIM_S)
+            verdicts.append(
+                f"{check(ok)} failover with the default lease: the follower's stream carries the new leader's "
+                f"events {fmt(max(first) if first else None, '{:.2f}')} s after the leader's SIGKILL at the worst of "
+                f"{len(rs)} (< {FAILOVER_AIM_S:g} s)"
+            )
+    return [*out, "", *verdicts]
+
+
 # -------------------------------------------------------------------------------- main --
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
@@ -534,6 +805,10 @@ def main() -> int:
     ap.add_argument(
         "--redis", action="store_true", help="also run our service through Redis, one and two instances (redis-server)"
     )
+    ap.add_argument(
+        "--no-failover", action="store_true", help="with --redis: skip the failover measurement (SIGKILL the leader)"
+    )
+    ap.add_argument("--failover-repeats", type=int, default=3, help="failover runs per lease TTL (default 3)")
     ap.add_argument("--clients", type=int, help="clients for every selected scenario (overrides the defaults)")
     ap.add_argument("--duration", type=float, help="measurement window, s (default 10; --quick 3)")
     ap.add_argument("--warmup", type=float, help="events before the window opens, s (default 2; --quick 1)")
@@ -585,7 +860,7 @@ def main() -> int:
     logroot = Path(os.environ.get("TMPDIR", "/tmp")) / "sse-service-bench" / stamp
     tnames = ["ours"] if args.no_baseline else ["ours", "baseline"]
     if args.redis:
-        tnames[1:1] = ["ours-redis", "ours-redis2"]
+        tnames[1:1] = ["ours2", "ours-redis", "ours-redis2"]
     meta = {
         "stamp": stamp,
         "argv": sys.argv,
@@ -601,7 +876,15 @@ def main() -> int:
     }
     print(f"bench: {len(plan)} scenario(s) × {tnames}, logs in {logroot}", flush=True)
     records: list[dict[str, Any]] = []
+    failovers: list[dict[str, Any]] = []
     jpath = outdir / f"results-{stamp}.json"
+
+    def save() -> None:
+        doc = json.dumps({"meta": meta, "records": records, "failover": failovers}, indent=1)
+        jpath.write_text(doc)
+        if args.json_out:
+            Path(args.json_out).write_text(doc)
+
     try:
         for rep in range(1, args.repeats + 1):
             for sc in plan:
@@ -620,20 +903,32 @@ def main() -> int:
                         f"client_cpu={res.get('client_cpu_pct')}% err={rec.get('error')} ({rec['wall_s']} s)",
                         flush=True,
                     )
-                    doc = json.dumps({"meta": meta, "records": records}, indent=1)
-                    jpath.write_text(doc)
-                    if args.json_out:
-                        Path(args.json_out).write_text(doc)
+                    save()
+        if args.redis and not args.no_failover:
+            for ttl in (None, 1.0):  # the default lease (3 s), then a short one
+                for rep in range(1, args.failover_repeats + 1):
+                    rec = failover_once(args, ttl, rep, logroot)
+                    failovers.append(rec)
+                    print(
+                        f"[{rec['label']}] first new event {rec.get('first_new_event_s')} s, role leader "
+                        f"{rec.get('leader_role_s')} s, after the kill {rec.get('frames_after_kill')} "
+                        f"err={rec.get('error')} ({rec['wall_s']} s)",
+                        flush=True,
+                    )
+                    save()
     except KeyboardInterrupt:
         print("interrupted; tables of what ran so far:")
     md = table(records, min(args.server_cpus), min(args.load_cpus))
-    summary = targets(records)
+    summary = targets(records) + scale_targets(records)
     text = f"{md}\n\n" + "\n".join(summary) + "\n"
+    if failovers:
+        text += "\nfailover (two instances through Redis, SIGKILL of the leader, 10 events/s):\n\n"
+        text += "\n".join(failover_table(failovers)) + "\n"
     (outdir / f"results-{stamp}.md").write_text(text)
     print()
     print(text)
     print(f"results: {jpath}")
-    return 1 if any(r.get("error") for r in records) else 0
+    return 1 if any(r.get("error") for r in records + failovers) else 0
 
 
 if __name__ == "__main__":
