@@ -258,7 +258,7 @@ async def test_redis_lost_and_back_empty_streams_stay_open_and_end_with_the_curr
                 body = await health(server)
                 assert body["cluster"]["redis"] == "unreachable"
                 assert body["upstream"]["reason"].startswith("Redis is unreachable")
-                assert str(redis_server.port) in body["cluster"]["redis_error"]  # the detail stays there
+                assert body["cluster"]["redis_error"], "the error itself is in /healthz"
                 async with httpx.AsyncClient() as client:
                     ready = await client.get(server.url + "/readyz")
                 assert ready.status_code == 503 and ready.json()["error"]["code"] == "redis_unavailable"

@@ -38,6 +38,7 @@ from ..hub import Hub, status_data
 from ..store import EntityStore
 from ..types import EntityState, UpstreamStatus
 from .keys import Keys, cluster_epoch
+from .wire import KeptConnection
 
 __all__ = ["FencedOut", "LogReader", "LogWriter", "describe_redis_error"]
 
@@ -143,6 +144,10 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
 
 
+def _items(reply: Any) -> Any:
+    return list(reply.items()) if isinstance(reply, dict) else reply
+
+
 def _history(flat: Sequence[Any]) -> dict[str, list[tuple[float, float]]]:
     return {key: [(p[0], p[1]) for p in json.loads(data)] for key, data in _pairs(flat).items()}
 
@@ -214,7 +219,8 @@ class LogWriter:
         self._maxlen = maxlen
         self._store = store  # what the hashes hold once the queue is sent
         self._queue: asyncio.Queue[list[str | int]] = asyncio.Queue()
-        self._append = redis.register_script(_APPEND)
+        self._redis = redis
+        self._sha = ""
 
     @classmethod
     async def open(
@@ -285,17 +291,29 @@ class LogWriter:
     # --- sending -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Send the queued appends in order, for ever. Raises FencedOut or redis errors."""
+        """Send the queued appends in order, for ever. Raises FencedOut or redis errors.
+
+        One append per upstream call, so on a kept connection (wire.py); the appends queued
+        meanwhile (a burst, a snapshot) go in one round trip, each still checked by the script.
+        """
         keys = [self._keys.lease, self._keys.meta, self._keys.states, self._keys.log, self._keys.history]
-        while True:
-            args = await self._queue.get()
-            try:
-                await self._append(keys=keys, args=[self._holder, self.epoch, self._maxlen, *args])
-            except ResponseError as e:
-                if "FENCED" in str(e):
-                    raise FencedOut(str(e).removeprefix("FENCED ")) from None
-                raise
-            self.appended += 1
+        self._sha = str(await self._redis.script_load(_APPEND))
+        kept = KeptConnection(self._redis)
+        head: list[str | int | float] = ["EVALSHA", self._sha, len(keys), *keys, self._holder, self.epoch, self._maxlen]
+        try:
+            while True:
+                batch = [await self._queue.get()]
+                while not self._queue.empty() and len(batch) < 64:
+                    batch.append(self._queue.get_nowait())
+                try:
+                    await kept.call_many([[*head, *args] for args in batch])
+                except ResponseError as e:
+                    if "FENCED" in str(e):
+                        raise FencedOut(str(e).removeprefix("FENCED ")) from None
+                    raise  # NOSCRIPT too (Redis lost its scripts): the next leadership loads it again
+                self.appended += len(batch)
+        finally:
+            await kept.close()
 
 
 class LogReader:
@@ -322,9 +340,16 @@ class LogReader:
         # Entries that are not the script's (something else wrote to our stream): skipped
         # after the start-over they cause, or they would cause one on every read.
         self._foreign: deque[str] = deque(maxlen=64)
+        self._kept = KeptConnection(blocking)
 
     async def run(self) -> None:
         """Follow the log for ever, reconnecting with backoff; returns only when cancelled."""
+        try:
+            await self._run()
+        finally:
+            await self._kept.close()
+
+    async def _run(self) -> None:
         delay = 0.1
         loop = asyncio.get_running_loop()
         while True:
@@ -350,7 +375,7 @@ class LogReader:
             return False
         keys = self._keys
         while True:
-            reply = await self._blocking.xread({keys.log: self.last_id}, count=READ_COUNT, block=self._block_ms)
+            reply = await self._xread()
             if not reply:
                 # Quiet: check the log is still the one we follow (a flushed Redis that no
                 # leader has written to yet adds no entry to tell us), and measure the lag.
@@ -363,11 +388,12 @@ class LogReader:
                     return True
                 self.lag = max(0, int(seq or 0) - self._hub.seq)
                 continue
-            # RESP2 with decode_responses: [[stream, [(id, {field: value}), ...]]]
-            streams = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply)
+            # As it comes, decoded: {stream: [[id, [field, value, ...]], ...]} (RESP3, redis-py's
+            # default from 8.0), or [[stream, [...]]] (RESP2).
+            streams = cast(list[tuple[str, list[tuple[str, list[str]]]]], _items(reply))
             for _stream, entries in streams:
-                for entry_id, fields in entries:
-                    if not self._apply(str(entry_id), fields):
+                for entry_id, flat in entries:
+                    if not self._apply(str(entry_id), _pairs(flat)):
                         if self._went_back:
                             await self._log_went_back()
                         return True
@@ -375,6 +401,12 @@ class LogReader:
                     self.lag = 0  # read up to the end
                 else:
                     self.lag = max(0, int(await self._redis.hget(keys.meta, "seq") or 0) - self._hub.seq)
+
+    async def _xread(self) -> Any:
+        """``XREAD BLOCK`` from ``last_id``: once per event, so on a kept connection (wire.py)."""
+        return await self._kept.call(
+            "XREAD", "COUNT", READ_COUNT, "BLOCK", self._block_ms, "STREAMS", self._keys.log, self.last_id
+        )
 
     async def _resync(self) -> bool:
         keys = self._keys

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -115,15 +114,6 @@ class ClusterNode:
         """``local``'s rate and burst, for the whole cluster (one bucket per address in Redis)."""
         return SharedRateLimiter(local, self._redis, self._keys)
 
-    async def _heartbeat(self) -> None:
-        now = time.time()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(self._keys.members, {self.instance: now})
-            pipe.zremrangebyscore(self._keys.members, "-inf", now - 3 * self.ttl)
-            pipe.zcard(self._keys.members)
-            *_, count = await pipe.execute()
-        self.members = max(1, int(count))
-
     def collector(self) -> ClusterCollector:
         """Its metrics, for the app's registry."""
         return ClusterCollector(self)
@@ -160,12 +150,11 @@ class ClusterNode:
         delay = 0.1
         while True:
             try:
-                await self._heartbeat()
-                if await lease.acquire():
-                    self._saw_leader(lease.holder)
+                taken = await lease.acquire()
+                self.members = lease.members
+                self._saw_leader(lease.seen)
+                if taken:
                     await self._lead()
-                else:
-                    self._saw_leader(await lease.leader())
                 delay = 0.1
                 await asyncio.sleep(self.ttl / 6)
             except (RedisError, OSError) as e:
@@ -188,6 +177,7 @@ class ClusterNode:
         expires = loop.time() + self.ttl  # at the latest: the SET was sent before now
         tasks: list[asyncio.Task[None]] = []
         reason = "shutting down"
+        version_said: str | None = None
         try:
             maxlen = max(self._settings.replay_buffer, 100)
             hub_store = self._hub.store
@@ -226,16 +216,16 @@ class ClusterNode:
                     reason = "the lease was lost (expired or taken)"
                     break
                 expires = started + self.ttl
-                with contextlib.suppress(RedisError, OSError):
-                    if await self._redis.hget(self._keys.meta, "epoch") != writer.epoch:
-                        # A reader found the log went back and started a new epoch (log.py):
-                        # start over from the hashes, with a fresh snapshot from HA.
-                        reason = "the log has a new epoch"
-                        break
-                with contextlib.suppress(RedisError, OSError):
-                    await self._heartbeat()
-                    if client.ha_version is not None:  # for the followers' /healthz
+                self.members = lease.members
+                if lease.log_epoch != writer.epoch:
+                    # A reader found the log went back and started a new epoch (log.py), or
+                    # Redis lost it: start over from the hashes, with a fresh snapshot from HA.
+                    reason = "the log has a new epoch"
+                    break
+                if client.ha_version is not None and client.ha_version != version_said:
+                    with contextlib.suppress(RedisError, OSError):  # for the followers' /healthz
                         await self._redis.hset(self._keys.meta, "ha_version", client.ha_version)
+                        version_said = client.ha_version
         except FencedOut as e:
             reason = str(e)
         finally:

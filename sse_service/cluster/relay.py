@@ -38,6 +38,7 @@ __all__ = ["Relay"]
 log = logging.getLogger("sse_service.cluster")
 
 REPLY_TTL_MS = 30_000
+BLOCK = 2  # seconds the leader's wait for requests lasts (its client's socket timeout is longer)
 TAKEN = "taken"  # the leader's first word on a reply key: the request is being run
 
 
@@ -96,7 +97,7 @@ class Relay:
         """Answer requests with ``client`` until cancelled. Raises redis errors."""
         try:
             while True:
-                item = await self._blocking.blpop([self._keys.requests], timeout=1)
+                item = await self._blocking.blpop([self._keys.requests], timeout=BLOCK)
                 if item is None:
                     continue
                 task = asyncio.create_task(self._answer(client, str(item[1])))
