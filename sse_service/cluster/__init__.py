@@ -10,6 +10,7 @@ Imported only when ``REDIS_URL`` is set, so a single instance never needs redis-
 * ``node.py``: one instance's membership: election, leadership, reading, health;
   ``ClusterUpstream`` stands in for the HAClient in the routes.
 * ``rate.py``: ``COMMAND_RATE`` for the cluster, one token bucket per address in Redis.
+* ``wire.py``: a connection kept by the log's reader and writer, which call Redis per event.
 * ``metrics.py``: its part of ``/metrics``.
 
 The hub needs one thing of its own for this: ``Hub.restart_log(epoch, seq)``, so that its ids

@@ -9,12 +9,15 @@ come as the server sends them (RESP3 maps with redis-py 8's default protocol), e
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["KeptConnection"]
 
@@ -23,7 +26,12 @@ Command = Sequence[str | int | float]
 
 class KeptConnection:
     def __init__(self, client: Redis) -> None:
-        self._pool = client.connection_pool
+        pool = client.connection_pool
+        self._make = pool.connection_class
+        # Its own timeout around each round trip, none in redis-py: with a socket timeout,
+        # redis-py sends through asyncio.wait_for, which makes a task per command.
+        self._options = {**pool.connection_kwargs, "socket_timeout": None}
+        self._timeout = float(pool.connection_kwargs.get("socket_timeout") or 5.0)
         self._conn: AbstractConnection | None = None
 
     async def call(self, *command: str | int | float) -> Any:
@@ -36,17 +44,21 @@ class KeptConnection:
         conn = self._conn
         kept = conn is not None
         if conn is None:
-            conn = self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            conn = self._conn = self._make(**self._options)
         packed = conn.pack_commands(commands)
         try:
-            try:
-                await conn.send_packed_command(packed)
-            except (ConnectionError, OSError):
-                if not kept:
-                    raise
-                await conn.disconnect()  # it died while idle (Redis restarted): one more try
-                await conn.send_packed_command(packed)
-            return [await conn.read_response() for _ in commands]
+            async with asyncio.timeout(self._timeout):
+                try:
+                    await conn.send_packed_command(packed)
+                except (ConnectionError, OSError):
+                    if not kept:
+                        raise
+                    await conn.disconnect()  # it died while idle (Redis restarted): one more try
+                    await conn.send_packed_command(packed)
+                return [await conn.read_response(timeout=math.inf) for _ in commands]
+        except TimeoutError:
+            await self.close()
+            raise RedisTimeoutError(f"Redis did not answer within {self._timeout:g} s") from None
         except BaseException:
             await self.close()  # replies may be left unread: never reuse it
             raise
@@ -55,4 +67,3 @@ class KeptConnection:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.disconnect()
-            await self._pool.release(conn)
