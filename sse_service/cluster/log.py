@@ -264,16 +264,20 @@ class LogWriter:
         self._queue.put_nowait([0, "history", data, "", "", "", 0, 0, *self._series(merged)])
 
     def _changes(self, kind: str, updated: Mapping[str, EntityState], removed: Iterable[str]) -> None:
-        # The very store code every reader runs, on the values every reader will decode.
-        decoded: dict[str, EntityState] = {entity_id: json.loads(sse.dumps(s)) for entity_id, s in updated.items()}
+        # The very store code every reader runs, on the values every reader will decode. Each
+        # state is encoded once: JSON decoded and encoded again is the same text.
+        encoded = {entity_id: sse.dumps(s) for entity_id, s in updated.items()}
+        decoded: dict[str, EntityState] = {entity_id: json.loads(text) for entity_id, text in encoded.items()}
         changed, gone = self._store.apply_changes(decoded, removed)
         if not (changed or gone) and kind != "snapshot":
             return
-        data = sse.dumps({"updated": {state["entity_id"]: state for state in changed}, "removed": gone})
+        texts = [(state["entity_id"], encoded.get(state["entity_id"]) or sse.dumps(state)) for state in changed]
+        updated_json = ",".join(f"{sse.dumps(entity_id)}:{text}" for entity_id, text in texts)
+        data = f'{{"updated":{{{updated_json}}},"removed":{sse.dumps(gone)}}}'
         args: list[str | int] = [len(changed) + len(gone), kind, data, "", "", "1" if kind == "snapshot" else ""]
         args.append(len(changed))
-        for state in changed:
-            args += [state["entity_id"], sse.dumps(state)]
+        for entity_id, text in texts:
+            args += [entity_id, text]
         deleted = [entity_id for entity_id in gone if entity_id not in self._store.states]
         args += [len(deleted), *deleted]
         args += self._series(state["entity_id"] for state in changed)
