@@ -246,7 +246,11 @@ async def stop(tasks: Sequence[asyncio.Task[None]], *, patience: float = 1.0) ->
     """Cancel ``tasks`` and wait for them, cancelling again any that swallowed it.
 
     A cancellation that lands inside a redis-py call can be lost (seen in tests: the writer
-    went back to its queue, and shutdown waited for ever); a second one gets through.
+    went back to its queue, and shutdown waited for ever); a second one gets through. The
+    cause: with a socket timeout, redis-py sends through ``asyncio.wait_for``, which on Python
+    3.10 and 3.11 swallows a cancellation that arrives in the tick its inner task completes
+    (python/cpython#86296; 3.12 rewrote it). The log's loops no longer send that way (wire.py);
+    the lease, relay and rate calls still do.
     """
     pending = {task for task in tasks if not task.done()}
     for _ in range(5):
