@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
+import jwt
 import pytest
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
@@ -338,6 +339,28 @@ async def test_a_refused_key_is_said_plainly_and_not_retried(
         await expect(page.locator("#empty")).to_contain_text("refused the key")
         await page.wait_for_timeout(500)
         assert requests == ["GET", "HEAD"]
+
+
+@BOTH_WAYS
+async def test_a_token_that_expires_ends_the_view_with_the_reason_and_no_retries(
+    ha: DemoHomeAssistant, page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "page-token-secret-0123456789abcdef"
+    settings = settings_for(ha, token_secret=Secret(secret))
+    async with live_server(settings, web_dir=WEB_DIR) as live:
+        requests = record_stream_requests(monkeypatch)
+        claims = {"sub": "tablet", "entities": ["*"], "exp": int(time.time()) + 3}
+        link_token = jwt.encode(claims, secret, algorithm="HS256")
+        await page.goto(live.url + f"/?key={link_token}")
+        conn, stale = page.locator("#conn"), page.locator("#stale")
+        await expect(conn).to_have_attribute("data-state", "live")
+        # The bridge ends the stream at the token's exp with event: expired; the page says so.
+        await expect(conn).to_have_text("Access ended", timeout=8000)
+        await expect(conn).to_have_attribute("data-state", "refused")
+        await expect(stale).to_contain_text("the token expired at")
+        await expect(card(page, "sensor.solar_power")).to_be_visible()  # the last values stay on screen
+        await page.wait_for_timeout(1500)
+        assert requests == ["GET"], "no reconnect with a token that can only be refused"
 
 
 @BOTH_WAYS

@@ -23,7 +23,7 @@ const remembered = (() => { try { return Number(localStorage.getItem(RANGE_KEY))
 let range = RANGES.includes(remembered) ? remembered : RANGES.at(-1); // seconds of history the charts show
 let link = null; // where this tab's events come from: the shared worker's port, or a Feed of its own
 let linkHeard = Date.now(); // the last message from it
-let conn = { open: false, refused: false, busy: "" }; // the stream's state, as the Feed reports it
+let conn = { open: false, refused: false, ended: "", busy: "" }; // the stream's state, as the Feed reports it
 let upstream = { status: "connecting", reason: "", since: Date.now() };
 let lastHeard = Date.now(); // any event at all, pings included
 let lastEventId = ""; // of the last event shown
@@ -335,13 +335,13 @@ const HA_DOWN = { // upstream status -> [indicator, banner]
 const REDIS_DOWN = ["Bridge lost Redis", "The bridge cannot reach its Redis"];
 
 function render() {
-  const { refused, busy } = conn;
+  const { refused, ended, busy } = conn;
   // A silent stream counts as closed (the Feed reopens it), and so does a silent worker (we join a new one).
   const open = conn.open && !(link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS);
   const haUp = upstream.status === "connected";
   const haDown = /^Redis\b/.test(upstream.reason) ? REDIS_DOWN : HA_DOWN[upstream.status] ?? HA_DOWN.disconnected;
   const [state, text] =
-    refused ? ["refused", "Key refused"]
+    refused ? ["refused", ended ? "Access ended" : "Key refused"]
     : !open && !busy && !started && performance.now() < 1500 ? ["connecting", "Connecting…"] // the first try
     : !open ? ["reconnecting", busy ? "Bridge busy, retrying…" : "Reconnecting…"]
     : !haUp ? ["upstream-down", haDown[0]]
@@ -351,14 +351,14 @@ function render() {
 
   // The banner: what is on screen may be old.
   const banner = document.getElementById("stale");
-  const why = open ? haDown[1] : busy ? `The bridge is busy (${busy})` : "No connection to the bridge";
+  const why = open ? haDown[1] : ended ? `The bridge ended this view (${ended})` : busy ? `The bridge is busy (${busy})` : "No connection to the bridge";
   const since = new Date(open ? upstream.since : lastHeard).toLocaleTimeString();
   banner.hidden = !started || (open && haUp);
   put(banner, `${why} since ${since}. Values may be out of date.`);
 
   const empty = document.getElementById("empty");
   empty.hidden = cards.size > 0;
-  put(empty, refused ? "The bridge refused the key: open this page with ?key=<read key>."
+  put(empty, ended ? `The bridge ended this view: ${ended}.` : refused ? "The bridge refused the key: open this page with ?key=<read key>."
     : started && !haUp ? "Waiting for Home Assistant…" : started ? "No entities to show." : busy ? `The bridge is busy (${busy}); retrying…` : "Waiting for data…");
   for (const { toggle, el } of cards.values()) {
     if (toggle) toggle.disabled = !open || !haUp || el.classList.contains("unavailable");

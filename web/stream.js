@@ -11,7 +11,7 @@
 
 const KEEP = 2000; // points per chart kept: the snapshot's history (HISTORY_POINTS) and what the stream adds
 const NUMBER = /^-?\d+(\.\d+)?(e[-+]?\d+)?$/i; // the bridge's rule for what a numeric state is
-const EVENTS = ["snapshot", "state", "remove", "status", "history", "ping", "busy"];
+const EVENTS = ["snapshot", "state", "remove", "status", "history", "ping", "busy", "expired", "revoked"];
 const PROTOCOL = 2; // of the messages below: part of the worker's name, so an old worker is never reused
 
 // A chart gets a point each time the number changes, as the bridge's history does.
@@ -52,6 +52,7 @@ class Feed {
     this.heartbeat = 15; // seconds; the snapshot says the real value
     this.busy = ""; // the bridge's message when it is at its stream limit (it asks us to come back later)
     this.refused = false; // the bridge answered 401: the key is missing or wrong; retrying will not help
+    this.ended = ""; // why the bridge ended the stream for good (the token expired or was revoked)
     this.retry = 0;
     this.watchdog = 0;
     this.view = null; // {status, since, heartbeat, entities, history} once a snapshot has arrived
@@ -68,7 +69,7 @@ class Feed {
 
   start() {
     if (!this.watchdog) this.watchdog = setInterval(() => this.watch(), 1000);
-    if (!this.source || this.refused) { this.refused = false; this.connect(); } // a new tab tries a refused key again
+    if (!this.source || this.refused) { this.refused = false; this.ended = ""; this.connect(); } // a new tab tries a refused key again
   }
 
   stop() {
@@ -116,7 +117,14 @@ class Feed {
     const data = JSON.parse(event.data);
     this.merge(name, data);
     this.emit({ kind: "event", name, id: event.lastEventId, data });
-    if (name === "snapshot" || name === "busy") this.conn();
+    if ((name === "expired" || name === "revoked") && /[?&](key|token)=/.test(this.url)) {
+      // The token in the URL is over: reconnecting would only be refused. Say why, and stop.
+      // (With a cookie instead, the browser's reconnect carries the one its backend renewed.)
+      this.source?.close();
+      this.refused = true;
+      this.ended = data.message || "the token is no longer valid";
+    }
+    if (name === "snapshot" || name === "busy" || this.ended) this.conn();
   }
 
   // The view a late tab gets: the last snapshot with every later event applied, the way the page applies them.
@@ -152,7 +160,7 @@ class Feed {
 
   connection() {
     const open = this.source?.readyState === EventSource.OPEN;
-    return { kind: "conn", open, refused: this.refused, busy: this.busy, lastHeard: this.lastHeard };
+    return { kind: "conn", open, refused: this.refused, ended: this.ended, busy: this.busy, lastHeard: this.lastHeard };
   }
 
   conn() {
