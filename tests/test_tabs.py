@@ -344,7 +344,8 @@ async def test_when_the_worker_dies_the_tabs_start_another_that_resumes_where_th
                 died = time.monotonic()
                 await wait_streams(live.url, 1)
                 print(f"\nworker gone: a new one streams after {time.monotonic() - died:.2f} s")
-                assert time.monotonic() - died < 5
+                # The worker says it lives 4 times a second: 3 missed and the tabs replace it.
+                assert time.monotonic() - died < 1.5
                 await asyncio.sleep(0.5)
             await all_caught_up(ha, live, pages)
             assert hub.replays == 1 and hub.snapshots == 1, "the new worker resumed from a tab's last event id"

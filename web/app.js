@@ -12,7 +12,7 @@ const BRIDGE = (params.get("bridge") || "").replace(/\/+$/, "");
 const KEY = params.get("key");
 const SWITCHES = ["switch", "input_boolean"]; // domains that get a toggle (turn_on / turn_off)
 const CONFIRM_MS = 10000; // how long a toggle waits for the stream to confirm it
-const WORKER_SILENCE_MS = 2000; // the worker speaks every second: past this it is gone (its process crashed)
+const WORKER_SILENCE_MS = 750; // the worker says "alive" every 250 ms: three missed and it is gone (its process crashed)
 
 const RANGES = [3600, 21600, 86400]; // the range switch: 1 h, 6 h, 24 h
 const MORE_AFTER = 300; // seconds before a range's history is asked for again
@@ -94,6 +94,7 @@ addEventListener("pageshow", (event) => { if (event.persisted) attach(); }); // 
 
 function receive(message) {
   linkHeard = Date.now();
+  if (message.kind === "alive") return;
   if (message.kind === "event") {
     lastHeard = Date.now();
     handle(message.name, message.data, message.id);
@@ -367,10 +368,12 @@ function render() {
 
 setInterval(() => {
   for (const card of cards.values()) { ago(card); card.chart?.tick(); }
-  // A shared worker dies with its process (a tab's crash can take it along): join a new one.
-  if (link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS) { detach(); attach(); }
   render();
 }, 1000);
+// A shared worker dies with its process (a tab's crash can take it along): join a new one.
+setInterval(() => {
+  if (link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS) { detach(); attach(); render(); }
+}, 250);
 for (const button of document.querySelectorAll("#ranges button")) {
   button.addEventListener("click", () => chooseRange(Number(button.dataset.range)));
   button.setAttribute("aria-pressed", String(Number(button.dataset.range) === range));

@@ -12,7 +12,8 @@
 const KEEP = 2000; // points per chart kept: the snapshot's history (HISTORY_POINTS) and what the stream adds
 const NUMBER = /^-?\d+(\.\d+)?(e[-+]?\d+)?$/i; // the bridge's rule for what a numeric state is
 const EVENTS = ["snapshot", "state", "remove", "status", "history", "ping", "busy", "expired", "revoked"];
-const PROTOCOL = 2; // of the messages below: part of the worker's name, so an old worker is never reused
+const ALIVE_MS = 250; // how often the worker tells its tabs it lives (app.js: WORKER_SILENCE_MS)
+const PROTOCOL = 3; // of the messages below: part of the worker's name, so an old worker is never reused
 
 // A chart gets a point each time the number changes, as the bridge's history does.
 function addPoint(points, state) {
@@ -181,6 +182,9 @@ if (typeof SharedWorkerGlobalScope === "function" && self instanceof SharedWorke
   const ports = new Set();
   let feed = null;
   const broadcast = (message) => { for (const port of ports) port.postMessage(message); };
+  // A tab cannot see a worker die (its process crashed): it hears this four times a second,
+  // and after three missed it starts another worker, which resumes from the tab's last id.
+  setInterval(() => broadcast({ kind: "alive" }), ALIVE_MS);
   self.addEventListener("error", (event) => broadcast({ kind: "error", message: String(event.message) }));
   self.addEventListener("unhandledrejection", (event) => broadcast({ kind: "error", message: String(event.reason) }));
 
