@@ -68,12 +68,18 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @contextlib.asynccontextmanager
-async def tabs_context(browser: Browser, *, shared: bool = True, **options: Any) -> AsyncIterator[BrowserContext]:
-    """A fresh browser profile whose tabs record their event ids; ``shared=False`` takes SharedWorker away."""
+async def tabs_context(
+    browser: Browser, *, shared: bool = True, locks: bool = False, **options: Any
+) -> AsyncIterator[BrowserContext]:
+    """A fresh browser profile whose tabs record their event ids.
+
+    ``shared=False`` takes SharedWorker away, with Web Locks and BroadcastChannel too unless
+    ``locks`` (Chrome on Android has those but no SharedWorker).
+    """
     context = await browser.new_context(viewport={"width": 1000, "height": 700}, **options)
     await context.add_init_script(RECORD_EVENTS)
     if not shared:
-        await context.add_init_script(NO_SHARED_WORKER)
+        await context.add_init_script("delete window.SharedWorker;" if locks else NO_SHARED_WORKER)
     errors: list[str] = []
     context.on("weberror", lambda error: errors.append(str(error.error)))
     expect.set_options(timeout=5000)
@@ -364,6 +370,29 @@ async def test_without_shared_worker_each_tab_holds_its_own_stream(ha: DemoHomeA
             async with changes(ha):
                 await asyncio.sleep(0.5)
             await all_caught_up(ha, live, pages)
+
+
+async def test_without_shared_worker_the_tabs_share_one_stream_through_a_web_lock(
+    ha: DemoHomeAssistant, browser: Browser
+) -> None:
+    async with live_server(settings_for(ha, allowed_services=SWITCHES), web_dir=WEB_DIR) as live:
+        async with tabs_context(browser, shared=False, locks=True) as context:
+            pages, _ = await open_tabs(context, live.url + "/", 3)
+            assert [await p.locator("html").get_attribute("data-stream") for p in pages] == ["lock"] * 3
+            assert await server_streams(live.url) == 1
+            latency: float = await pages[2].evaluate(TOGGLE_AND_TIME)
+            assert latency < 1000
+            for page in pages:
+                await expect(card(page, "switch.charger").locator(".toggle")).to_have_attribute("aria-checked", "true")
+            hub = live.app.state.hub
+            async with changes(ha):
+                await asyncio.sleep(0.3)
+                await pages[0].close()  # it holds the lock: the next tab takes over, resuming
+                await wait_streams(live.url, 1)
+                await asyncio.sleep(0.5)
+            await all_caught_up(ha, live, pages[1:])
+            assert await server_streams(live.url) == 1
+            assert hub.snapshots == 1 and hub.replays == 1, "the next tab resumed from its own last event id"
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared", "stream-per-tab"])

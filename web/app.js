@@ -3,8 +3,8 @@
 //
 // Query parameters: ?bridge=https://other.bridge (default: this origin), ?key=… (sent as
 // ?key= on the stream and as a Bearer token on commands), ?entity_id=…&domain=… (stream filters).
-// The stream itself is in stream.js: one EventSource shared by every tab (a SharedWorker), or
-// one in this tab where the browser has no SharedWorker.
+// The stream itself is in stream.js: one EventSource shared by every tab (a SharedWorker, or
+// without one the tab that holds a Web Lock), or one in this tab where neither can be had.
 "use strict";
 
 const params = new URLSearchParams(location.search);
@@ -65,7 +65,36 @@ function attach() {
       return;
     } catch { /* e.g. a sandboxed page: no shared worker for it */ }
   }
-  ownFeed();
+  if (navigator.locks && typeof BroadcastChannel === "function") lockedFeed();
+  else ownFeed();
+}
+
+// Without SharedWorker (Chrome on Android, some WebViews) the tabs still share one stream: the
+// tab that holds a Web Lock runs the Feed and passes on everything it says on a BroadcastChannel;
+// the others listen, and a new one says hello to get the current view at once. When the
+// holder closes or crashes the browser gives the lock to the next tab, which resumes from its
+// own last event id. (Web Locks need a secure context: plain http on a LAN gets ownFeed.)
+function lockedFeed() {
+  const name = `sse_service/${PROTOCOL} ${STREAM}`;
+  const channel = new BroadcastChannel(name);
+  const relay = { feed: null, release: null };
+  relay.stop = () => { relay.feed?.stop(); relay.release?.(); channel.close(); };
+  link = relay;
+  channel.onmessage = ({ data }) => {
+    if (link !== relay) return;
+    if (!relay.feed) receive(data);
+    else if (data.kind === "hello") channel.postMessage(relay.feed.current());
+  };
+  navigator.locks.request(name, () => new Promise((release) => {
+    if (link !== relay) { release(); return; }
+    relay.release = release;
+    const feed = relay.feed = new Feed(STREAM, (message) => { receive(message); channel.postMessage(message); });
+    const view = seed();
+    if (view) feed.seed(view);
+    feed.start();
+  }));
+  channel.postMessage({ kind: "hello" });
+  document.documentElement.dataset.stream = "lock";
 }
 
 function ownFeed() {
