@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,17 @@ __all__ = ["WEB_DIR", "create_app"]
 
 log = logging.getLogger("sse_service")
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+def find_web_dir(package: Path, prefix: Path) -> Path:
+    """The page: web/ beside the package in a checkout, else where a wheel installs it (pyproject)."""
+    checkout = package.parent / "web"
+    installed = prefix / "share" / "sse_service" / "web"
+    if (installed / "index.html").is_file() and not (checkout / "index.html").is_file():
+        return installed
+    return checkout
+
+
+WEB_DIR = find_web_dir(Path(__file__).resolve().parent, Path(sys.prefix))
 EVERY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 

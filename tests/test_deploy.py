@@ -161,6 +161,41 @@ def test_the_deploy_venv_holds_exactly_the_pins_and_the_project(deployed: Path) 
     assert (ROOT / "requirements.txt").read_text().splitlines()[-1] == ".", "the project itself, last"
 
 
+def test_an_install_that_is_not_a_checkout_serves_the_page_it_ships(deployed: Path, tmp_path: Path) -> None:
+    # requirements.txt installs the project itself as a wheel: run it from elsewhere (pipx, a
+    # plain pip install) and the page must come from the venv, not from a checkout beside it.
+    shipped = deployed / ".venv" / "share" / "sse_service" / "web"
+    page_files = sorted(p.name for p in (ROOT / "web").iterdir() if p.is_file())
+    assert sorted(p.name for p in shipped.iterdir()) == page_files, "pyproject's data-files list every page file"
+    port = free_port()
+    env = env_without_settings(PORT=str(port))
+    command = [str(deployed / ".venv/bin/sse-service")]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url + "/readyz", proc)
+        page = httpx.get(url + "/")
+        assert page.status_code == 200 and page.text == (ROOT / "web" / "index.html").read_text()
+        assert httpx.get(url + "/stream.js").text == (ROOT / "web" / "stream.js").read_text()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
+
+
+def test_the_page_is_found_beside_the_package_or_where_a_wheel_put_it(tmp_path: Path) -> None:
+    from sse_service.app import find_web_dir
+
+    checkout, prefix = tmp_path / "checkout", tmp_path / "venv"
+    (checkout / "sse_service").mkdir(parents=True)
+    installed = prefix / "share" / "sse_service" / "web"
+    installed.mkdir(parents=True)
+    (installed / "index.html").write_text("<p>installed</p>")
+    assert find_web_dir(checkout / "sse_service", prefix) == installed
+    (checkout / "web").mkdir()
+    (checkout / "web" / "index.html").write_text("<p>checkout</p>")
+    assert find_web_dir(checkout / "sse_service", prefix) == checkout / "web", "a checkout's own page wins"
+
+
 def test_every_runtime_dependency_is_pinned() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = {normalize(re.split(r"[\s\[<>=!~;]", dep, maxsplit=1)[0]) for dep in project["dependencies"]}
