@@ -45,6 +45,9 @@ __all__ = ["Hub", "Subscriber", "new_epoch", "status_data"]
 BUSY_FLUSH = 0.005
 # ... and the pause before the next one is capped: latency matters more than CPU past this.
 MAX_WAIT = 0.025
+# A stream whose Last-Event-ID this hub has not reached yet, in a shared log, waits this long
+# for it (see catch_up).
+CATCH_UP = 2.0
 HEARTBEAT = sse.event("ping", "{}")  # no id: a ping is not part of the replayable sequence
 
 
@@ -123,6 +126,8 @@ class Hub:
         self._pending_since = 0.0  # perf_counter when the oldest pending frame was made
         # Subscribed while frames were pending, with the seq their snapshot or replay covers.
         self._joining: list[tuple[Subscriber, int]] = []
+        self.follows_log = False  # fed from a shared log (restart_log): other hubs may be ahead
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # catch_up: (seq, woken when made)
 
     # --- ids ----------------------------------------------------------------------------
 
@@ -140,6 +145,39 @@ class Hub:
         self.seq = seq
         self._ring.clear()
         self._snapshot_cache = None
+        self.follows_log = True
+        self._wake(everyone=True)  # their ids are of the old numbering: snapshots
+
+    async def catch_up(self, last_event_id: str | None, within: float = CATCH_UP) -> None:
+        """Wait, at most ``within`` seconds, until this hub has made the frame ``last_event_id`` names.
+
+        Only for a hub fed from a shared log, where another instance can be ahead of this one:
+        a client that moved from it would get this hub's older snapshot, then events it has
+        seen already. Alone, an id ahead of the hub is not one it made: no wait.
+        """
+        seq = self._seq_of(last_event_id)
+        if not self.follows_log or seq is None or seq <= self.seq:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (seq, waiter)
+        self._waiters.append(entry)
+        try:
+            async with asyncio.timeout(within):
+                await waiter
+        except TimeoutError:
+            pass  # not made in time (or never: a forged id): the client gets a snapshot
+        finally:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+
+    def _wake(self, *, everyone: bool = False) -> None:
+        waiting, self._waiters = self._waiters, []
+        for seq, waiter in waiting:
+            if everyone or seq <= self.seq:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                self._waiters.append((seq, waiter))
 
     @property
     def replay_size(self) -> int:
@@ -347,6 +385,8 @@ class Hub:
     def _fan_out(self, frames: list[_Frame]) -> None:
         if not frames:
             return
+        if self._waiters:
+            self._wake()
         if not self._pending:
             self._pending_since = time.perf_counter()
         self._pending.extend(frames)

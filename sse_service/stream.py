@@ -280,6 +280,7 @@ class EventsEndpoint:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
 
+        await self.hub.catch_up(last_event_id)  # an id from an instance ahead of this one
         stream = ClientStream(send, self.hub, pattern, self.buffer_limit)
         started = time.monotonic()
         shown = loggable(pattern.describe()) if pattern else "*"

@@ -336,6 +336,34 @@ async def test_a_late_follower_starts_from_the_log_and_serves_filtered_streams(
         assert ha.connections_total == 1
 
 
+async def test_a_client_that_moves_to_an_instance_behind_the_log_gets_no_older_view(
+    ha: DemoHomeAssistant, redis_server: RedisServer
+) -> None:
+    async with instances(ha, redis_server) as (a, b):
+        reader = b.app.state.cluster.reader
+        read = reader._xread
+
+        async def late() -> Any:  # b reads the log 0.5 s behind a
+            reply = await read()
+            await asyncio.sleep(0.5)
+            return reply
+
+        reader._xread = late
+        ha.set_state("sensor.battery_level", "70.0")  # ends the read that was waiting already
+        await wait_for(lambda: b.app.state.hub.store.states["sensor.battery_level"]["state"] == "70.0")
+        async with open_stream(a.url + "/events") as stream:
+            await stream.next()
+            ha.set_state("sensor.battery_level", "71.0")
+            seen = await stream.until_state("sensor.battery_level", "71.0")
+        assert seen.id is not None and b.app.state.hub.store.states["sensor.battery_level"]["state"] != "71.0"
+        async with open_stream(b.url + "/events", headers={"Last-Event-ID": seen.id}) as moved:
+            ha.set_state("sensor.battery_level", "72.0")
+            first = await moved.next()
+            # Not b's older snapshot (and 71.0 again after it): b waited until it had made seen.id.
+            assert (first.event, first.json().get("state")) == ("state", "72.0")
+            assert b.app.state.hub.snapshots == 0
+
+
 async def test_a_client_resumes_on_an_instance_that_started_after_it_left(
     ha: DemoHomeAssistant, redis_server: RedisServer
 ) -> None:

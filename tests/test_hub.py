@@ -161,6 +161,33 @@ def test_frames_from_a_shared_log_that_do_not_end_here_or_have_a_gap_are_refused
     assert hub.subscribe(Recorder(), "log-11") == "snapshot"
 
 
+async def test_a_hub_behind_its_shared_log_waits_for_an_id_it_has_not_made_yet() -> None:
+    hub = Hub(epoch="log")
+    hub.upstream_snapshot({"sensor.a": state("sensor.a", "0")})
+    hub.restart_log("log", 10)  # fed from a shared log: another instance may be ahead
+    waiting = asyncio.create_task(hub.catch_up("log-12"))
+    await asyncio.sleep(0.05)
+    hub.upstream_changes({"sensor.a": state("sensor.a", "1")}, [])
+    await asyncio.sleep(0.05)
+    assert not waiting.done(), "log-12 is not made yet"
+    hub.upstream_changes({"sensor.a": state("sensor.a", "2")}, [])
+    await asyncio.wait_for(waiting, 1)
+    sub = Recorder()
+    assert hub.subscribe(sub, "log-12") == "replay" and sub.writes == []
+
+
+async def test_an_id_ahead_of_a_hub_of_its_own_or_never_made_gets_no_wait_or_a_bounded_one() -> None:
+    alone = seeded_hub()
+    started = time.monotonic()
+    await alone.catch_up(f"test-{alone.seq + 5}")  # not fed from a log: not one of ours
+    await alone.catch_up("garbage")
+    assert time.monotonic() - started < 0.05
+    follower = Hub(epoch="log")
+    follower.restart_log("log", 3)
+    await follower.catch_up("log-999", within=0.1)  # forged: a snapshot after the wait
+    assert follower.subscribe(Recorder(), "log-999") == "snapshot"
+
+
 def test_filtered_subscribers_see_only_their_entities_and_new_matching_ones() -> None:
     hub = seeded_hub()
     sensors = Recorder(EntityPattern.parse(domains="sensor"))
