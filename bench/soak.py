@@ -46,6 +46,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -980,19 +981,50 @@ def main() -> int:
     mode = QUICK if args.quick else FULL
     soak = Soak(args, mode)
     print(f"soak: {mode.name} run, seed {args.seed}, logs in {soak.logdir}", flush=True)
+    return conclude(
+        "soak",
+        f"Soak ({mode.name}, seed {args.seed})",
+        soak,
+        soak.run,
+        mode.limit_s,
+        lambda: rows(soak),
+        args.json_out,
+        loop=True,
+    )
+
+
+def conclude(
+    label: str,
+    title: str,
+    soak: Any,
+    run: Callable[[], Coroutine[Any, Any, None]],
+    limit_s: float,
+    make_rows: Callable[[], tuple[list[Row], list[str]]],
+    json_out: str | None,
+    *,
+    loop: bool = False,
+) -> int:
+    """Run a soak within ``limit_s``, stop its processes, write soak.json and soak.md, print the table.
+
+    ``soak``: what has ``procs``, ``results`` and ``logdir`` (Soak, or cluster's). ``loop``:
+    on uvloop, as the service runs. Returns the exit status: 1 when any figure is off.
+    """
     started = time.monotonic()
     error = None
 
     async def bounded() -> None:
-        await asyncio.wait_for(soak.run(), mode.limit_s)
+        await asyncio.wait_for(run(), limit_s)
 
     try:
-        try:
-            import uvloop
-        except ImportError:
-            asyncio.run(bounded())
+        if loop:
+            try:
+                import uvloop
+            except ImportError:
+                asyncio.run(bounded())
+            else:
+                uvloop.run(bounded())
         else:
-            uvloop.run(bounded())
+            asyncio.run(bounded())
     except Exception as e:
         error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
     finally:
@@ -1000,28 +1032,29 @@ def main() -> int:
     wall = time.monotonic() - started
     soak.results["wall_s"] = round(wall, 1)
     soak.results["loadavg"] = os.getloadavg()[:2]
-    result_rows, notes = rows(soak)
+    result_rows, notes = make_rows()
     if error:
         result_rows.insert(0, Row("soak run", f"stopped: {error}", "completes", False))
     text = table(result_rows)
-    all_ok = all(row.ok for row in result_rows)
+    all_ok = bool(result_rows) and all(row.ok for row in result_rows)
     soak.results["rows"] = [dataclasses.asdict(row) for row in result_rows]
     soak.results["notes"] = notes
     doc = json.dumps(soak.results, indent=1, default=str)
     with contextlib.suppress(OSError):
         (soak.logdir / "soak.json").write_text(doc)
         (soak.logdir / "soak.md").write_text(text + "\n")
-    if args.json_out:
-        Path(args.json_out).write_text(doc)
+    if json_out:
+        Path(json_out).write_text(doc)
+    load = soak.results["loadavg"]
     print()
-    print(f"Soak ({mode.name}, seed {args.seed}): {wall:.0f} s")
+    print(f"{title}: {wall:.0f} s; load average {load[0]:.1f} / {load[1]:.1f}")
     print()
     print(text)
     print()
     for note in notes:
         print(f"- {note}")
     print()
-    print("soak: " + ("all figures OK" if all_ok else "FAIL: some figures are off") + f"; logs in {soak.logdir}")
+    print(f"{label}: " + ("all figures OK" if all_ok else "FAIL: some figures are off") + f"; logs in {soak.logdir}")
     return 0 if all_ok else 1
 
 

@@ -45,7 +45,7 @@ from typing import Any
 
 import soak  # bench/ is on sys.path: this file runs as a script
 from run import Procs, child_env, free_port, wait_port
-from soak import SETTINGS, Row, Soak, key, table
+from soak import SETTINGS, Row, Soak, key
 from soak_clients import LOOPBACK, Secrets, Shared, Viewer, http_exchange
 from soak_hostile import Ctx, request
 from subscribers import rss_kib
@@ -730,45 +730,8 @@ def main() -> int:
     plan = QUICK if args.quick else FULL
     s = ClusterSoak(args, plan)
     print(f"soak-cluster: {plan.name} run, seed {args.seed}, logs in {s.logdir}", flush=True)
-    started = time.monotonic()
-    error = None
-
-    async def bounded() -> None:
-        await asyncio.wait_for(s.run(), plan.limit_s)
-
-    try:
-        asyncio.run(bounded())
-    except Exception as e:
-        error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-    finally:
-        s.procs.stop_all(grace=5)
-    wall = time.monotonic() - started
-    s.results["wall_s"] = round(wall, 1)
-    s.results["loadavg"] = os.getloadavg()[:2]
-    result_rows, notes = rows(s)
-    if error:
-        result_rows.insert(0, Row("soak run", f"stopped: {error}", "completes", False))
-    text = table(result_rows)
-    all_ok = bool(result_rows) and all(row.ok for row in result_rows)
-    s.results["rows"] = [dataclasses.asdict(row) for row in result_rows]
-    s.results["notes"] = notes
-    doc = json.dumps(s.results, indent=1, default=str)
-    with contextlib.suppress(OSError):
-        (s.logdir / "soak.json").write_text(doc)
-        (s.logdir / "soak.md").write_text(text + "\n")
-    if args.json_out:
-        Path(args.json_out).write_text(doc)
-    load = s.results["loadavg"]
-    print()
-    print(f"Cluster soak ({plan.name}, seed {args.seed}): {wall:.0f} s; load average {load[0]:.1f} / {load[1]:.1f}")
-    print()
-    print(text)
-    print()
-    for note in notes:
-        print(f"- {note}")
-    print()
-    print("soak-cluster: " + ("all figures OK" if all_ok else "FAIL: some figures are off") + f"; logs in {s.logdir}")
-    return 0 if all_ok else 1
+    title = f"Cluster soak ({plan.name}, seed {args.seed})"
+    return soak.conclude("soak-cluster", title, s, s.run, plan.limit_s, lambda: rows(s), args.json_out)
 
 
 if __name__ == "__main__":
