@@ -23,7 +23,7 @@ import pytest
 from sse_service.config import Secret
 
 from .helpers import LiveServer, SSEEvent, SSEStream, StreamEnded, live_server, open_stream
-from .real_ha import RealHA, bridge_settings, record_measurement
+from .real_ha import RealHA, RealHAError, bridge_settings, record_measurement
 
 # Reconnect after HA accepts connections again, per the issue ("within about 2 s").
 RECONNECT_WITHIN = 2.5
@@ -312,7 +312,13 @@ async def test_three_restarts_in_a_row_each_reconnect_quickly(fresh_real_ha: Rea
             assert await recorder.wait(is_state("input_number.battery", "77.0"), 5.0, start=start)
             start = len(recorder.events)
             sent = ha.terminate()
-            stopped = await ha.await_exit(sent)
+            try:
+                stopped = await ha.await_exit(sent)
+            except RealHAError as e:
+                # HA's own shutdown hung (seen once in ~20 runs, 2024.3.3, after the bridge had
+                # seen its connection close): it is killed, and the bridge must still come back.
+                record_measurement(f"{ha.release.id}: restart {restart}: {e}")
+                stopped = time.monotonic() - sent
             started = await ha.astart()
             assert ha.ready_at is not None
             disconnected = await recorder.wait(is_status("disconnected"), 0.0, start=start)
