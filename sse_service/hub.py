@@ -39,7 +39,7 @@ from .store import HISTORY_SIZE, HISTORY_WINDOW, EntityStore
 from .types import EntityState, UpstreamStatus
 from .untrusted import ascii_int
 
-__all__ = ["Hub", "Subscriber", "new_epoch", "status_data"]
+__all__ = ["Hub", "Subscriber", "new_epoch", "remove_data", "status_data"]
 
 # A fan-out longer than this means the server is busy (see _fan_out).
 BUSY_FLUSH = 0.005
@@ -155,8 +155,10 @@ class Hub:
         a client that moved from it would get this hub's older snapshot, then events it has
         seen already. Alone, an id ahead of the hub is not one it made: no wait.
         """
+        if not self.follows_log:
+            return
         seq = self._seq_of(last_event_id)
-        if not self.follows_log or seq is None or seq <= self.seq:
+        if seq is None or seq <= self.seq:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (seq, waiter)
@@ -378,7 +380,7 @@ class Hub:
         for entity_id in removed:
             self._encoded.pop(entity_id, None)
             self._encoded_history.pop(entity_id, None)
-            frames.append(self._frame("remove", sse.dumps({"entity_id": entity_id}), entity_id))
+            frames.append(self._frame("remove", remove_data(entity_id), entity_id))
         self._pending_removed.extend(removed)
         self._fan_out(frames)
 
@@ -486,6 +488,11 @@ class Hub:
         self.flush()
         for subscriber in list(self.subscribers()):
             subscriber.close(final)
+
+
+def remove_data(entity_id: str) -> str:
+    """The data of ``event: remove``."""
+    return sse.dumps({"entity_id": entity_id})
 
 
 def status_data(status: UpstreamStatus, reason: str, since: str) -> str:

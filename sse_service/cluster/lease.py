@@ -115,8 +115,3 @@ class Lease:
         holder, self.holder = self.holder, None
         if holder is not None:
             await self._release(keys=[self._keys.lease], args=[holder])
-
-    async def leader(self) -> str | None:
-        """The current holder's value, or None."""
-        value = await self._redis.get(self._keys.lease)
-        return str(value) if value is not None else None

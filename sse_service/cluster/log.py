@@ -34,7 +34,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .. import sse
 from ..ha.messages import iso_from_timestamp
-from ..hub import Hub, status_data
+from ..hub import Hub, remove_data, status_data
 from ..store import EntityStore
 from ..types import EntityState, UpstreamStatus
 from .keys import Keys, cluster_epoch
@@ -166,7 +166,7 @@ def _frames_of(kind: str, data: Any, at: float) -> list[tuple[str, str, str | No
         made: list[tuple[str, str, str | None]] = [
             ("state", sse.dumps(state), str(state["entity_id"])) for state in data["updated"].values()
         ]
-        return made + [("remove", sse.dumps({"entity_id": entity_id}), str(entity_id)) for entity_id in data["removed"]]
+        return made + [("remove", remove_data(str(entity_id)), str(entity_id)) for entity_id in data["removed"]]
     if kind == "status":
         return [
             ("status", status_data(UpstreamStatus(data["status"]), str(data["reason"]), iso_from_timestamp(at)), None)
@@ -220,7 +220,6 @@ class LogWriter:
         self._store = store  # what the hashes hold once the queue is sent
         self._queue: asyncio.Queue[list[str | int]] = asyncio.Queue()
         self._redis = redis
-        self._sha = ""
 
     @classmethod
     async def open(
@@ -301,9 +300,9 @@ class LogWriter:
         meanwhile (a burst, a snapshot) go in one round trip, each still checked by the script.
         """
         keys = [self._keys.lease, self._keys.meta, self._keys.states, self._keys.log, self._keys.history]
-        self._sha = str(await self._redis.script_load(_APPEND))
+        sha = str(await self._redis.script_load(_APPEND))
         kept = KeptConnection(self._redis)
-        head: list[str | int | float] = ["EVALSHA", self._sha, len(keys), *keys, self._holder, self.epoch, self._maxlen]
+        head: list[str | int | float] = ["EVALSHA", sha, len(keys), *keys, self._holder, self.epoch, self._maxlen]
         try:
             while True:
                 batch = [await self._queue.get()]

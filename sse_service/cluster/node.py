@@ -62,7 +62,6 @@ class ClusterNode:
         self.client: HAClient | None = None  # while leader
         self.leader_changes = 0  # leaderships this instance saw begin (its own included)
         self.upstream = ClusterUpstream(self)
-        self.members = 1  # instances seen recently (their heartbeats in the members set)
         self._seen_leader: str | None = None
         # Clients connect on first use (in run), and are closed when it ends.
         self._redis = self._client(min(2.0, self.ttl / 3))
@@ -119,6 +118,11 @@ class ClusterNode:
         return ClusterCollector(self)
 
     @property
+    def members(self) -> int:
+        """Instances seen recently (their heartbeats in the members set), as the last tick read it."""
+        return self.lease.members
+
+    @property
     def instance(self) -> str:
         return self.lease.instance
 
@@ -151,7 +155,6 @@ class ClusterNode:
         while True:
             try:
                 taken = await lease.acquire()
-                self.members = lease.members
                 self._saw_leader(lease.seen)
                 if taken:
                     await self._lead()
@@ -216,7 +219,6 @@ class ClusterNode:
                     reason = "the lease was lost (expired or taken)"
                     break
                 expires = started + self.ttl
-                self.members = lease.members
                 if lease.log_epoch != writer.epoch:
                     # A reader found the log went back and started a new epoch (log.py), or
                     # Redis lost it: start over from the hashes, with a fresh snapshot from HA.
