@@ -34,6 +34,7 @@ from .metrics import Metrics
 from .proxy import ProxyHeadersMiddleware, TrustedProxies
 from .stream import EventsEndpoint
 from .tokens import Revocations
+from .types import UpstreamStatus
 from .untrusted import loggable
 
 __all__ = ["WEB_DIR", "create_app"]
@@ -176,7 +177,10 @@ def create_app(
             message = f"Redis is unreachable ({node.describe()['redis_error'] or 'not connected yet'})"
             return api.error_response(503, "redis_unavailable", message, {"retry-after": "1"})
         if not hub.ready:
-            message = f"waiting for the first snapshot from Home Assistant (upstream: {hub.status.value})"
+            if hub.status is UpstreamStatus.STARTING:
+                message = f"{hub.status_reason}: waiting until it runs for the first full view of its entities"
+            else:
+                message = f"waiting for the first snapshot from Home Assistant (upstream: {hub.status.value})"
             return api.error_response(503, "not_ready", message, {"retry-after": "1"})
         return JSONResponse({"ready": True, "upstream": hub.status.value}, headers={"cache-control": "no-store"})
 

@@ -26,6 +26,7 @@ from .store import numeric_value
 __all__ = ["run_check"]
 
 SHOWN = 5
+START_WAIT = 60.0  # HA waits for slow integrations up to ~5 minutes, but most starts take seconds
 
 
 class _Failed(Exception):
@@ -70,6 +71,7 @@ async def _check(settings: Settings, out: Callable[[str], None], problems: list[
         if reply.get("type") != "auth_ok":
             raise _Failed(f"unexpected answer to auth: {reply.get('type')!r}")
         out(f"upstream: {url}: Home Assistant {version}, token accepted")
+        await _wait_until_running(session, out, problems)
 
         states = await session.call(lambda i: messages.simple(i, "get_states"))
         exposed = EntityPattern(settings.entities)
@@ -103,6 +105,27 @@ async def _check(settings: Settings, out: Callable[[str], None], problems: list[
         raise _Failed(f"Home Assistant closed the connection ({e})") from None
     finally:
         await ws.close()
+
+
+async def _wait_until_running(session: _Session, out: Callable[[str], None], problems: list[str]) -> None:
+    """A starting HA has not loaded all its entities yet: the counts below would be short."""
+    config = await session.call(lambda i: messages.simple(i, "get_config"))
+    state = config.get("state") if isinstance(config, dict) else None
+    if not isinstance(state, str) or state == "RUNNING":
+        return
+    out(f"upstream: Home Assistant is starting (state {state}); waiting up to {START_WAIT:g} s for it to run")
+    deadline = time.monotonic() + START_WAIT
+    while state != "RUNNING" and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        config = await session.call(lambda i: messages.simple(i, "get_config"))
+        state = config.get("state") if isinstance(config, dict) else None
+    if state == "RUNNING":
+        out("upstream: Home Assistant is running")
+    else:
+        problems.append(
+            f"Home Assistant was still starting (state {state}) after {START_WAIT:g} s: "
+            "the entity counts may be short"
+        )
 
 
 class _HAError(Exception):

@@ -138,7 +138,8 @@ class CommandEndpoint:
             if entity_id not in self._hub.store.states and self._hub.status is UpstreamStatus.CONNECTED:
                 return error_response(404, "unknown_entity", f"no entity {entity_id} in Home Assistant"), entity_ids
 
-        if self._hub.status is not UpstreamStatus.CONNECTED:
+        # A starting Home Assistant takes commands; it answers for services it has not loaded yet.
+        if self._hub.status not in (UpstreamStatus.CONNECTED, UpstreamStatus.STARTING):
             return self._unavailable(), entity_ids
         try:
             async with asyncio.timeout(self._timeout):

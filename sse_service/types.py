@@ -27,6 +27,9 @@ class EntityState(TypedDict):
 
 class UpstreamStatus(enum.StrEnum):
     CONNECTING = "connecting"
+    # Connected to a Home Assistant that is not RUNNING yet: its entities are still loading,
+    # so what it says is not the whole truth and nothing is removed on its word alone.
+    STARTING = "starting"
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"
     AUTH_INVALID = "auth_invalid"

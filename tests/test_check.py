@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from sse_service.check import run_check
@@ -39,6 +41,29 @@ async def test_each_problem_is_named_and_the_status_is_not_zero(ha: DemoHomeAssi
     assert "problem: ALLOWED_SERVICES: lock.unlock matches no service Home Assistant has" in lines
     status, lines = await check(settings_for(ha, entities=("sensor.*",)))
     assert any(line.startswith("history: no recorder") for line in lines) and status == 0
+
+
+async def test_a_starting_ha_is_waited_for_so_the_counts_are_whole(ha: DemoHomeAssistant) -> None:
+    ha.begin_start(["sensor.solar_power", "switch.charger"])  # not loaded yet: counts would be 3, not 5
+    asyncio.get_running_loop().call_later(1.0, ha.finish_start)
+    status, lines = await check(settings_for(ha))
+    text = "\n".join(lines)
+    assert status == 0, text
+    assert "upstream: Home Assistant is starting (state STARTING); waiting up to 60 s for it to run" in lines
+    assert "upstream: Home Assistant is running" in lines
+    assert "Home Assistant has 5, ENTITIES exposes 5" in text
+
+
+async def test_an_ha_that_does_not_finish_starting_is_a_problem(
+    ha: DemoHomeAssistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sse_service.check.START_WAIT", 1.0)
+    ha.begin_start(["switch.charger"])
+    status, lines = await check(settings_for(ha))
+    assert status == 1
+    assert (
+        "problem: Home Assistant was still starting (state STARTING) after 1 s: the entity counts may be short" in lines
+    )
 
 
 @pytest.mark.parametrize("problem", ["token", "unreachable"])

@@ -93,7 +93,14 @@ async def test_commands_use_strictly_increasing_ids(ha: DemoHomeAssistant) -> No
         ids = [m["id"] for m in connection.received]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     kinds = [m["type"] for m in connection.received]
-    assert kinds[:4] == ["supported_features", "auth/current_user", "get_states", "subscribe_entities"]
+    assert kinds[:6] == [
+        "supported_features",
+        "auth/current_user",
+        "subscribe_events",  # core_config_updated: HA says when it has finished starting
+        "get_config",
+        "get_states",
+        "subscribe_entities",
+    ]
     assert kinds.count("call_service") == 20
 
 
@@ -171,6 +178,56 @@ async def test_after_ha_restarts_the_new_snapshot_corrects_values_and_removes_en
     assert sink.statuses == [UpstreamStatus.CONNECTED, UpstreamStatus.DISCONNECTED, UpstreamStatus.CONNECTED]
     assert sink.snapshots[1]["sensor.battery_level"]["state"] == "42.0"
     assert "light.kitchen" not in sink.snapshots[1]
+
+
+async def test_while_ha_is_starting_its_partial_view_is_merged_and_nothing_is_removed(ha: DemoHomeAssistant) -> None:
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+        await ha.stop()
+        await sink.wait(lambda: client.status is UpstreamStatus.DISCONNECTED)
+        ha.remove_state("light.kitchen")  # deleted while HA was down
+        ha.begin_start(["switch.charger", "sensor.house_load"])
+        ha.set_state("sensor.battery_level", "42.0")
+        await ha.start()
+        await sink.wait(lambda: client.status is UpstreamStatus.STARTING)
+        assert client.reason == "Home Assistant is starting"
+        assert client.connected, "a starting HA takes commands"
+        ha.load(["switch.charger"])
+        ha.set_state("switch.charger", "on")
+        await sink.wait(lambda: any(u.get("switch.charger", {}).get("state") == "on" for u, _ in sink.changes))
+        assert len(sink.snapshots) == 1, "nothing HA said while starting replaced the view"
+        ha.finish_start()
+        await sink.wait(lambda: client.status is UpstreamStatus.CONNECTED)
+    assert sink.statuses == [
+        UpstreamStatus.CONNECTED,
+        UpstreamStatus.DISCONNECTED,
+        UpstreamStatus.STARTING,
+        UpstreamStatus.CONNECTED,
+    ]
+    assert [removed for _, removed in sink.changes if removed] == []
+    merged = sink.changes[0][0]
+    assert merged["sensor.battery_level"]["state"] == "42.0" and "switch.charger" not in merged
+    # Once HA runs, the snapshot is its whole view: the hub's diff removes only light.kitchen.
+    assert (
+        set(sink.snapshots[1])
+        == set(ha.states)
+        == {
+            "sensor.battery_level",
+            "sensor.solar_power",
+            "sensor.house_load",
+            "switch.charger",
+        }
+    )
+
+
+async def test_an_ha_that_cannot_say_its_core_state_is_taken_as_running(ha: DemoHomeAssistant) -> None:
+    ha.core_state = ""  # as an HA whose get_config has no state
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+    assert sink.statuses == [UpstreamStatus.CONNECTED]
+    assert len(sink.snapshots) == 1
 
 
 async def test_unreachable_ha_is_retried_with_growing_delays() -> None:
@@ -322,7 +379,8 @@ async def test_a_non_admin_token_does_not_ask_for_the_stop_event(ha: DemoHomeAss
         await sink.wait(lambda: client.connected)
         await asyncio.sleep(0.2)
         (connection,) = ha.clients
-    assert "subscribe_events" not in [m["type"] for m in connection.received]
+    subscribed = [m["event_type"] for m in connection.received if m["type"] == "subscribe_events"]
+    assert subscribed == ["core_config_updated"]  # on HA's allowlist for every user; the stop event is not
     assert ha.errors_sent == []  # a refused subscription is an ERROR line in HA's log
 
 

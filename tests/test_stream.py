@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from sse_service.access import Keys
 from sse_service.ha.demo import DemoHomeAssistant
 
-from .helpers import live_server, open_stream, settings_for
+from .helpers import LiveServer, SSEEvent, SSEStream, live_server, open_stream, settings_for
 
 
 def seq(event_id: str | None) -> int:
@@ -162,6 +164,69 @@ async def test_upstream_killed_and_restarted(ha: DemoHomeAssistant) -> None:
         assert states["status"] == "connected"
         assert "light.kitchen" not in states["entities"]
         assert states["entities"]["sensor.battery_level"]["state"] == "33.3"
+
+
+async def restart_into_starting(ha: DemoHomeAssistant, live: LiveServer, stream: SSEStream) -> None:
+    """HA goes down, loses light.kitchen, and comes back STARTING with three entities not loaded yet."""
+    await ha.stop()
+    await stream.until(lambda e: e.event == "status" and e.json()["status"] == "disconnected")
+    ha.remove_state("light.kitchen")  # really deleted while HA was down
+    ha.begin_start(["switch.charger", "sensor.house_load", "sensor.solar_power"])
+    await ha.start()
+    async with asyncio.timeout(5):
+        while live.app.state.hub.status.value == "disconnected":
+            await asyncio.sleep(0.01)
+
+
+async def test_after_a_restart_no_entity_that_still_exists_blinks_out(ha: DemoHomeAssistant) -> None:
+    """Right after a start HA answers with part of its entities (2026.11: 4 of 15) and sends the
+    rest over ~1.5 s: only what really vanished across the restart is removed, once HA runs."""
+    async with live_server(settings_for(ha)) as live, open_stream(live.url + "/events") as stream:
+        await stream.next()
+        await restart_into_starting(ha, live, stream)
+        seen: list[tuple[str, str]] = []  # everything the restart causes on the stream
+
+        async def read(until: Callable[[SSEEvent], bool] | None) -> None:
+            with contextlib.suppress(TimeoutError):
+                while True:  # until the event wanted, or else until the stream is quiet
+                    event = await stream.next(timeout=1.0 if until is None else 5.0)
+                    body = event.json()
+                    seen.append((event.event, body.get("status") or body["entity_id"]))
+                    if until is not None and until(event):
+                        return
+
+        ha.load(["switch.charger"])
+        ha.set_state("switch.charger", "on")
+        await read(
+            lambda e: e.event == "state" and e.json() == {**e.json(), "entity_id": "switch.charger", "state": "on"}
+        )
+        ha.finish_start()
+        await read(None)
+        assert [name for kind, name in seen if kind == "remove"] == ["light.kitchen"], seen
+        assert seen[-1] == ("status", "connected")
+        async with httpx.AsyncClient() as client:
+            states = (await client.get(live.url + "/api/states")).json()
+        assert set(states["entities"]) == set(ha.states)
+
+
+async def test_while_ha_is_starting_the_stream_healthz_and_readyz_say_so(ha: DemoHomeAssistant) -> None:
+    async with live_server(settings_for(ha)) as live, open_stream(live.url + "/events") as stream:
+        await stream.next()
+        await restart_into_starting(ha, live, stream)
+        starting = await stream.until(lambda e: e.event == "status")
+        assert (starting.json()["status"], starting.json()["reason"]) == ("starting", "Home Assistant is starting")
+        async with httpx.AsyncClient() as client:
+            health = (await client.get(live.url + "/healthz")).json()
+            ready = await client.get(live.url + "/readyz")
+            ha.finish_start()
+            await stream.until(lambda e: e.event == "status" and e.json()["status"] == "connected")
+            running = (await client.get(live.url + "/healthz")).json()
+        assert (health["upstream"]["status"], health["upstream"]["reason"]) == (
+            "starting",
+            "Home Assistant is starting",
+        )
+        assert (ready.status_code, ready.json()["upstream"]) == (200, "starting"), "it serves the last known view"
+        assert running["upstream"]["status"] == "connected"
 
 
 async def test_a_client_connecting_while_ha_is_down_sees_the_status_in_its_snapshot(ha: DemoHomeAssistant) -> None:

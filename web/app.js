@@ -359,6 +359,7 @@ function settle(card, note) {
 const HA_DOWN = { // upstream status -> [indicator, banner]
   disconnected: ["Home Assistant down", "Home Assistant is unreachable"],
   connecting: ["Connecting to HA…", "The bridge is still connecting to Home Assistant"],
+  starting: ["HA is starting…", "Home Assistant is starting"],
   auth_invalid: ["HA rejected the token", "Home Assistant rejected the bridge's token"],
 };
 // A bridge of several instances says so when it is Redis, not Home Assistant, that is out of reach.

@@ -17,6 +17,14 @@ What real HA releases do differently, and what this client does about it
 * **Filters.** ``subscribe_entities`` takes ``include`` from 2024.9 on; older versions log an
   error for it. They get the exact ``entity_ids`` where ``ENTITIES`` names only exact ids,
   and otherwise every entity, filtered here.
+* **Start-up.** HA accepts connections before it has finished loading: right after a start,
+  2026.11 answered ``get_states`` and the first ``subscribe_entities`` event with 4 of its 15
+  entities, and the rest arrived as additions over ~1.5 s (2025.4: 5 of 11). Taking that first
+  answer as the whole truth would remove entities that still exist. So the client asks HA's
+  core state (``get_config``) and listens for ``core_config_updated``, as HA's own frontend
+  does: until HA is ``RUNNING`` the status is ``starting``, what HA sends is merged into the
+  view from before and nothing is removed unless HA says so; once HA runs, the view is what HA
+  has, and only the entities that really vanished are removed.
 * **last_reported** exists from 2024.4 on, but the compressed stream does not carry it: the
   snapshot takes it from one ``get_states`` sent just before the subscription; each change
   sets it to ``last_updated``, as HA does (writes that change nothing are not streamed).
@@ -61,6 +69,11 @@ FAST_RETRY = 1.0
 FAST_PERIOD = 60.0
 # While HA stays unreachable, a line every this many seconds at most (not one per try).
 LOG_EVERY = 30.0
+# HA's core state once it has finished starting (``get_config`` -> ``state``).
+RUNNING = "RUNNING"
+# While HA is starting, its core state is asked again this often, in case the
+# core_config_updated event that says it runs never reaches us.
+START_POLL = 2.0
 # Frames past this size are parsed in a worker thread: a day of history for many entities
 # is megabytes of JSON, tens of milliseconds that every stream would otherwise wait.
 LARGE_FRAME = 256 * 1024
@@ -130,6 +143,12 @@ class _Session:
         self.stop_subscription_id: int | None = None
         self.states_id: int | None = None  # the get_states request whose last_reported we take
         self.history_task: asyncio.Task[None] | None = None
+        self.config_ids: set[int] = set()  # get_config requests in flight
+        self.config_events_id: int | None = None  # the core_config_updated subscription
+        self.core_state: str | None = None  # HA's, from get_config; None until it answers
+        self.starting = False  # the view is HA's partial one merged into the previous (see the module doc)
+        self.loaded: set[str] = set()  # while starting: the exposed entities HA has sent in this session
+        self.start_poll: asyncio.Task[None] | None = None
         self.reported: dict[str, tuple[float, str]] = {}  # entity -> (last_updated, last_reported)
 
 
@@ -190,7 +209,8 @@ class HAClient:
 
     @property
     def connected(self) -> bool:
-        return self.status is UpstreamStatus.CONNECTED and self._session is not None
+        # A starting HA takes commands (it answers not_found for a service not loaded yet).
+        return self.status in (UpstreamStatus.CONNECTED, UpstreamStatus.STARTING) and self._session is not None
 
     async def run(self) -> None:
         """Connect, and reconnect for ever; returns only when cancelled."""
@@ -316,6 +336,11 @@ class HAClient:
             await self._send(session, messages.supported_features)
             # Admins may hear HA announce its shutdown; others get "unauthorized", so ask first.
             session.user_id = await self._send(session, lambda i: messages.simple(i, "auth/current_user"))
+            # Subscribed before asking, so that the change to RUNNING cannot fall between the two.
+            session.config_events_id = await self._send(
+                session, lambda i: messages.subscribe_events(i, "core_config_updated")
+            )
+            await self._ask_core_state(session)
             if messages.version_at_least(self.ha_version, (2024, 4)):
                 session.states_id = await self._send(session, lambda i: messages.simple(i, "get_states"))
             await self._subscribe(session)
@@ -323,7 +348,7 @@ class HAClient:
             try:
                 await self._read_loop(session)
             finally:
-                for task in (pinger, session.history_task):
+                for task in (pinger, session.history_task, session.start_poll):
                     if task is not None:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
@@ -435,12 +460,20 @@ class HAClient:
             self._on_entities_event(session, event)
         elif kind == "event" and msg_id == session.stop_subscription_id:
             raise _Goodbye("Home Assistant is shutting down")
+        elif kind == "event" and msg_id == session.config_events_id:
+            # The event carries no state: ask for it (this is how HA's frontend learns it runs).
+            if session.core_state != RUNNING:
+                await self._ask_core_state(session)
         elif kind in ("result", "pong"):
             if kind == "result" and msg_id == session.subscription_id and not message.get("success"):
                 await self._on_subscribe_failed(session, message)
                 return
             if kind == "result" and isinstance(msg_id, int) and msg_id in (session.user_id, session.states_id):
                 await self._on_setup_result(session, msg_id, message)
+                return
+            if kind == "result" and isinstance(msg_id, int) and msg_id in session.config_ids:
+                session.config_ids.discard(msg_id)
+                self._on_core_state(session, message)
                 return
             future = session.pending.get(msg_id) if isinstance(msg_id, int) else None
             if future is not None and not future.done():
@@ -480,19 +513,24 @@ class HAClient:
         exposed = self._exposed
         reported = messages.version_at_least(self.ha_version, (2024, 4))
         if not session.snapshot_seen:
-            # The first event after (re)subscribing holds every state: it replaces what we
-            # had, so entities removed while we were away disappear (cf. HA-js issue #769).
+            # The first event after (re)subscribing holds every state HA has loaded.
             session.snapshot_seen = True
-            changes = messages.apply_entities_event({}, event, reported=reported)
-            self._states = {k: self._with_reported(session, v) for k, v in changes.updated.items() if exposed(k)}
-            session.reported.clear()
-            self._sink.upstream_snapshot(dict(self._states))
             self._healthy = True
-            self._set_status(UpstreamStatus.CONNECTED, "connected")
-            if self._history_window > 0:
-                numbers = [e for e, state in self._states.items() if numeric_value(state["state"]) is not None]
-                if numbers:
-                    session.history_task = asyncio.create_task(self._fetch_history(session, numbers), name="ha-history")
+            changes = messages.apply_entities_event({}, event, reported=reported)
+            states = {k: self._with_reported(session, v) for k, v in changes.updated.items() if exposed(k)}
+            session.reported.clear()
+            if session.core_state == RUNNING:
+                self._states = states
+                self._take_view(session)
+            else:
+                # Not known to run yet: merge, remove nothing (see the module doc).
+                session.starting = True
+                session.loaded = set(states)
+                self._states.update(states)
+                if states:
+                    self._sink.upstream_changes(states, [])
+                if session.core_state is not None:
+                    self._say_starting(session)
             return
         changes = messages.apply_entities_event(self._states, event, reported=reported)
         updated = {k: v for k, v in changes.updated.items() if exposed(k)}
@@ -500,10 +538,58 @@ class HAClient:
         for entity_id in removed:
             del self._states[entity_id]
         self._states.update(updated)
+        if session.starting:
+            session.loaded.update(updated)
+            session.loaded.difference_update(removed)
         if changes.unknown:
             log.debug("Diff for unknown entities ignored: %s", ", ".join(changes.unknown[:5]))
         if updated or removed:
             self._sink.upstream_changes(updated, removed)
+
+    async def _ask_core_state(self, session: _Session) -> None:
+        session.config_ids.add(await self._send(session, lambda i: messages.simple(i, "get_config")))
+
+    def _on_core_state(self, session: _Session, message: dict[str, Any]) -> None:
+        result = message.get("result") if message.get("success") else None
+        state = result.get("state") if isinstance(result, dict) else None
+        # An HA that cannot say (an error, no "state" field) is taken as running, as before.
+        session.core_state = state if isinstance(state, str) and state else RUNNING
+        if not session.snapshot_seen:
+            return
+        if session.core_state == RUNNING:
+            if session.starting:
+                # HA has loaded everything: what it has not sent in this session is gone.
+                session.starting = False
+                self._states = {k: v for k, v in self._states.items() if k in session.loaded}
+                session.loaded = set()
+                self._take_view(session)
+        elif session.starting:
+            self._say_starting(session)
+
+    def _say_starting(self, session: _Session) -> None:
+        state = (session.core_state or "").lower().replace("_", " ")
+        if state in ("", "starting", "not running"):
+            state = "starting"
+        reason = f"Home Assistant is {state}"
+        self._set_status(UpstreamStatus.STARTING, reason)
+        if session.start_poll is None:
+            session.start_poll = asyncio.create_task(self._poll_core_state(session), name="ha-start-poll")
+
+    async def _poll_core_state(self, session: _Session) -> None:
+        with contextlib.suppress(ConnectionClosed, NotConnected):
+            while session.starting:
+                await asyncio.sleep(START_POLL)
+                if session.starting:
+                    await self._ask_core_state(session)
+
+    def _take_view(self, session: _Session) -> None:
+        """``self._states`` is HA's whole view now: hand it over as the snapshot, then its past."""
+        self._sink.upstream_snapshot(dict(self._states))
+        self._set_status(UpstreamStatus.CONNECTED, "connected")
+        if self._history_window > 0:
+            numbers = [e for e, state in self._states.items() if numeric_value(state["state"]) is not None]
+            if numbers:
+                session.history_task = asyncio.create_task(self._fetch_history(session, numbers), name="ha-history")
 
     async def history(
         self, entity_ids: Sequence[str], start: float, end: float

@@ -11,6 +11,11 @@ Protocol coverage: ``auth_required``/``auth``/``auth_ok``/``auth_invalid``, ``su
 ``homeassistant_stop`` for admins), ``unsubscribe_events``, ``call_service``, ``ping``;
 ``id_reuse``, ``invalid_format``, ``unauthorized`` and ``unknown_command`` errors.
 
+``core_state`` is what ``get_config`` says; :meth:`begin_start` and :meth:`finish_start` play a
+Home Assistant that accepts connections before it has loaded every entity, as real releases do
+(2026.11 answered with 4 of 15 right after a start), and fire ``core_config_updated`` (which
+anyone may subscribe to) when it changes.
+
 ``version`` picks what differs between HA releases: before 2024.9 ``subscribe_entities``
 refuses ``include``, before 2024.4 states have no ``last_reported``. :meth:`shut_down`
 goes away the way each real release does on SIGTERM (see shared/docs/real-ha-testing.md).
@@ -148,6 +153,8 @@ class DemoHomeAssistant:
         # The recorder: (last_updated, state) per entity, as HA's history integration keeps it.
         self.has_recorder = True
         self.recorder: dict[str, list[tuple[float, str]]] = {}
+        self.core_state = "RUNNING"
+        self._loading: dict[str, EntityState] = {}  # loaded by finish_start (see begin_start)
         self._server: Server | None = None
         self._lingering: set[asyncio.TimerHandle] = set()
         for service in ("turn_on", "turn_off", "toggle"):
@@ -217,6 +224,39 @@ class DemoHomeAssistant:
                 client.ws.transport.pause_reading()
                 task = asyncio.get_running_loop().call_later(linger, client.ws.transport.abort)
                 self._lingering.add(task)
+
+    def begin_start(self, not_loaded_yet: Iterable[str]) -> None:
+        """Be a Home Assistant that has just started: ``STARTING``, and these entities not loaded yet.
+
+        Until :meth:`load` or :meth:`finish_start`, ``get_states`` and ``subscribe_entities``
+        leave them out, as a real HA does for the first second or two after a start.
+        """
+        self._set_core_state("STARTING")
+        for entity_id in not_loaded_yet:
+            state = self.states.pop(entity_id, None)
+            if state is not None:
+                self._loading[entity_id] = state
+
+    def load(self, entity_ids: Iterable[str] | None = None) -> None:
+        """Entities held back by :meth:`begin_start` arrive, each as an addition (``"a"``)."""
+        for entity_id in list(self._loading) if entity_ids is None else list(entity_ids):
+            state = self._loading.pop(entity_id, None)
+            if state is not None:
+                self.states[entity_id] = state
+                self._broadcast(entity_id, None, state)
+
+    def finish_start(self) -> None:
+        """Everything is loaded and HA is ``RUNNING`` (what HA fires ``core_config_updated`` for)."""
+        self.load()
+        self._set_core_state("RUNNING")
+
+    def _set_core_state(self, state: str) -> None:
+        self.core_state = state
+        for client in list(self.clients):
+            for sub_id, event_type in client.event_subs.items():
+                if event_type == "core_config_updated":
+                    event = {"event_type": "core_config_updated", "data": {}, "origin": "LOCAL"}
+                    client.send({"id": sub_id, "type": "event", "event": event})
 
     async def __aenter__(self) -> DemoHomeAssistant:
         await self.start()
@@ -425,7 +465,7 @@ class DemoHomeAssistant:
         client.send(_result(msg_id, user | {"credentials": [], "mfa_modules": []}))
 
     async def _cmd_get_config(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
-        client.send(_result(msg_id, {"version": self.version, "state": "RUNNING", "location_name": "Demo home"}))
+        client.send(_result(msg_id, {"version": self.version, "state": self.core_state, "location_name": "Demo home"}))
 
     async def _cmd_subscribe_entities(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
         try:
@@ -443,8 +483,10 @@ class DemoHomeAssistant:
         client.send({"id": msg_id, "type": "event", "event": {"a": adds}})
 
     async def _cmd_subscribe_events(self, client: _Client, msg_id: int, message: dict[str, Any]) -> None:
-        event_type = message.get("event_type")
-        if event_type != "state_changed" and not (self.admin and event_type == "homeassistant_stop"):
+        event_type = str(message.get("event_type"))
+        # HA's allowlist for users who are not admins holds state_changed and core_config_updated.
+        allowed = event_type in ("state_changed", "core_config_updated")
+        if not allowed and not (self.admin and event_type == "homeassistant_stop"):
             client.send(_error(msg_id, "unauthorized", "Unauthorized"))
             return
         client.event_subs[msg_id] = event_type
