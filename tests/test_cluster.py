@@ -91,6 +91,31 @@ async def test_instances_share_one_upstream_connection_and_the_same_ids(
         assert ha.connections_total == 1
 
 
+async def test_through_redis_no_instance_blinks_an_entity_out_while_ha_is_starting(
+    ha: DemoHomeAssistant, redis_server: RedisServer
+) -> None:
+    async with instances(ha, redis_server) as servers, contextlib.AsyncExitStack() as stack:
+        streams = [await stack.enter_async_context(open_stream(s.url + "/events")) for s in servers]
+        for stream in streams:
+            await stream.next()
+        await ha.stop()
+        for stream in streams:
+            await stream.until(lambda e: e.event == "status" and e.json()["status"] == "disconnected", timeout=10)
+        ha.remove_state("light.kitchen")  # really deleted while HA was down
+        ha.begin_start(["switch.charger", "sensor.house_load"])
+        await ha.start()
+        for stream in streams:
+            await stream.until(lambda e: e.event == "status" and e.json()["status"] == "starting", timeout=10)
+        ha.finish_start()
+        for stream in streams:
+            seen: list[tuple[str, str]] = []
+            while ("status", "connected") not in seen:
+                event = await stream.next(timeout=10)
+                body = event.json()
+                seen.append((event.event, body.get("status") or body["entity_id"]))
+            assert [name for kind, name in seen if kind == "remove"] == ["light.kitchen"], seen
+
+
 async def test_a_client_resumes_on_another_instance_with_exactly_the_missed_events(
     ha: DemoHomeAssistant, redis_server: RedisServer
 ) -> None:
