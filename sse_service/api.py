@@ -107,6 +107,7 @@ async def health(request: Request) -> Response:
         "upstream": {
             "status": hub.status.value,
             "reason": hub.status_reason,
+            "cause": hub.status_cause.value,
             "since": hub.status_since,
             "ha_version": client.ha_version,
             "demo": request.app.state.settings.demo,

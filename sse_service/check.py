@@ -123,8 +123,7 @@ async def _wait_until_running(session: _Session, out: Callable[[str], None], pro
         out("upstream: Home Assistant is running")
     else:
         problems.append(
-            f"Home Assistant was still starting (state {state}) after {START_WAIT:g} s: "
-            "the entity counts may be short"
+            f"Home Assistant was still starting (state {state}) after {START_WAIT:g} s: the entity counts may be short"
         )
 
 
