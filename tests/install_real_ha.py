@@ -79,6 +79,11 @@ class Release:
     def name(self) -> str:
         return f"{self.version}-py{self.python}"
 
+    @property
+    def runs_on(self) -> str:
+        """For messages: "Python 3.13", "Python 3.14 in a Debian forky chroot"."""
+        return f"Python {self.python}" + (f" in a Debian {self.debian_suite} chroot" if self.debian_suite else "")
+
     def home(self) -> Path:
         """What the install makes and a reinstall deletes: the venv, or the chroot holding it."""
         return cache_root() / self.name
@@ -651,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = list(pool.map(lambda r: install(r, force=args.force), releases))
     for o in outcomes:
         state = "ok" if o.ok else "NOT INSTALLED"
-        release = f"{o.release.version} (Python {o.release.python})"
+        release = f"{o.release.version} ({o.release.runs_on})"
         print(f"real Home Assistant {release}: {state} in {o.seconds:.1f} s: {o.message}")
     print(f"real Home Assistant: {time.monotonic() - started:.1f} s in all (cache: {cache_root()})")
     # A failure does not stop tests/run: the real-HA tests report it (fail under CI=true, skip elsewhere).

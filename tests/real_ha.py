@@ -558,7 +558,7 @@ def real_ha_release(request: pytest.FixtureRequest) -> Release:
         except OSError:
             why = "not installed"
         _unavailable(
-            f"Home Assistant {release.version} (Python {release.python}): {why}. "
+            f"Home Assistant {release.version} ({release.runs_on}): {why}. "
             "Install it with: .venv/bin/python tests/install_real_ha.py (tests/run does)"
         )
     return release
