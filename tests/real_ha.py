@@ -193,7 +193,7 @@ class RealHA:
     @property
     def token(self) -> str:
         if self._token is None:
-            raise RealHAError("no token yet: call ensure_token() after start()")
+            raise RealHAError("no token yet: start() gets one")
         return self._token
 
     @property
