@@ -8,17 +8,19 @@ out of range.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import httpx
+import pytest
 from starlette.datastructures import Headers
 
 from sse_service.access import MAX_COOKIE_CHARS, Denied, Grant, Keys
 from sse_service.config import Secret, Settings
 from sse_service.ha.demo import DemoHomeAssistant
 
-from .helpers import live_server_in_thread, settings_for
+from .helpers import live_server, live_server_in_thread, settings_for
 
 READ_KEY = "read-key-3e9a1b7c5d2f4a60"
 
@@ -67,3 +69,32 @@ def test_the_key_cookie_is_found_among_others_quoted_or_not() -> None:
     # Only the first MAX_COOKIE_CHARS are read: a key behind more than that is not seen.
     late = "x=" + "a" * MAX_COOKIE_CHARS + f"; sse_key={READ_KEY}"
     assert isinstance(keys.reader(Headers({"cookie": late}), {}), Denied)
+
+
+# --- 2. /api/history with a time no datetime can hold --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("until=999999999999", "until"),  # the year 33658
+        ("since=999999999999", "since"),
+        ("since=0001-01-01T00:00:00%2B14:00", "since"),  # the year 0 in UTC
+        ("until=0001-01-01T12:00:00Z", "since"),  # its default since (a day earlier) is the year 0
+    ],
+)
+async def test_history_times_outside_years_1_to_9999_are_422_and_nothing_is_sent(
+    ha: DemoHomeAssistant, query: str, named: str
+) -> None:
+    async with live_server(settings_for(ha)) as live, httpx.AsyncClient(base_url=live.url, timeout=10) as client:
+        session = live.app.state.upstream._session
+        async with asyncio.timeout(5):
+            while session.pending:  # the recorder's past, asked for on connect
+                await asyncio.sleep(0.01)
+        response = await client.get(f"/api/history/sensor.solar_power?{query}")
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "invalid_query"
+        assert error["message"].startswith(f"{named}: expected a time from the year 1 to the year 9999")
+        # Nothing was registered with the upstream (a 500 used to leave the request pending).
+        assert session.pending == {}
