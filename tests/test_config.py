@@ -62,6 +62,7 @@ def test_ha_url_accepts_http_or_full_websocket_urls(raw: str, url: str) -> None:
         ({"CORS_CREDENTIALS": "maybe"}, "CORS_CREDENTIALS: expected true or false"),
         ({"MAX_STREAMS_PER_IP": "0"}, "MAX_STREAMS_PER_IP: expected an integer from 1"),
         ({"MAX_BODY_BYTES": "1e9"}, "MAX_BODY_BYTES: expected an integer"),
+        ({"REQUEST_TIMEOUT": "0"}, "REQUEST_TIMEOUT: expected a number of seconds from 0.1 to 3600, got '0'"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it(environ: dict[str, str], message: str) -> None:
@@ -155,3 +156,8 @@ def test_a_bad_key_is_not_echoed() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"WRITE_KEY": "secret value!"})
     assert "secret value" not in str(caught.value)
+
+
+def test_request_timeout_has_a_default_and_can_be_set() -> None:
+    assert load_settings({}).request_timeout == 10.0
+    assert load_settings({"REQUEST_TIMEOUT": "2.5"}).request_timeout == 2.5

@@ -9,6 +9,8 @@ out of range.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import resource
 import threading
 import time
 
@@ -16,11 +18,12 @@ import httpx
 import pytest
 from starlette.datastructures import Headers
 
+from sse_service import server
 from sse_service.access import MAX_COOKIE_CHARS, Denied, Grant, Keys
 from sse_service.config import Secret, Settings
 from sse_service.ha.demo import DemoHomeAssistant
 
-from .helpers import live_server, live_server_in_thread, settings_for
+from .helpers import live_server, live_server_in_thread, open_stream, settings_for
 
 READ_KEY = "read-key-3e9a1b7c5d2f4a60"
 
@@ -98,3 +101,127 @@ async def test_history_times_outside_years_1_to_9999_are_422_and_nothing_is_sent
         assert error["message"].startswith(f"{named}: expected a time from the year 1 to the year 9999")
         # Nothing was registered with the upstream (a 500 used to leave the request pending).
         assert session.pending == {}
+
+
+# --- 3. half-open connections ----------------------------------------------------------------
+
+
+@pytest.fixture(params=["httptools", "h11"])
+def protocol(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both of uvicorn's HTTP implementations: "auto" takes httptools when it is installed."""
+    if request.param == "h11":
+        monkeypatch.setattr(server, "_HTTP", server._H11)
+    elif server._HTTP is server._H11:
+        pytest.skip("httptools is not installed")
+    return str(request.param)
+
+
+def _raise_nofile(need: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need if hard == resource.RLIM_INFINITY else min(need, hard), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+async def _closed_by_server(reader: asyncio.StreamReader, within: float) -> bool:
+    """True when the server ends the connection within ``within`` s (whatever it sent first)."""
+    try:
+        async with asyncio.timeout(within):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        pass
+    return True
+
+
+async def test_thousands_of_half_open_connections_are_closed_and_streams_still_start(
+    ha: DemoHomeAssistant, protocol: str
+) -> None:
+    # Each costs two descriptors here, the client's and the server's.
+    count = min(2000, (_raise_nofile(4096 + 256) - 256) // 2)
+    assert count >= 500, "RLIMIT_NOFILE is too low for this test"
+    timeout = 2.0
+    heads = [
+        b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nX-Slow: a",
+        b"GET /healthz HTTP/1.1\r\nHo",
+        b"",  # connects and sends nothing
+    ]
+    async with live_server(settings_for(ha, request_timeout=timeout)) as live:
+        connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        try:
+            for i in range(count):
+                reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+                writer.write(heads[i % len(heads)])
+                connections.append((reader, writer))
+            opened = time.monotonic()
+            # With all of them open, a new stream starts and /healthz answers.
+            async with open_stream(live.url + "/events") as stream:
+                assert (await stream.next(timeout=10)).event == "snapshot"
+                async with httpx.AsyncClient(base_url=live.url, timeout=10) as client:
+                    assert (await client.get("/healthz")).status_code == 200
+                # Then the server closes every one of them, and only them.
+                remaining = timeout + 10 - (time.monotonic() - opened)
+                closed = await asyncio.gather(*(_closed_by_server(r, remaining) for r, _ in connections))
+                assert sum(closed) == count, f"{count - sum(closed)} of {count} half-open connections still open"
+                # The stream outlived the deadline: its request was complete.
+                ha.set_state("sensor.solar_power", "1500", {"unit_of_measurement": "W"})
+                await stream.until_state("sensor.solar_power", "1500")
+        finally:
+            for _, writer in connections:
+                writer.close()
+
+
+async def test_a_command_body_that_stops_half_way_is_408_and_the_connection_closes(
+    ha: DemoHomeAssistant, protocol: str
+) -> None:
+    settings = settings_for(ha, request_timeout=1.0, allowed_services=("switch.turn_on",))
+    async with live_server(settings) as live:
+        reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+        head = (
+            "POST /api/services/switch/turn_on HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        )
+        writer.write(head.encode() + b'{"entity_id": "switch.')
+        try:
+            async with asyncio.timeout(10):
+                answer = await reader.read(65536)
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+            assert b'"code":"request_timeout"' in answer and b"REQUEST_TIMEOUT" in answer
+            assert await _closed_by_server(reader, 5), "the rest of the body is not read as a new request"
+        finally:
+            writer.close()
+        assert ha.service_calls == []
+
+
+async def test_between_requests_a_partial_request_or_an_unread_body_is_closed_in_time(
+    ha: DemoHomeAssistant, protocol: str
+) -> None:
+    async with live_server(settings_for(ha, request_timeout=1.0)) as live:
+        # A keep-alive connection whose second request never completes.
+        reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        async with asyncio.timeout(5):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127")
+        assert await _closed_by_server(reader, 5)
+        writer.close()
+        # A body the route does not read, trickling in after the answer: a byte every 0.3 s
+        # kept the connection open for good (each byte reset uvicorn's keep-alive timer).
+        reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n")
+
+        async def trickle() -> None:
+            with contextlib.suppress(ConnectionError):
+                while True:
+                    writer.write(b"a")
+                    await writer.drain()
+                    await asyncio.sleep(0.3)
+
+        dripping = asyncio.create_task(trickle())
+        try:
+            assert await _closed_by_server(reader, 8), "a body trickling in after the answer kept the connection open"
+        finally:
+            dripping.cancel()
+            writer.close()
