@@ -89,6 +89,10 @@ def stream(ctx: Ctx, query: str = "", headers: Iterable[tuple[str | bytes, str |
     )
 
 
+def _auth(ctx: Ctx) -> list[tuple[str | bytes, str | bytes]]:
+    return [("Authorization", f"Bearer {ctx.read_key}")]
+
+
 def _value(number: str) -> str:
     return f'{{"entity_id":"{ENTITY}","value":{number}}}'
 
@@ -309,6 +313,16 @@ def contract_probes(ctx: Ctx) -> list[Probe]:
         )
     )
     out.append(Probe("states without key", request("GET", "/api/states", ctx), expect=S401))
+    # Filters past MAX_FILTER_PATTERNS / MAX_FILTER_LENGTH: compiled, they held the loop.
+    too_large = {
+        "5000-char filter": "entity_id=" + "a" * 5000,
+        "1000 globs": "entity_id=" + ",".join(f"sensor.x{i}" for i in range(1000)),
+        "60 KB filter": "entity_id=" + ",".join(f"sensor.{i:06d}_power" for i in range(3000)),
+        "101 domains": "domain=" + ",".join(["sensor"] * 101),
+    }
+    for name, query in too_large.items():
+        out.append(Probe(f"stream filter {name}", stream(ctx, query), expect=S422))
+        out.append(Probe(f"states filter {name}", request("GET", f"/api/states?{query}", ctx, _auth(ctx)), expect=S422))
     out.append(Probe("metrics without key", request("GET", "/metrics", ctx), expect=S401))
     out.append(Probe("healthz", request("GET", "/healthz", ctx), expect=frozenset({200})))
     return out
@@ -368,8 +382,6 @@ def stream_probes(ctx: Ctx) -> list[Probe]:
         "NUL in domain": f"domain=x%00{FORGED}",
         "ESC in entity_id": f"entity_id=x%1B[31m{FORGED}",
         "U+2028 in entity_id": f"entity_id=x%E2%80%A8{FORGED}",
-        "5000-char filter": "entity_id=" + "a" * 5000,
-        "1000 globs": "entity_id=" + ",".join(f"sensor.x{i}" for i in range(1000)),
         "star bomb": "entity_id=" + "*" * 2000 + "a",
         "brackets": "entity_id=" + quote("[!][[]]\\") + "&domain=" + quote("[a-"),
         "unicode": "entity_id=" + quote("sensor.℃①²,𝔰𝔢𝔫𝔰𝔬𝔯.*"),

@@ -24,7 +24,7 @@ from . import api, sse
 from .access import Keys, RateLimiter, StreamLimits
 from .commands import CommandEndpoint
 from .config import Settings
-from .filters import EntityPattern
+from .filters import EntityPattern, FilterLimits
 from .ha.client import HAClient, UpstreamSink
 from .ha.demo import BatteryHome, DemoHomeAssistant
 from .history import HistoryEndpoint
@@ -135,6 +135,7 @@ def create_app(
 
     keys = Keys.from_settings(settings)
     limits = StreamLimits(settings.max_streams, settings.max_streams_per_ip)
+    filter_limits = FilterLimits(settings.max_filter_patterns, settings.max_filter_length)
     events = EventsEndpoint(
         hub,
         retry_ms=settings.retry_ms,
@@ -142,6 +143,7 @@ def create_app(
         keys=keys,
         limits=limits,
         max_age=settings.max_stream_age,
+        filter_limits=filter_limits,
     )
 
     def upstream() -> HAClient:
@@ -272,6 +274,7 @@ def create_app(
     app.state.demo = demo
     app.state.keys = keys
     app.state.limits = limits
+    app.state.filter_limits = filter_limits
     app.state.cluster = node
 
     async def drain(grace: float) -> int:
