@@ -22,6 +22,7 @@ from sse_service import server
 from sse_service.access import MAX_COOKIE_CHARS, Denied, Grant, Keys
 from sse_service.config import Secret, Settings
 from sse_service.ha.demo import DemoHomeAssistant
+from sse_service.proxy import TrustedProxies, _forwarded_chain
 
 from .helpers import live_server, live_server_in_thread, open_stream, settings_for
 
@@ -255,3 +256,45 @@ async def test_stream_filters_past_their_count_or_length_are_422_naming_the_limi
         assert states.status_code == 200 and list(states.json()["entities"]) == ["sensor.solar_power"]
         async with open_stream(f"{live.url}/events?entity_id={exact}") as stream:
             assert list((await stream.next()).json()["entities"]) == ["sensor.solar_power"]
+
+
+# --- 5. forwarded addresses -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "client"),
+    [
+        ({"x-forwarded-for": "not-an-address"}, None),
+        ({"x-forwarded-for": "203.0.113.7, unknown"}, None),  # the entry that names the client decides
+        ({"forwarded": "for=_hidden"}, None),
+        ({"forwarded": "for=unknown, for=203.0.113.7"}, "203.0.113.7"),
+        ({"x-forwarded-for": "999.1.1.1"}, None),
+        # One address, one spelling: the per-address caps cannot be dodged by writing it anew.
+        ({"x-forwarded-for": "2001:DB8:0:0::1"}, "2001:db8::1"),
+        ({"x-forwarded-for": "::ffff:203.0.113.7"}, "203.0.113.7"),
+        # Only the right-most entries are read: the left end of a 200 KB chain is never walked.
+        ({"x-forwarded-for": ", ".join(["garbage"] + ["127.0.0.1"] * 20_000)}, "127.0.0.1"),
+    ],
+)
+def test_only_an_ip_address_is_taken_from_forwarded_headers(headers: dict[str, str], client: str | None) -> None:
+    assert TrustedProxies(["127.0.0.1"]).client(_forwarded_chain(Headers(headers))) == client
+
+
+async def test_a_forwarded_address_that_is_not_one_falls_back_to_the_peer_and_is_logged_once(
+    ha: DemoHomeAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    # From a trusted hop (loopback, the default), any string became a client id: each stream
+    # "from" a new name sidestepped MAX_STREAMS_PER_IP.
+    settings = settings_for(ha, max_streams_per_ip=1)
+    async with (
+        live_server(settings) as live,
+        open_stream(live.url + "/events", {"x-forwarded-for": "client-one"}) as first,
+        httpx.AsyncClient(base_url=live.url, timeout=10) as client,
+    ):
+        await first.next()
+        for name in ("client-two", "client-three"):
+            refused = await client.get("/events", headers={"x-forwarded-for": name})
+            assert refused.status_code == 429, "every one of them is the peer, 127.0.0.1"
+    warnings = [r for r in caplog.records if r.name == "sse_service.proxy"]
+    assert len(warnings) == 1 and "not an IP address" in warnings[0].getMessage()
+    assert "127.0.0.1" in warnings[0].getMessage()
