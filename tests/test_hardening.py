@@ -15,6 +15,7 @@ import threading
 import time
 
 import httpx
+import jwt
 import pytest
 from starlette.datastructures import Headers
 
@@ -298,3 +299,19 @@ async def test_a_forwarded_address_that_is_not_one_falls_back_to_the_peer_and_is
     warnings = [r for r in caplog.records if r.name == "sse_service.proxy"]
     assert len(warnings) == 1 and "not an IP address" in warnings[0].getMessage()
     assert "127.0.0.1" in warnings[0].getMessage()
+
+
+# --- 6. token claims, the demo's token, revocation without CONFIG_FILE ------------------------
+
+TOKEN_SECRET = "token-secret-0123456789abcdef0123456789"
+
+
+async def test_a_signed_token_with_an_absurd_exp_is_a_401_not_a_500(ha: DemoHomeAssistant) -> None:
+    settings = settings_for(ha, token_secret=Secret(TOKEN_SECRET))
+    async with live_server(settings) as live, httpx.AsyncClient(base_url=live.url, timeout=10) as client:
+        for exp in (-(10**400), -(10**14)):
+            credential = jwt.encode({"entities": ["*"], "exp": exp}, TOKEN_SECRET, algorithm="HS256")
+            for path in ("/api/states", "/events"):
+                response = await client.get(path, headers={"authorization": f"Bearer {credential}"})
+                assert response.status_code == 401, (path, exp, response.text)
+                assert response.json()["error"]["code"] == "invalid_token"
