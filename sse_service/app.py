@@ -210,6 +210,12 @@ def create_app(
             tasks.append(asyncio.create_task(node.run(), name="cluster"))
         tasks.append(asyncio.create_task(hub.run_heartbeat(settings.heartbeat), name="heartbeat"))
         if keys.tokens is not None:
+            if watch is None:
+                log.warning(
+                    "TOKEN_SECRET is set without CONFIG_FILE: TOKEN_REVOKED is read once, at start "
+                    "(SIGHUP reads the environment as it was then), so revoking a token needs a restart; "
+                    "put TOKEN_REVOKED in a CONFIG_FILE to revoke while running"
+                )
             revoked: Callable[[], tuple[str, ...]] = lambda: (reload() if reload else settings).token_revoked  # noqa: E731
             app.state.revocations = Revocations(keys.tokens, revoked, on_change=events.revoke, watch=watch)
             tasks.append(asyncio.create_task(app.state.revocations.run(), name="revocations"))

@@ -13,6 +13,7 @@ import contextlib
 import resource
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import jwt
@@ -25,7 +26,7 @@ from sse_service.config import Secret, Settings
 from sse_service.ha.demo import DemoHomeAssistant
 from sse_service.proxy import TrustedProxies, _forwarded_chain
 
-from .helpers import live_server, live_server_in_thread, open_stream, settings_for
+from .helpers import live_server, live_server_in_thread, open_stream, service_process, settings_for
 
 READ_KEY = "read-key-3e9a1b7c5d2f4a60"
 
@@ -315,3 +316,16 @@ async def test_a_signed_token_with_an_absurd_exp_is_a_401_not_a_500(ha: DemoHome
                 response = await client.get(path, headers={"authorization": f"Bearer {credential}"})
                 assert response.status_code == 401, (path, exp, response.text)
                 assert response.json()["error"]["code"] == "invalid_token"
+
+
+async def test_tokens_without_a_config_file_warn_at_start_that_revoking_needs_a_restart(tmp_path: Path) -> None:
+    warning = "TOKEN_SECRET is set without CONFIG_FILE: TOKEN_REVOKED is read once, at start"
+    log: list[str] = []
+    async with service_process(log, TOKEN_SECRET=TOKEN_SECRET):
+        pass
+    assert warning in log[0]
+    config = tmp_path / "sse.toml"
+    config.write_text('token_revoked = ["tablet-1"]\n')
+    async with service_process(log, TOKEN_SECRET=TOKEN_SECRET, CONFIG_FILE=str(config)):
+        pass
+    assert warning not in log[1], "with a CONFIG_FILE, SIGHUP and its changes revoke while running"
