@@ -323,6 +323,18 @@ def contract_probes(ctx: Ctx) -> list[Probe]:
     for name, query in too_large.items():
         out.append(Probe(f"stream filter {name}", stream(ctx, query), expect=S422))
         out.append(Probe(f"states filter {name}", request("GET", f"/api/states?{query}", ctx, _auth(ctx)), expect=S422))
+    # Before any key is checked: SimpleCookie took 10-25 s over this (CVE-2024-7592), the
+    # event loop standing still, /healthz and every stream with it.
+    bomb: list[tuple[str | bytes, str | bytes]] = [("Cookie", 'sse_key="' + "\\" * 80_000 + '"')]
+    out.append(Probe("cookie bomb on /api/states", request("GET", "/api/states", ctx, bomb), expect=S401))
+    out.append(Probe("cookie bomb on /events", request("GET", "/events", ctx, bomb), expect=S401))
+    out.append(
+        Probe("cookie bomb with a key", request("GET", "/api/states", ctx, _auth(ctx) + bomb), expect=frozenset({200}))
+    )
+    # Times no datetime holds: a 500 that left a request pending on the upstream.
+    for query in ("until=999999999999", "since=999999999999", "since=0001-01-01T00:00:00%2B14:00"):
+        path = f"/api/history/{ENTITY}?{query}"
+        out.append(Probe(f"history {query}", request("GET", path, ctx, _auth(ctx)), expect=S422))
     out.append(Probe("metrics without key", request("GET", "/metrics", ctx), expect=S401))
     out.append(Probe("healthz", request("GET", "/healthz", ctx), expect=frozenset({200})))
     return out
@@ -547,6 +559,16 @@ def odd_probes(ctx: Ctx) -> list[Probe]:
     for name, raw in framing.items():
         out.append(Probe(f"framing {name}", raw))
     return out
+
+
+# Half-open connections (soak.py opens a burst of them): a request line and headers that
+# never end, or nothing at all. The bridge must close each within REQUEST_TIMEOUT.
+HALF_OPEN_HEADS = (
+    b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nX-Half: ",
+    b"POST /api/services/input_number/set_value HTTP/1.1\r\nContent-Le",
+    b"G",
+    b"",
+)
 
 
 def slow_probes(ctx: Ctx, seconds: float) -> list[Probe]:
