@@ -144,7 +144,8 @@ async def test_thousands_of_half_open_connections_are_closed_and_streams_still_s
 ) -> None:
     # Each costs two descriptors here, the client's and the server's.
     count = min(2000, (_raise_nofile(4096 + 256) - 256) // 2)
-    assert count >= 500, "RLIMIT_NOFILE is too low for this test"
+    if count < 500:
+        pytest.skip(f"RLIMIT_NOFILE's hard limit leaves room for only {count} connections")
     timeout = 2.0
     heads = [
         b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nX-Slow: a",
