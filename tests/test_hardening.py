@@ -2,8 +2,9 @@
 
 Each test here failed before its fix: a cookie that froze the event loop, an out-of-range
 history time that leaked an upstream request, half-open connections that never closed,
-unbounded stream filters, forwarded addresses that were not addresses, and token claims
-out of range.
+unbounded stream filters, forwarded addresses that were not addresses, token claims out of
+range, and no word at start that revoking a token needs a restart without CONFIG_FILE. (The
+demo upstream's token at DEBUG is in test_secrets.py, the claims' refusals in test_tokens.py.)
 """
 
 from __future__ import annotations
