@@ -361,7 +361,8 @@ const HA_DOWN = { // upstream status -> [indicator, banner]
   starting: ["HA is starting…", "Home Assistant is starting"],
   auth_invalid: ["HA rejected the token", "Home Assistant rejected the bridge's token"],
 };
-// A bridge of several instances says so when it is Redis, not Home Assistant, that is out of reach.
+// A bridge of several instances says so when it is Redis, not Home Assistant, that is out of reach:
+// by its status's cause, or (a bridge from before causes) in the reason's words.
 const REDIS_DOWN = ["Bridge lost Redis", "The bridge cannot reach its Redis"];
 
 function render() {
@@ -369,7 +370,8 @@ function render() {
   // A silent stream counts as closed (the Feed reopens it), and so does a silent worker (we join a new one).
   const open = conn.open && !(link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS);
   const haUp = view.status === "connected";
-  const haDown = /^Redis\b/.test(view.reason) ? REDIS_DOWN : HA_DOWN[view.status] ?? HA_DOWN.disconnected;
+  const redis = view.cause ? view.cause === "redis" : /^Redis\b/.test(view.reason);
+  const haDown = redis ? REDIS_DOWN : HA_DOWN[view.status] ?? HA_DOWN.disconnected;
   const [state, text] =
     refused ? ["refused", ended ? "Access ended" : "Key refused"]
     : !open && !busy && !started && performance.now() < 1500 ? ["connecting", "Connecting…"] // the first try
