@@ -19,6 +19,7 @@ from .check import run_check
 from .config import ConfigError, _globs, _services, load_settings
 from .logs import setup_logging
 from .server import serve
+from .service import Service
 from .tokens import mint, parse_expiry
 
 __all__ = ["main"]
@@ -91,9 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     config_file = environ.get("CONFIG_FILE", "").strip()
-    app = create_app(settings, reload=lambda: load_settings(environ), watch=Path(config_file) if config_file else None)
-    serve(app, settings)
-    return 0
+    service = Service(settings, reload=lambda: load_settings(environ), watch=Path(config_file) if config_file else None)
+    return serve(service, create_app(service))
 
 
 def _print_token(args: argparse.Namespace) -> int:

@@ -24,13 +24,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from .access import CommandRate, Denied, Keys, RateLimiter, client_ip
-from .api import denial_response, error_response
 from .config import Settings
 from .filters import EntityPattern
-from .ha.client import HAClient, HAError, NotConnected
+from .ha.client import HAError, NotConnected
 from .hub import Hub
+from .responses import denial_response, error_response
 from .types import UpstreamStatus
 from .untrusted import ascii_int, loggable, shown
+from .upstream import Upstream
 
 __all__ = ["CommandEndpoint"]
 
@@ -58,7 +59,7 @@ class CommandEndpoint:
         self,
         settings: Settings,
         hub: Hub,
-        upstream: Callable[[], HAClient],
+        upstream: Upstream,
         *,
         keys: Keys,
         rate: CommandRate,
@@ -150,7 +151,7 @@ class CommandEndpoint:
             return self._unavailable(), entity_ids
         try:
             async with asyncio.timeout(self._timeout):
-                result = await self._upstream().call_service(
+                result = await self._upstream.call_service(
                     domain, service, service_data, target={"entity_id": entity_ids}
                 )
         except NotConnected:
@@ -172,7 +173,7 @@ class CommandEndpoint:
 
     def _unavailable(self, why: str | None = None) -> Response:
         """503, saying what is wrong and when the bridge tries again (``Retry-After``)."""
-        client = self._upstream()
+        client = self._upstream
         retry_in = client.retry_in()
         seconds = max(1, math.ceil(retry_in)) if retry_in is not None else 1
         status = self._hub.status

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import api
+from .access import Keys
 from .filters import EntityPattern
-from .ha.client import HAClient, HAError, NotConnected
+from .ha.client import HAError, NotConnected
 from .ha.messages import iso_from_timestamp
+from .hub import Hub
+from .responses import error_response, read_denied, unknown_entity
 from .series import downsample
 from .untrusted import ascii_int, shown
+from .upstream import Upstream
 
 __all__ = ["HistoryEndpoint"]
 
@@ -40,17 +42,19 @@ class _BadQuery(Exception):
 
 
 class HistoryEndpoint:
-    def __init__(self, upstream: Callable[[], HAClient], *, exposed: EntityPattern, window: float) -> None:
+    def __init__(self, upstream: Upstream, hub: Hub, *, keys: Keys, exposed: EntityPattern, window: float) -> None:
         self._upstream = upstream
+        self._hub = hub
+        self._keys = keys
         self._exposed = exposed
         self._window = window or 86400.0
 
     async def handle(self, request: Request) -> Response:
-        if denied := api.read_denied(request):
+        if denied := read_denied(self._keys, request):
             return denied
         entity_id = request.path_params["entity_id"]
-        if not self._exposed(entity_id) or entity_id not in request.app.state.hub.store.states:
-            return api.error_response(404, "unknown_entity", f"no exposed entity {shown(entity_id) or '(empty)'}")
+        if not self._exposed(entity_id) or entity_id not in self._hub.store.states:
+            return unknown_entity(entity_id)
         now = time.time()
         try:
             until = _instant(request.query_params.get("until"), "until", now)
@@ -69,22 +73,22 @@ class HistoryEndpoint:
             if until - since > MAX_SPAN:
                 raise _BadQuery(f"since: the span is limited to {MAX_SPAN / 86400:g} days")
         except _BadQuery as e:
-            return api.error_response(422, "invalid_query", str(e))
-        client = self._upstream()
+            return error_response(422, "invalid_query", str(e))
+        client = self._upstream
         try:
             async with asyncio.timeout(TIMEOUT):
                 recorded = await client.history([entity_id], since, until)
         except NotConnected:
             message = "Home Assistant is not connected; the history comes from its recorder"
-            return api.error_response(503, "upstream_unavailable", message, {"retry-after": "5"})
+            return error_response(503, "upstream_unavailable", message, {"retry-after": "5"})
         except TimeoutError:
             message = f"Home Assistant's recorder did not answer within {TIMEOUT:g} s"
-            return api.error_response(504, "upstream_timeout", message)
+            return error_response(504, "upstream_timeout", message)
         except HAError as e:
             if e.code == "unknown_command":
                 message = "Home Assistant has no history: it needs the recorder and history integrations"
-                return api.error_response(501, "history_unavailable", message)
-            return api.error_response(502, f"ha_{e.code}", f"Home Assistant refused: {e.message or e.code}")
+                return error_response(501, "history_unavailable", message)
+            return error_response(502, f"ha_{e.code}", f"Home Assistant refused: {e.message or e.code}")
         series = downsample(recorded.get(entity_id, []), points)
         body = {
             "entity_id": entity_id,

@@ -6,7 +6,7 @@ on every ``inc``); this collector turns them into metric families when Prometheu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -15,12 +15,13 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .api import read_denied
+from .access import Keys
+from .responses import read_denied
 from .types import UpstreamStatus
 
 if TYPE_CHECKING:
-    from .ha.client import HAClient
     from .hub import Hub
+    from .upstream import Upstream
 
 __all__ = ["Metrics"]
 
@@ -29,9 +30,7 @@ FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 
 
 class _HubCollector(Collector):
-    def __init__(
-        self, hub: Hub, upstream: Callable[[], HAClient | None], token_streams: Mapping[str, int] | None = None
-    ) -> None:
+    def __init__(self, hub: Hub, upstream: Upstream, token_streams: Mapping[str, int] | None = None) -> None:
         self._hub = hub
         self._upstream = upstream
         self._token_streams = token_streams
@@ -64,17 +63,17 @@ class _HubCollector(Collector):
         for value in UpstreamStatus:
             status.add_metric([value.value], 1.0 if hub.status is value else 0.0)
         yield status
-        client = self._upstream()
-        if client is not None:
-            yield CounterMetricFamily("sse_upstream_connects", "Authenticated connections to HA", client.connects)
-            if client.pong_rtt is not None:
-                yield GaugeMetricFamily("sse_upstream_ping_seconds", "Round trip of the last HA ping", client.pong_rtt)
+        client = self._upstream
+        yield CounterMetricFamily("sse_upstream_connects", "Authenticated connections to HA", client.connects)
+        if client.pong_rtt is not None:
+            yield GaugeMetricFamily("sse_upstream_ping_seconds", "Round trip of the last HA ping", client.pong_rtt)
 
 
 class Metrics:
     def __init__(
-        self, hub: Hub, upstream: Callable[[], HAClient | None], *, token_streams: Mapping[str, int] | None = None
+        self, hub: Hub, upstream: Upstream, *, keys: Keys, token_streams: Mapping[str, int] | None = None
     ) -> None:
+        self._keys = keys
         self.registry = CollectorRegistry()
         self.registry.register(_HubCollector(hub, upstream, token_streams))
         self.commands = Counter(
@@ -99,6 +98,6 @@ class Metrics:
             self.token_commands.labels(token_name, outcome).inc()
 
     async def endpoint(self, request: Request) -> Response:
-        if denied := read_denied(request, whole_view=True):
+        if denied := read_denied(self._keys, request, whole_view=True):
             return denied
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

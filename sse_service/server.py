@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .config import Settings
+from .service import Service
 
 __all__ = ["Server", "listening_socket", "serve", "uvicorn_config"]
 
@@ -184,11 +185,19 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
     )
 
 
-def serve(app: Starlette, settings: Settings) -> None:
-    server = Server(uvicorn_config(app, settings), drain=app.state.drain)
+def serve(service: Service, app: Starlette) -> int:
+    """Run until SIGTERM (0) or until a background part of the service fails (1, for a supervisor)."""
+    settings = service.settings
+    server = Server(uvicorn_config(app, settings), drain=service.drain)
+
+    def stop() -> None:
+        server.should_exit = True
+
+    service.on_failure = stop
     sock = listening_socket(settings.host, settings.port)
     log.info("%s", where_to_look(settings, sock.getsockname()[1]))
     server.run(sockets=[sock])
+    return 1 if service.failure is not None else 0
 
 
 def where_to_look(settings: Settings, port: int) -> str:

@@ -43,9 +43,9 @@ from starlette.types import Receive, Scope, Send
 
 from . import sse
 from .access import Grant, Keys, Refusal, StreamLimits, client_ip
-from .api import error_response, read_grant
 from .filters import EntityFilter, FilterLimits, FilterTooLarge, combine
 from .hub import Hub
+from .responses import error_response, read_grant
 from .untrusted import loggable
 
 __all__ = ["EXPIRED_RETRY_MS", "ClientStream", "EventsEndpoint", "STREAM_HEADERS"]

@@ -21,6 +21,7 @@ from sse_service.app import create_app
 from sse_service.config import Secret, Settings
 from sse_service.ha.demo import DemoHomeAssistant
 from sse_service.server import Server, listening_socket, uvicorn_config
+from sse_service.service import Service
 
 
 def seed_home(ha: DemoHomeAssistant) -> None:
@@ -55,6 +56,7 @@ class _TestServer(Server):
 
 @dataclasses.dataclass
 class LiveServer:
+    service: Service
     app: Starlette
     server: Server
     port: int
@@ -72,10 +74,11 @@ async def live_server(
 
     ``web_dir=WEB_DIR`` serves the page too.
     """
-    app = create_app(settings, web_dir=web_dir)
+    service = Service(settings)
+    app = create_app(service, web_dir=web_dir)
     sock = listening_socket("127.0.0.1", port)
     config = uvicorn_config(app, dataclasses.replace(settings, graceful_timeout=3))
-    server = _TestServer(config, drain=app.state.drain)
+    server = _TestServer(config, drain=service.drain)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(10):
@@ -85,9 +88,9 @@ async def live_server(
                     raise RuntimeError("server stopped during start-up")
                 await asyncio.sleep(0.01)
             if wait_connected:
-                while app.state.hub.status.value != "connected":
+                while service.hub.status.value != "connected":
                     await asyncio.sleep(0.01)
-        yield LiveServer(app, server, sock.getsockname()[1])
+        yield LiveServer(service, app, server, sock.getsockname()[1])
     finally:
         server.should_exit = True
         await task

@@ -158,7 +158,7 @@ class TestStreamCaps:
             assert (await again.next()).event == "snapshot"
 
     async def test_total_cap_is_503(self, capped: LiveServer) -> None:
-        limits = capped.app.state.limits
+        limits = capped.service.limits
         limits.acquire("192.0.2.1")  # streams from elsewhere fill the server
         limits.acquire("192.0.2.2")
         try:

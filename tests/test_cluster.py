@@ -50,7 +50,7 @@ def redis_client(server: RedisServer, *, decode_responses: bool = False) -> Redi
 
 
 def role(server: LiveServer) -> str:
-    node = server.app.state.cluster
+    node = server.service.cluster
     return str(node.role)
 
 
@@ -73,7 +73,7 @@ async def test_instances_share_one_upstream_connection_and_the_same_ids(
         assert ha.connections_total == 1 and len(ha.clients) == 1
         roles = sorted([(await health(s))["cluster"]["role"] for s in servers])
         assert roles == ["follower", "follower", "leader"]
-        await wait_for(lambda: all(s.app.state.upstream.ha_version == ha.version for s in servers))
+        await wait_for(lambda: all(s.service.upstream.ha_version == ha.version for s in servers))
         async with contextlib.AsyncExitStack() as stack:
             streams = [await stack.enter_async_context(open_stream(s.url + "/events")) for s in servers]
             snapshots = [await stream.next() for stream in streams]
@@ -126,7 +126,7 @@ async def test_a_client_resumes_on_another_instance_with_exactly_the_missed_even
             last = await stream.until_state("sensor.battery_level", "51.0")
         ha.set_state("sensor.battery_level", "52.0")
         ha.set_state("switch.charger", "on")
-        await wait_for(lambda: b.app.state.hub.store.states["switch.charger"]["state"] == "on")
+        await wait_for(lambda: b.service.hub.store.states["switch.charger"]["state"] == "on")
         assert last.id is not None
         async with open_stream(b.url + "/events", headers={"Last-Event-ID": last.id}) as stream:
             first, second = await stream.next(), await stream.next()
@@ -146,7 +146,7 @@ async def test_a_flushed_redis_means_a_new_epoch_and_a_snapshot_not_a_wrong_repl
             epoch = (await health(b))["cluster"]["epoch"]
             async with redis_client(redis_server) as redis:
                 await redis.flushall()
-            await wait_for(lambda: b.app.state.cluster.reader.epoch not in (None, epoch))
+            await wait_for(lambda: b.service.cluster.reader.epoch not in (None, epoch))
             ha.set_state("sensor.battery_level", "49.0")
             after = await stream.until_state("sensor.battery_level", "49.0")
             assert after.id is not None and old.id is not None
@@ -173,7 +173,7 @@ async def test_the_other_instance_takes_over_when_the_leader_stops(
             loop = asyncio.get_running_loop()
             stopped = loop.time()
             await wait_for(lambda: role(second) == "leader", timeout=TTL + 3)
-            await wait_for(lambda: len(ha.clients) == 1 and second.app.state.cluster.client.connected)
+            await wait_for(lambda: len(ha.clients) == 1 and second.service.cluster.client.connected)
             took = loop.time() - stopped
             assert took < 1.0, f"a leader that stops lets go of the lease: {took:.2f} s"
             ha.set_state("sensor.solar_power", "1300")
@@ -234,7 +234,7 @@ async def test_commands_on_a_follower_are_carried_to_the_leader_and_answered_ali
         assert response.status_code == 200, response.text
         assert response.json()["ok"] is True and response.json()["context_id"]
         assert ha.service_calls[-1].entity_ids == ["switch.charger"]
-        await wait_for(lambda: other.app.state.hub.store.states["switch.charger"]["state"] == "on")
+        await wait_for(lambda: other.service.hub.store.states["switch.charger"]["state"] == "on")
         response = await post(other, "/api/services/switch/refuse", {"entity_id": "switch.charger"})
         assert response.status_code == 400
         assert response.json()["error"] == {
@@ -341,7 +341,7 @@ async def test_a_late_follower_starts_from_the_log_and_serves_filtered_streams(
     async with instances(ha, redis_server, 1) as (first,):
         ha.set_state("sensor.battery_level", "60.0")
         ha.remove_state("light.kitchen")
-        await wait_for(lambda: "light.kitchen" not in first.app.state.hub.store.states)
+        await wait_for(lambda: "light.kitchen" not in first.service.hub.store.states)
         async with (
             live_server(cluster_settings(ha, redis_server)) as late,
             open_stream(late.url + "/events?domain=sensor") as stream,
@@ -370,7 +370,7 @@ async def test_a_client_that_moves_to_an_instance_behind_the_log_gets_no_older_v
     ha: DemoHomeAssistant, redis_server: RedisServer
 ) -> None:
     async with instances(ha, redis_server) as (a, b):
-        reader = b.app.state.cluster.reader
+        reader = b.service.cluster.reader
         read = reader._xread
 
         async def late() -> Any:  # b reads the log 0.5 s behind a
@@ -380,18 +380,18 @@ async def test_a_client_that_moves_to_an_instance_behind_the_log_gets_no_older_v
 
         reader._xread = late
         ha.set_state("sensor.battery_level", "70.0")  # ends the read that was waiting already
-        await wait_for(lambda: b.app.state.hub.store.states["sensor.battery_level"]["state"] == "70.0")
+        await wait_for(lambda: b.service.hub.store.states["sensor.battery_level"]["state"] == "70.0")
         async with open_stream(a.url + "/events") as stream:
             await stream.next()
             ha.set_state("sensor.battery_level", "71.0")
             seen = await stream.until_state("sensor.battery_level", "71.0")
-        assert seen.id is not None and b.app.state.hub.store.states["sensor.battery_level"]["state"] != "71.0"
+        assert seen.id is not None and b.service.hub.store.states["sensor.battery_level"]["state"] != "71.0"
         async with open_stream(b.url + "/events", headers={"Last-Event-ID": seen.id}) as moved:
             ha.set_state("sensor.battery_level", "72.0")
             first = await moved.next()
             # Not b's older snapshot (and 71.0 again after it): b waited until it had made seen.id.
             assert (first.event, first.json().get("state")) == ("state", "72.0")
-            assert b.app.state.hub.snapshots == 0
+            assert b.service.hub.snapshots == 0
 
 
 async def test_a_client_resumes_on_an_instance_that_started_after_it_left(
@@ -406,11 +406,11 @@ async def test_a_client_resumes_on_an_instance_that_started_after_it_left(
         ha.set_state("sensor.battery_level", "62.0")
         ha.remove_state("light.kitchen")
         await ha.stop()  # HA restarts meanwhile: status events are in what it missed
-        await wait_for(lambda: first.app.state.hub.status is UpstreamStatus.DISCONNECTED)
+        await wait_for(lambda: first.service.hub.status is UpstreamStatus.DISCONNECTED)
         await ha.start()
-        await wait_for(lambda: first.app.state.hub.status is UpstreamStatus.CONNECTED)
+        await wait_for(lambda: first.service.hub.status is UpstreamStatus.CONNECTED)
         ha.set_state("switch.charger", "on")
-        await wait_for(lambda: first.app.state.hub.store.states["switch.charger"]["state"] == "on")
+        await wait_for(lambda: first.service.hub.store.states["switch.charger"]["state"] == "on")
         assert last.id is not None
         async with (
             live_server(cluster_settings(ha, redis_server)) as late,
@@ -422,7 +422,7 @@ async def test_a_client_resumes_on_an_instance_that_started_after_it_left(
             assert [(e.event, e.id, e.data) for e in missed] == [(e.event, e.id, e.data) for e in expected]
             assert [e.event for e in missed] == ["state", "remove", "status", "status", "state"]
             assert [e.json().get("status") for e in missed[2:4]] == ["disconnected", "connected"]
-            assert late.app.state.hub.replays == 1 and late.app.state.hub.snapshots == 0
+            assert late.service.hub.replays == 1 and late.service.hub.snapshots == 0
             ha.set_state("sensor.battery_level", "63.0")
             assert (await moved.next()).json()["state"] == "63.0", "nothing else in between"
 
@@ -445,7 +445,7 @@ async def test_the_redis_password_never_shows(ha: DemoHomeAssistant, tmp_path: A
                 for path in ("/healthz", "/readyz", "/metrics"):
                     assert password not in (await client.get(live.url + path)).text
             server.stop()
-            await wait_for(lambda: (live.app.state.cluster.reader.error or "") != "", timeout=5)
+            await wait_for(lambda: (live.service.cluster.reader.error or "") != "", timeout=5)
             async with httpx.AsyncClient() as client:
                 for path in ("/healthz", "/readyz", "/metrics"):
                     assert password not in (await client.get(live.url + path)).text
@@ -463,7 +463,8 @@ def test_without_redis_url_redis_is_never_imported() -> None:
         "import sys\n"
         "from sse_service.app import create_app\n"
         "from sse_service.config import Settings\n"
-        "create_app(Settings())\n"
+        "from sse_service.service import Service\n"
+        "create_app(Service(Settings()))\n"
         "assert not any(m == 'redis' or m.startswith('redis.') for m in sys.modules), 'redis imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -499,7 +500,7 @@ async def test_the_command_rate_holds_for_the_cluster(ha: DemoHomeAssistant, red
     async with contextlib.AsyncExitStack() as stack:
         settings = cluster_settings(ha, redis_server, command_rate=0.01, command_burst=4)
         servers = [await stack.enter_async_context(live_server(settings)) for _ in range(2)]
-        await wait_for(lambda: all(s.app.state.cluster.members == 2 for s in servers))
+        await wait_for(lambda: all(s.service.cluster.members == 2 for s in servers))
         toggle = {"entity_id": "switch.charger"}
         # An address that sticks to one instance gets the whole burst, not a share of it ...
         codes = [(await post(servers[0], "/api/services/switch/toggle", toggle)).status_code for _ in range(4)]
@@ -611,7 +612,7 @@ async def test_the_recorders_history_reaches_every_instance_and_late_joiners(
     ha.record("sensor.battery_level", time.time() - 1800, "45.0")
 
     def past(server: LiveServer) -> list[float]:
-        series = server.app.state.hub.store.history.get("sensor.battery_level")
+        series = server.service.hub.store.history.get("sensor.battery_level")
         return [p[1] for p in series.points] if series is not None else []
 
     async with instances(ha, redis_server) as servers:
@@ -711,18 +712,18 @@ async def test_an_entry_that_is_not_the_scripts_is_skipped(
 ) -> None:
     async with instances(ha, redis_server) as servers, open_stream(servers[1].url + "/events") as stream:
         await stream.next()
-        hub = servers[1].app.state.hub
+        hub = servers[1].service.hub
         async with redis_client(redis_server, decode_responses=True) as redis:
             fields = {"epoch": hub.epoch, "seq": hub.seq + 1, "n": 1, "kind": "status", "data": '{"status": "bogus"}'}
             await redis.xadd("sse:log", fields)  # type: ignore[arg-type]
             await redis.xadd("sse:log", {"junk": "1"})
         ha.set_state("sensor.battery_level", "55.0")
         for server in servers:
-            await wait_for(lambda s=server: s.app.state.hub.store.states["sensor.battery_level"]["state"] == "55.0")
+            await wait_for(lambda s=server: s.service.hub.store.states["sensor.battery_level"]["state"] == "55.0")
         await stream.until_state("sensor.battery_level", "55.0")
-        resyncs = [s.app.state.cluster.reader.resyncs for s in servers]
+        resyncs = [s.service.cluster.reader.resyncs for s in servers]
         await asyncio.sleep(1.5)  # a few quiet reads: none starts over again
-        assert [s.app.state.cluster.reader.resyncs for s in servers] == resyncs
+        assert [s.service.cluster.reader.resyncs for s in servers] == resyncs
         assert all(r <= 3 for r in resyncs), resyncs
     assert "Malformed status entry" in caplog.text
 
@@ -747,11 +748,11 @@ async def test_all_cores_behind_nginx_a_client_moves_to_the_other_process_and_re
             await stream.next()
             ha.set_state("sensor.battery_level", "61.0")
             seen = await stream.until_state("sensor.battery_level", "61.0")
-            serving = 0 if a.app.state.hub.client_count else 1
+            serving = 0 if a.service.hub.client_count else 1
         assert seen.id is not None
         other = (a, b)[1 - serving]
         ha.set_state("sensor.battery_level", "62.0")  # missed by that client
-        await wait_for(lambda: other.app.state.hub.store.states["sensor.battery_level"]["state"] == "62.0")
+        await wait_for(lambda: other.service.hub.store.states["sensor.battery_level"]["state"] == "62.0")
         await each[serving].aclose()  # the process it was on goes away (the leader, or not)
         for _ in range(2):  # whichever way nginx turns, the stream lands on the one still up
             async with open_stream(url, headers={"Last-Event-ID": seen.id}) as resumed:
@@ -778,9 +779,9 @@ async def test_a_log_that_went_back_gets_a_new_epoch_never_reused_ids(
         ha.set_state("sensor.solar_power", "999")  # the leader's next write lands on the old seq
         await stream.until_state("sensor.solar_power", "999", timeout=10)
         for server in servers:
-            await wait_for(lambda s=server: s.app.state.hub.store.states["sensor.battery_level"]["state"] == "71.0")
+            await wait_for(lambda s=server: s.service.hub.store.states["sensor.battery_level"]["state"] == "71.0")
         assert last.id is not None
         for server in servers:
-            assert server.app.state.hub.epoch != last.id.rsplit("-", 1)[0], "a new epoch"
+            assert server.service.hub.epoch != last.id.rsplit("-", 1)[0], "a new epoch"
             async with open_stream(server.url + "/events", headers={"Last-Event-ID": last.id}) as resumed:
                 assert (await resumed.next()).event == "snapshot", "never a replay under reused ids"

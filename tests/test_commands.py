@@ -227,7 +227,7 @@ async def test_no_answer_from_ha_is_504(ha: DemoHomeAssistant) -> None:
         response = await post(live, "/api/services/switch/slow", {"entity_id": "switch.charger"})
         assert response.status_code == 504
         assert error_of(response)["code"] == "upstream_timeout"
-        assert live.app.state.upstream._session.pending == {}, "the timed-out call leaves nothing behind"
+        assert live.service.upstream._session.pending == {}, "the timed-out call leaves nothing behind"
 
 
 async def test_command_in_flight_when_upstream_drops_fails_at_once_with_503(
@@ -251,7 +251,7 @@ async def test_command_in_flight_when_upstream_drops_fails_at_once_with_503(
 
 async def test_upstream_down_is_503_with_retry_after(server: LiveServer, ha: DemoHomeAssistant) -> None:
     await ha.stop()
-    while server.app.state.hub.status.value == "connected":
+    while server.service.hub.status.value == "connected":
         await asyncio.sleep(0.01)
     response = await post(server, "/api/services/switch/turn_on", {"entity_id": "switch.charger"})
     assert response.status_code == 503

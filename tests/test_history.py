@@ -59,7 +59,7 @@ async def test_a_stream_open_before_the_past_arrives_gets_it_as_a_history_event(
             snapshot = (await stream.next()).json()
             assert span_hours(snapshot["history"]["sensor.solar_power"]) < 0.1
             past = [(time.time() - 7200 + 60 * i, float(i)) for i in range(100)]
-            live.app.state.hub.upstream_history({"sensor.solar_power": past, "sensor.house_load": past})
+            live.service.hub.upstream_history({"sensor.solar_power": past, "sensor.house_load": past})
             event = await stream.until(lambda e: e.event == "history")
     assert event.id is None, "not part of the replayable sequence"
     assert list(event.json()["history"]) == ["sensor.solar_power"], "the stream's own filter holds"
@@ -121,7 +121,7 @@ async def test_the_history_route_says_when_ha_has_no_recorder_or_is_down(home: D
         assert response.status_code == 501
         assert response.json()["error"]["code"] == "history_unavailable"
         await home.stop()
-        while live.app.state.hub.status.value == "connected":
+        while live.service.hub.status.value == "connected":
             await asyncio.sleep(0.01)
         response = await api(live, "/api/history/sensor.solar_power")
         assert response.status_code == 503
@@ -135,7 +135,7 @@ async def test_a_large_answer_arrives_bounded_and_is_merged(home: DemoHomeAssist
         start = time.time() - 86400
         home.recorder[entity_id] = [(start + 20 * k, str(k % 97)) for k in range(4000)]
     async with live_server(settings_for(home, history_entities=100, history_points=80)) as live:
-        store = live.app.state.hub.store
+        store = live.service.hub.store
         async with asyncio.timeout(10):
             while span_hours(store.history["sensor.big_39"].points) < 20:
                 await asyncio.sleep(0.01)

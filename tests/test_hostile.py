@@ -59,7 +59,7 @@ async def test_numbers_ha_cannot_parse_are_422_naming_the_field_and_never_forwar
     assert error["message"].startswith("value: the number") and "out of range" in error["message"]
     assert len(error["message"]) < 200
     assert ha.service_calls == []
-    assert ha.connections_total == 1 and server.app.state.hub.status is UpstreamStatus.CONNECTED
+    assert ha.connections_total == 1 and server.service.hub.status is UpstreamStatus.CONNECTED
 
 
 async def test_numbers_deep_in_the_data_are_named_by_their_top_level_field(server: LiveServer) -> None:
@@ -78,7 +78,7 @@ async def test_the_edges_of_the_range_are_forwarded_and_ha_stays_connected(
     assert response.status_code == 200, response.text
     assert [str(c.data["value"]) for c in ha.service_calls] == [str(float(number)) if "e" in number else number]
     await asyncio.sleep(0.1)
-    assert ha.connections_total == 1 and server.app.state.hub.status is UpstreamStatus.CONNECTED
+    assert ha.connections_total == 1 and server.service.hub.status is UpstreamStatus.CONNECTED
 
 
 async def test_who_may_act_is_decided_before_the_body_is_read(server: LiveServer, ha: DemoHomeAssistant) -> None:
@@ -142,7 +142,7 @@ async def test_a_command_while_ha_says_goodbye_is_503_at_once_without_a_tracebac
     await ha.shut_down("2025.4", linger=10.0)  # close frame now, TCP end 10 s later
     loop = asyncio.get_running_loop()
     started = loop.time()
-    while server.app.state.hub.status is UpstreamStatus.CONNECTED:
+    while server.service.hub.status is UpstreamStatus.CONNECTED:
         assert loop.time() - started < 1.0, "still 'connected' a second after HA's close frame"
         await asyncio.sleep(0.01)
     response = await command(server, "/api/services/switch/turn_on", b'{"entity_id": "switch.charger"}')
@@ -158,7 +158,7 @@ async def test_under_auth_invalid_a_command_says_the_token_is_refused_and_when_t
 ) -> None:
     settings = settings_for(ha, ha_token=Secret("not-the-token"), ha_auth_retry=120.0, allowed_services=SWITCHES)
     async with live_server(settings, wait_connected=False) as live:
-        while live.app.state.hub.status is not UpstreamStatus.AUTH_INVALID:
+        while live.service.hub.status is not UpstreamStatus.AUTH_INVALID:
             await asyncio.sleep(0.01)
         response = await command(live, "/api/services/switch/turn_on", b'{"entity_id": "switch.charger"}')
     assert response.status_code == 503

@@ -20,7 +20,7 @@ from .helpers import SSEStream, StreamEnded, free_port, live_server, open_stream
 
 async def test_200_connect_disconnect_cycles_leave_no_tasks_behind(ha: DemoHomeAssistant) -> None:
     async with live_server(settings_for(ha)) as live:
-        hub = live.app.state.hub
+        hub = live.service.hub
         async with open_stream(live.url + "/events") as warm:
             await warm.next()
         await asyncio.sleep(0.1)
@@ -42,7 +42,7 @@ async def test_200_connect_disconnect_cycles_leave_no_tasks_behind(ha: DemoHomeA
 
 async def test_a_client_that_goes_away_is_noticed_promptly(ha: DemoHomeAssistant) -> None:
     async with live_server(settings_for(ha)) as live:
-        hub = live.app.state.hub
+        hub = live.service.hub
         sock = socket.create_connection(("127.0.0.1", live.port))
         sock.sendall(b"GET /events HTTP/1.1\r\nHost: test\r\n\r\n")
         async with asyncio.timeout(2):
@@ -130,7 +130,7 @@ async def test_a_stalled_client_does_not_hold_shutdown_past_the_graceful_timeout
         started = time.monotonic()
         live.server.should_exit = True
         async with asyncio.timeout(8):
-            while live.app.state.hub.client_count:
+            while live.service.hub.client_count:
                 await asyncio.sleep(0.05)
         assert time.monotonic() - started < 5
         stalled.close()

@@ -150,7 +150,7 @@ async def chart_points(page: Page, entity_id: str) -> list[list[float]]:
 
 async def bridge_has(live: LiveServer, entity_id: str, state: str) -> None:
     async with asyncio.timeout(5):
-        while live.app.state.hub.store.states.get(entity_id, {}).get("state") != state:
+        while live.service.hub.store.states.get(entity_id, {}).get("state") != state:
             await asyncio.sleep(0.005)
 
 
@@ -290,7 +290,7 @@ async def test_a_silent_stream_is_flagged_as_stale_and_reopened(
         await asyncio.sleep(2.0)  # well past the page's limit (2 × 0.3 s + 1 s), but pings flow
         assert await page.evaluate("window.staleSeen") == []
 
-        hub = live.app.state.hub
+        hub = live.service.hub
         streams_opened = hub.snapshots + hub.replays
         # The stream stays open but says nothing, as a half-open connection would.
         monkeypatch.setattr(hub, "heartbeat", lambda: None)
@@ -408,7 +408,7 @@ async def test_another_bridge_is_reached_with_the_bridge_parameter(ha: DemoHomeA
             await page.goto(f"{site.url}/?bridge={bridge.url}/&entity_id=sensor.*")
             await expect(card(page, "sensor.house_load").locator(".state")).to_have_text("640")
             await expect(page.locator(".card")).to_have_count(3)
-            assert (bridge.app.state.hub.client_count, site.app.state.hub.client_count) == (1, 0)
+            assert (bridge.service.hub.client_count, site.service.hub.client_count) == (1, 0)
 
 
 ENTITIES = ("sensor.battery_level", "sensor.solar_power", "sensor.house_load")  # the snippet's
@@ -439,7 +439,7 @@ async def test_the_readme_embed_snippet_works_from_another_origin(
             await expect(battery).to_have_text("49.5 %")
             await expect(house).to_have_text("700 W")
             await expect(solar).to_have_text("1200 W")
-            assert bridge.app.state.hub.client_count == 1, "three values, one stream"
+            assert bridge.service.hub.client_count == 1, "three values, one stream"
 
 
 async def test_entity_text_is_shown_as_text_never_as_markup(ha: DemoHomeAssistant, page: Page) -> None:

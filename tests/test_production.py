@@ -71,11 +71,11 @@ async def test_metrics_follow_a_scripted_session(ha: DemoHomeAssistant) -> None:
             assert (await fresh.next()).event == "snapshot"
 
         await ha.stop()
-        while live.app.state.hub.status.value == "connected":
+        while live.service.hub.status.value == "connected":
             await asyncio.sleep(0.01)
         down = await scrape(live)
         await ha.start()
-        while live.app.state.hub.status.value != "connected":
+        while live.service.hub.status.value != "connected":
             await asyncio.sleep(0.01)
         after = await scrape(live)
 

@@ -108,9 +108,9 @@ async def test_a_stalled_client_does_not_slow_the_reader_and_memory_stays_bounde
                         got.append(int(event.json()["state"]))
             assert got == list(range(total)), "the reading client got every change, in order"
 
-            streams = [s for s in live.app.state.hub.subscribers() if isinstance(s, ClientStream)]
+            streams = [s for s in live.service.hub.subscribers() if isinstance(s, ClientStream)]
             assert sorted(s.resets > 0 for s in streams) == [False, True], "only the stalled client was reset"
-            assert live.app.state.hub.resets == sum(s.resets for s in streams), "/metrics counts the resets"
+            assert live.service.hub.resets == sum(s.resets for s in streams), "/metrics counts the resets"
             assert all(s.buffered_bytes <= limit for s in streams)
             growth_mib = (rss_kib() - rss_before) / 1024
             assert growth_mib < 16, f"memory grew by {growth_mib:.1f} MiB while ~32 MB went past a stalled client"

@@ -175,7 +175,7 @@ async def restart_into_starting(ha: DemoHomeAssistant, live: LiveServer, stream:
     ha.begin_start(["switch.charger", "sensor.house_load", "sensor.solar_power"])
     await ha.start()
     async with asyncio.timeout(5):
-        while live.app.state.hub.status.value == "disconnected":
+        while live.service.hub.status.value == "disconnected":
             await asyncio.sleep(0.01)
 
 
@@ -233,7 +233,7 @@ async def test_while_ha_is_starting_the_stream_healthz_and_readyz_say_so(ha: Dem
 async def test_a_client_connecting_while_ha_is_down_sees_the_status_in_its_snapshot(ha: DemoHomeAssistant) -> None:
     async with live_server(settings_for(ha)) as live:
         await ha.stop()
-        while live.app.state.hub.status.value == "connected":
+        while live.service.hub.status.value == "connected":
             await asyncio.sleep(0.01)
         async with open_stream(live.url + "/events") as stream:
             snapshot = await stream.next()
@@ -269,7 +269,7 @@ async def test_an_internal_error_before_the_stream_starts_is_a_json_500_without_
 ) -> None:
     # /events runs ahead of Starlette's error middleware, so it must answer this itself.
     async with live_server(settings_for(ha)) as live, httpx.AsyncClient() as client:
-        limits = live.app.state.limits
+        limits = live.service.limits
 
         def broken(*args: object) -> bool:
             raise RuntimeError("secret internals")

@@ -166,7 +166,7 @@ async def changes(ha: DemoHomeAssistant, every: float = 0.03) -> AsyncIterator[l
 
 async def all_caught_up(ha: DemoHomeAssistant, live: LiveServer, pages: list[Page]) -> None:
     """Every tab shows Home Assistant's value, has every event up to the bridge's last, and missed none."""
-    hub = live.app.state.hub
+    hub = live.service.hub
     truth = ha.states["sensor.house_load"]["state"]
     await bridge_has(live, "sensor.house_load", truth)
     for page in pages:
@@ -282,7 +282,7 @@ async def test_history_that_arrives_later_redraws_the_chart_in_every_tab_and_in_
             await expect(card(first, "sensor.battery_level").locator(".range")).to_have_text("")  # one point
             now = time.time()
             past = [(now - 3600 + 60 * i, 40.0 + i) for i in range(10)]  # the recorder's, as HA's would come
-            live.app.state.hub.upstream_history({"sensor.battery_level": past})
+            live.service.hub.upstream_history({"sensor.battery_level": past})
             await expect(card(first, "sensor.battery_level").locator(".range")).to_have_text(
                 "min 40 · max 50 %", timeout=2000
             )
@@ -311,7 +311,7 @@ async def test_closing_the_tab_that_opened_the_stream_loses_no_event_in_the_othe
                 await expect(card(page, "sensor.battery_level").locator(".state")).to_have_text("12.5")
                 assert await snapshots_seen(page) == 1
             assert await server_streams(live.url) == 1
-            assert live.app.state.hub.snapshots == 1 and live.app.state.hub.replays == 0
+            assert live.service.hub.snapshots == 1 and live.service.hub.replays == 0
 
 
 async def test_the_shared_stream_resumes_with_last_event_id_when_the_bridge_ends_it(
@@ -321,7 +321,7 @@ async def test_the_shared_stream_resumes_with_last_event_id_when_the_bridge_ends
     async with live_server(settings_for(ha, max_stream_age=1.0), web_dir=WEB_DIR) as live:
         async with tabs_context(browser) as context:
             pages, _ = await open_tabs(context, live.url + "/", 4)
-            hub = live.app.state.hub
+            hub = live.service.hub
             async with changes(ha):
                 async with asyncio.timeout(10):
                     while hub.replays < 3:
@@ -342,7 +342,7 @@ async def test_when_the_worker_dies_the_tabs_start_another_that_resumes_where_th
             cdp = await browser.new_browser_cdp_session()
             targets = (await cdp.send("Target.getTargets"))["targetInfos"]
             (worker,) = [t for t in targets if t["type"] == "shared_worker" and t["url"].startswith(live.url)]
-            hub = live.app.state.hub
+            hub = live.service.hub
             async with changes(ha):
                 await asyncio.sleep(0.3)
                 await cdp.send("Target.closeTarget", {"targetId": worker["targetId"]})  # as if its process crashed
@@ -384,7 +384,7 @@ async def test_without_shared_worker_the_tabs_share_one_stream_through_a_web_loc
             assert latency < 1000
             for page in pages:
                 await expect(card(page, "switch.charger").locator(".toggle")).to_have_attribute("aria-checked", "true")
-            hub = live.app.state.hub
+            hub = live.service.hub
             async with changes(ha):
                 await asyncio.sleep(0.3)
                 await pages[0].close()  # it holds the lock: the next tab takes over, resuming

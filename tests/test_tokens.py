@@ -339,7 +339,7 @@ async def test_two_tokens_see_different_snapshots_and_events(bridge: LiveServer,
         ]
         assert len(await changes_until(everything, "sensor.battery_level", "51.5")) == 7
         # The hub's index serves them: each token is one filtered subscriber.
-        hub = bridge.app.state.hub
+        hub = bridge.service.hub
         assert len(hub._filtered) == 2 and len(hub._everything) == 1
         assert {s.filter for s in hub._watchers["sensor.solar_power"]} == {EntityPattern(["sensor.solar_*"])}
 
@@ -461,7 +461,7 @@ async def test_a_resume_replays_only_the_tokens_view(bridge: LiveServer, ha: Dem
         assert (first.event, first.json()["entity_id"], first.json()["state"]) == ("state", "switch.charger", "on")
         ha.set_state("sensor.battery_level", "60.0")
         assert (await stream.next()).json()["entity_id"] == "sensor.battery_level", "nothing else was replayed"
-    assert bridge.app.state.hub.replays == 1
+    assert bridge.service.hub.replays == 1
 
 
 async def test_history_events_for_open_streams_follow_the_tokens_view(bridge: LiveServer) -> None:
@@ -469,7 +469,7 @@ async def test_history_events_for_open_streams_follow_the_tokens_view(bridge: Li
         await stream.next()
         now = time.time()
         past = [(now - 3600, 1.0), (now - 1800, 2.0)]
-        bridge.app.state.hub.upstream_history({"sensor.solar_power": past, "sensor.house_load": past})
+        bridge.service.hub.upstream_history({"sensor.solar_power": past, "sensor.house_load": past})
         event = await stream.until(lambda e: e.event == "history")
     assert list(event.json()["history"]) == ["sensor.solar_power"]
 

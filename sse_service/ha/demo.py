@@ -33,6 +33,7 @@ import logging
 import math
 import random
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
@@ -156,6 +157,7 @@ class DemoHomeAssistant:
         self.core_state = "RUNNING"
         self._loading: dict[str, EntityState] = {}  # loaded by finish_start (see begin_start)
         self._server: Server | None = None
+        self._sock: socket.socket | None = None  # bound by bind(), served by start()
         self._lingering: set[asyncio.TimerHandle] = set()
         for service in ("turn_on", "turn_off", "toggle"):
             self.services[("switch", service)] = self._switch_service
@@ -170,11 +172,22 @@ class DemoHomeAssistant:
     def running(self) -> bool:
         return self._server is not None
 
+    def bind(self) -> None:
+        """Take a port now, so that :attr:`url` is known before :meth:`start` (the service builds
+        its client up front, before its lifetime starts the demo)."""
+        if self._sock is None and self._server is None:
+            self._sock = socket.create_server((self.host, self.port))
+            self.port = self._sock.getsockname()[1]
+
     async def start(self) -> None:
         """Listen (again on the same port after :meth:`stop`, like a restarted HA)."""
         if self._server is not None:
             return
-        self._server = await serve(self._handle, self.host, self.port, max_size=4 * 2**20, logger=log)
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            self._server = await serve(self._handle, sock=sock, max_size=4 * 2**20, logger=log)
+        else:
+            self._server = await serve(self._handle, self.host, self.port, max_size=4 * 2**20, logger=log)
         if self.port == 0:
             self.port = self._server.sockets[0].getsockname()[1]
 
