@@ -13,6 +13,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from sse_service.cluster import ClusterNode
 from sse_service.cluster.keys import Keys
 from sse_service.cluster.lease import Lease
 from sse_service.cluster.log import FencedOut, LogWriter
@@ -49,9 +50,13 @@ def redis_client(server: RedisServer, *, decode_responses: bool = False) -> Redi
     return Redis.from_url(server.url, decode_responses=decode_responses, socket_timeout=5, socket_connect_timeout=5)
 
 
+def node(server: LiveServer) -> ClusterNode:
+    assert server.service.cluster is not None, "a cluster member"
+    return server.service.cluster
+
+
 def role(server: LiveServer) -> str:
-    node = server.service.cluster
-    return str(node.role)
+    return str(node(server).role)
 
 
 async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
@@ -146,7 +151,7 @@ async def test_a_flushed_redis_means_a_new_epoch_and_a_snapshot_not_a_wrong_repl
             epoch = (await health(b))["cluster"]["epoch"]
             async with redis_client(redis_server) as redis:
                 await redis.flushall()
-            await wait_for(lambda: b.service.cluster.reader.epoch not in (None, epoch))
+            await wait_for(lambda: node(b).reader.epoch not in (None, epoch))
             ha.set_state("sensor.battery_level", "49.0")
             after = await stream.until_state("sensor.battery_level", "49.0")
             assert after.id is not None and old.id is not None
@@ -173,7 +178,9 @@ async def test_the_other_instance_takes_over_when_the_leader_stops(
             loop = asyncio.get_running_loop()
             stopped = loop.time()
             await wait_for(lambda: role(second) == "leader", timeout=TTL + 3)
-            await wait_for(lambda: len(ha.clients) == 1 and second.service.cluster.client.connected)
+            await wait_for(
+                lambda: len(ha.clients) == 1 and (client := node(second).client) is not None and client.connected
+            )
             took = loop.time() - stopped
             assert took < 1.0, f"a leader that stops lets go of the lease: {took:.2f} s"
             ha.set_state("sensor.solar_power", "1300")
@@ -370,7 +377,7 @@ async def test_a_client_that_moves_to_an_instance_behind_the_log_gets_no_older_v
     ha: DemoHomeAssistant, redis_server: RedisServer
 ) -> None:
     async with instances(ha, redis_server) as (a, b):
-        reader = b.service.cluster.reader
+        reader = node(b).reader
         read = reader._xread
 
         async def late() -> Any:  # b reads the log 0.5 s behind a
@@ -378,7 +385,7 @@ async def test_a_client_that_moves_to_an_instance_behind_the_log_gets_no_older_v
             await asyncio.sleep(0.5)
             return reply
 
-        reader._xread = late
+        setattr(reader, "_xread", late)  # noqa: B010  (a method replaced for this test)
         ha.set_state("sensor.battery_level", "70.0")  # ends the read that was waiting already
         await wait_for(lambda: b.service.hub.store.states["sensor.battery_level"]["state"] == "70.0")
         async with open_stream(a.url + "/events") as stream:
@@ -445,7 +452,7 @@ async def test_the_redis_password_never_shows(ha: DemoHomeAssistant, tmp_path: A
                 for path in ("/healthz", "/readyz", "/metrics"):
                     assert password not in (await client.get(live.url + path)).text
             server.stop()
-            await wait_for(lambda: (live.service.cluster.reader.error or "") != "", timeout=5)
+            await wait_for(lambda: (node(live).reader.error or "") != "", timeout=5)
             async with httpx.AsyncClient() as client:
                 for path in ("/healthz", "/readyz", "/metrics"):
                     assert password not in (await client.get(live.url + path)).text
@@ -500,7 +507,7 @@ async def test_the_command_rate_holds_for_the_cluster(ha: DemoHomeAssistant, red
     async with contextlib.AsyncExitStack() as stack:
         settings = cluster_settings(ha, redis_server, command_rate=0.01, command_burst=4)
         servers = [await stack.enter_async_context(live_server(settings)) for _ in range(2)]
-        await wait_for(lambda: all(s.service.cluster.members == 2 for s in servers))
+        await wait_for(lambda: all(node(s).members == 2 for s in servers))
         toggle = {"entity_id": "switch.charger"}
         # An address that sticks to one instance gets the whole burst, not a share of it ...
         codes = [(await post(servers[0], "/api/services/switch/toggle", toggle)).status_code for _ in range(4)]
@@ -721,9 +728,9 @@ async def test_an_entry_that_is_not_the_scripts_is_skipped(
         for server in servers:
             await wait_for(lambda s=server: s.service.hub.store.states["sensor.battery_level"]["state"] == "55.0")
         await stream.until_state("sensor.battery_level", "55.0")
-        resyncs = [s.service.cluster.reader.resyncs for s in servers]
+        resyncs = [node(s).reader.resyncs for s in servers]
         await asyncio.sleep(1.5)  # a few quiet reads: none starts over again
-        assert [s.service.cluster.reader.resyncs for s in servers] == resyncs
+        assert [node(s).reader.resyncs for s in servers] == resyncs
         assert all(r <= 3 for r in resyncs), resyncs
     assert "Malformed status entry" in caplog.text
 

@@ -227,7 +227,8 @@ async def test_no_answer_from_ha_is_504(ha: DemoHomeAssistant) -> None:
         response = await post(live, "/api/services/switch/slow", {"entity_id": "switch.charger"})
         assert response.status_code == 504
         assert error_of(response)["code"] == "upstream_timeout"
-        assert live.service.upstream._session.pending == {}, "the timed-out call leaves nothing behind"
+        assert live.service.client is not None and live.service.client._session is not None
+        assert live.service.client._session.pending == {}, "the timed-out call leaves nothing behind"
 
 
 async def test_command_in_flight_when_upstream_drops_fails_at_once_with_503(

@@ -94,7 +94,9 @@ async def test_history_times_outside_years_1_to_9999_are_422_and_nothing_is_sent
     ha: DemoHomeAssistant, query: str, named: str
 ) -> None:
     async with live_server(settings_for(ha)) as live, httpx.AsyncClient(base_url=live.url, timeout=10) as client:
-        session = live.service.upstream._session
+        assert live.service.client is not None
+        session = live.service.client._session
+        assert session is not None
         async with asyncio.timeout(5):
             while session.pending:  # the recorder's past, asked for on connect
                 await asyncio.sleep(0.01)

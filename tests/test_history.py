@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from sse_service.ha.demo import BatteryHome, DemoHomeAssistant
 from .helpers import LiveServer, live_server, open_stream, settings_for
 
 
-def span_hours(points: list[list[float]]) -> float:
+def span_hours(points: Sequence[Sequence[float]]) -> float:
     return (points[-1][0] - points[0][0]) / 3600 if points else 0.0
 
 

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from sse_service.ha.demo import DemoHomeAssistant
+from sse_service.hub import Hub
 
 from .helpers import SSEStream, StreamEnded, free_port, live_server, open_stream, settings_for
 
@@ -148,3 +150,55 @@ async def test_stream_end_is_seen_by_the_reader(ha: DemoHomeAssistant) -> None:
         except StreamEnded:
             pass
         assert stream.retry == 1000
+
+
+# --- a background task that dies ---------------------------------------------------------
+
+
+async def test_a_crashed_background_task_is_logged_and_makes_readyz_and_healthz_503(
+    ha: DemoHomeAssistant, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def crash(self: Hub, interval: float) -> None:
+        await asyncio.sleep(0.2)
+        raise RuntimeError("the heartbeat broke")
+
+    monkeypatch.setattr(Hub, "run_heartbeat", crash)
+    async with live_server(settings_for(ha)) as live, httpx.AsyncClient(base_url=live.url) as client:
+        stopped = asyncio.Event()
+        live.service.on_failure = stopped.set
+        assert (await client.get("/readyz")).status_code == 200
+        async with asyncio.timeout(5):
+            await stopped.wait()
+        ready = await client.get("/readyz")
+        health = await client.get("/healthz")
+    assert ready.status_code == 503
+    assert ready.json()["error"] == {
+        "code": "task_failed",
+        "message": "the background task heartbeat crashed (RuntimeError); the process is ending",
+    }
+    assert health.status_code == 503 and health.json()["failure"].startswith("the background task heartbeat")
+    crashed = [r for r in caplog.records if r.getMessage() == "Background task heartbeat crashed; stopping"]
+    assert len(crashed) == 1 and crashed[0].exc_info is not None, "logged once, with its traceback"
+    assert "the heartbeat broke" in caplog.text
+
+
+def test_a_crashed_background_task_ends_the_process_with_a_non_zero_status() -> None:
+    """What a supervisor (systemd, a container runtime, a PaaS) needs to restart it."""
+    code = (
+        "import asyncio, sys\n"
+        "from sse_service.hub import Hub\n"
+        "async def crash(self, interval):\n"
+        "    await asyncio.sleep(0.5)\n"
+        "    raise RuntimeError('the heartbeat broke')\n"
+        "Hub.run_heartbeat = crash\n"
+        "from sse_service.__main__ import main\n"
+        "sys.exit(main([]))\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if k not in ("HA_URL", "HA_TOKEN", "CONFIG_FILE", "REDIS_URL")}
+    environ.update(PORT=str(free_port()), HOST="127.0.0.1")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Background task heartbeat crashed; stopping" in done.stderr
+    assert "RuntimeError: the heartbeat broke" in done.stderr, "with its traceback"
+    assert time.monotonic() - started < 30

@@ -150,7 +150,7 @@ async def chart_points(page: Page, entity_id: str) -> list[list[float]]:
 
 async def bridge_has(live: LiveServer, entity_id: str, state: str) -> None:
     async with asyncio.timeout(5):
-        while live.service.hub.store.states.get(entity_id, {}).get("state") != state:
+        while (known := live.service.hub.store.states.get(entity_id)) is None or known["state"] != state:
             await asyncio.sleep(0.005)
 
 
