@@ -20,8 +20,8 @@ from starlette.responses import JSONResponse, Response
 from . import api
 from .filters import EntityPattern
 from .ha.client import HAClient, HAError, NotConnected
-from .ha.messages import iso_from_timestamp
 from .series import downsample
+from .times import iso_from_timestamp
 from .untrusted import ascii_int, shown
 
 __all__ = ["HistoryEndpoint"]

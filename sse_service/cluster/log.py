@@ -33,9 +33,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from .. import sse
-from ..ha.messages import iso_from_timestamp
 from ..hub import Hub, remove_data, status_data
 from ..store import EntityStore
+from ..times import iso_from_timestamp
 from ..types import EntityState, UpstreamStatus
 from .keys import Keys, cluster_epoch
 from .wire import KeptConnection

@@ -56,6 +56,7 @@ from websockets.protocol import Event
 from .. import __version__
 from ..filters import EntityPattern
 from ..store import numeric_value
+from ..times import timestamp_from_iso
 from ..types import EntityState, UpstreamStatus
 from . import messages
 from .messages import ProtocolError
@@ -497,7 +498,7 @@ class HAClient:
             entity_id, updated, reported = state.get("entity_id"), state.get("last_updated"), state.get("last_reported")
             if isinstance(entity_id, str) and isinstance(updated, str) and isinstance(reported, str):
                 with contextlib.suppress(ValueError):
-                    session.reported[entity_id] = (messages.timestamp_from_iso(updated), reported)
+                    session.reported[entity_id] = (timestamp_from_iso(updated), reported)
 
     async def _on_subscribe_failed(self, session: _Session, message: dict[str, Any]) -> None:
         error = message.get("error") or {}
@@ -642,7 +643,7 @@ class HAClient:
             return state
         # The stream's float seconds and get_states' ISO text of one instant differ by float
         # rounding only; another write would be apart by far more than a millisecond.
-        if abs(seen[0] - messages.timestamp_from_iso(state["last_updated"])) > 0.001:
+        if abs(seen[0] - timestamp_from_iso(state["last_updated"])) > 0.001:
             return state
         return {**state, "last_reported": seen[1]}
 

@@ -40,6 +40,7 @@ from typing import Any, Literal
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from ..times import iso_from_timestamp, timestamp_from_iso
 from ..types import EntityState
 from . import messages
 
@@ -79,7 +80,7 @@ def _context_id() -> str:
 
 
 def _now_iso() -> str:
-    return messages.iso_from_timestamp(time.time())
+    return iso_from_timestamp(time.time())
 
 
 class _Client:
@@ -291,7 +292,7 @@ class DemoHomeAssistant:
         reported = now if self.has_last_reported else None
         new = messages.make_state(entity_id, state, new_attributes, changed, now, context, reported)
         self.states[entity_id] = new
-        self.record(entity_id, messages.timestamp_from_iso(now), state)
+        self.record(entity_id, timestamp_from_iso(now), state)
         self._broadcast(entity_id, old, new)
         return new
 
@@ -438,8 +439,8 @@ class DemoHomeAssistant:
             client.send(_error(msg_id, "unknown_command", "Unknown command."))  # no history integration
             return
         try:
-            start = messages.timestamp_from_iso(str(message["start_time"]))
-            end = messages.timestamp_from_iso(str(message.get("end_time") or _now_iso()))
+            start = timestamp_from_iso(str(message["start_time"]))
+            end = timestamp_from_iso(str(message.get("end_time") or _now_iso()))
             entity_ids = _as_list(message["entity_ids"])
         except (KeyError, ValueError):
             client.send(_error(msg_id, "invalid_format", "Invalid start_time, end_time or entity_ids"))

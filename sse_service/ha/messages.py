@@ -20,10 +20,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from ..store import numeric_value  # the one definition of "a number"
+from ..times import iso_from_timestamp, timestamp_from_iso
 from ..types import EntityState
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "expand_state",
     "history_during_period",
     "history_points",
-    "iso_from_timestamp",
     "make_state",
     "parse_frame",
     "ping",
@@ -45,7 +44,6 @@ __all__ = [
     "subscribe_entities",
     "subscribe_events",
     "supported_features",
-    "timestamp_from_iso",
     "version_at_least",
 ]
 
@@ -176,14 +174,6 @@ def parse_frame(data: str | bytes) -> list[Message]:
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             raise ProtocolError("frame holds something other than a message object with a 'type'")
     return messages
-
-
-def iso_from_timestamp(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-def timestamp_from_iso(value: str) -> float:
-    return datetime.fromisoformat(value).timestamp()
 
 
 def expand_state(entity_id: str, compressed: Mapping[str, Any], *, reported: bool = False) -> EntityState:
