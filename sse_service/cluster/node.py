@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..access import RateLimiter
+from ..backoff import doubling
 from ..config import Settings
 from ..ha.client import HAClient, UpstreamSink
 from ..hub import Hub
@@ -151,19 +152,18 @@ class ClusterNode:
 
     async def _elect(self) -> None:
         lease = self.lease
-        delay = 0.1
+        delays = doubling(0.1, 2.0)
         while True:
             try:
                 taken = await lease.acquire()
                 self._saw_leader(lease.seen)
                 if taken:
                     await self._lead()
-                delay = 0.1
+                delays = doubling(0.1, 2.0)
                 await asyncio.sleep(self.ttl / 6)
             except (RedisError, OSError) as e:
                 log.debug("Election: Redis unreachable (%s)", describe_redis_error(e))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await asyncio.sleep(next(delays))
             except Exception:  # a bug, or data in Redis that is not ours: never end the membership
                 log.exception("Election failed; trying again in 2 s")
                 await asyncio.sleep(2.0)
