@@ -59,6 +59,7 @@ from ..store import numeric_value
 from ..times import timestamp_from_iso
 from ..types import EntityState, UpstreamStatus
 from . import messages
+from .entities import apply_entities_event
 from .messages import ProtocolError
 
 __all__ = ["AuthInvalid", "HAClient", "HAError", "NotConnected", "UpstreamSink"]
@@ -517,7 +518,7 @@ class HAClient:
             # The first event after (re)subscribing holds every state HA has loaded.
             session.snapshot_seen = True
             self._healthy = True
-            changes = messages.apply_entities_event({}, event, reported=reported)
+            changes = apply_entities_event({}, event, reported=reported)
             states = {k: self._with_reported(session, v) for k, v in changes.updated.items() if exposed(k)}
             session.reported.clear()
             if session.core_state == RUNNING:
@@ -533,7 +534,7 @@ class HAClient:
                 if session.core_state is not None:
                     self._say_starting(session)
             return
-        changes = messages.apply_entities_event(self._states, event, reported=reported)
+        changes = apply_entities_event(self._states, event, reported=reported)
         updated = {k: v for k, v in changes.updated.items() if exposed(k)}
         removed = [k for k in changes.removed if k in self._states]
         for entity_id in removed:
