@@ -15,6 +15,9 @@ How real HA releases go away (``shared/docs/real-ha-testing.md``): 2024.3 sends
 (:meth:`Connection.watch_for_shutdown`) and the close frame (:class:`_ClosingConnection`) each
 end the session at once: no command goes out into a connection that is going away, and
 clients learn of the outage when it starts.
+
+A little over 300 lines: the error vocabulary and the descriptions of how a connection ended
+stay with the code that raises them.
 """
 
 from __future__ import annotations
