@@ -22,8 +22,10 @@ each against a fresh fake upstream on the same port (the bridge reconnects by it
    may never take an entity back to an older state.
 3. **non-readers**: streams that are opened and never read, next to readers: the
    bridge's memory (VmRSS) and the readers' latency.
-4. **hostile**: a few thousand odd requests (see ``soak_hostile.py``) and slow partial
-   ones, while ``/healthz`` is polled (it is polled through every phase).
+4. **hostile**: a few thousand odd requests (see ``soak_hostile.py``), slow partial ones
+   and a burst of half-open connections (partial headers, or nothing), while ``/healthz`` is
+   polled (it is polled through every phase); the bridge must close every half-open one
+   within ``REQUEST_TIMEOUT``.
 
 Then it reads the bridge's log (its stderr) and prints one table: each figure, what it
 must be, and OK or FAIL. The exit status is 1 when any figure is off. Logs and a JSON of
@@ -52,7 +54,7 @@ from typing import Any
 
 from run import Procs, child_env, free_port  # bench/ is on sys.path: this file runs as a script
 from soak_clients import LOOPBACK, Exchange, NonReader, Secrets, Shared, Viewer, http_exchange
-from soak_hostile import FORGED, Ctx, Probe, build_mix, request, slow_probes
+from soak_hostile import FORGED, HALF_OPEN_HEADS, Ctx, Probe, build_mix, request, slow_probes
 from subscribers import pct, raise_nofile, rss_kib
 
 HERE = Path(__file__).resolve().parent
@@ -92,6 +94,9 @@ SETTINGS = (
     "COMMAND_RATE",
     "COMMAND_BURST",
     "MAX_BODY_BYTES",
+    "REQUEST_TIMEOUT",
+    "MAX_FILTER_PATTERNS",
+    "MAX_FILTER_LENGTH",
     "LOG_FORMAT",
     "ACCESS_LOG",
     "FORWARDED_ALLOW_IPS",
@@ -116,6 +121,7 @@ class Mode:
     hostile_reps: int  # each hostile probe this many times
     slow: int  # slow partial requests
     slow_s: float
+    half_open: int  # connections that send part of a request (or nothing) and wait
     limit_s: float  # the whole run, hard
 
 
@@ -135,6 +141,7 @@ QUICK = Mode(
     hostile_reps=2,
     slow=8,
     slow_s=4,
+    half_open=1000,
     limit_s=170,
 )
 FULL = Mode(
@@ -153,9 +160,13 @@ FULL = Mode(
     hostile_reps=12,
     slow=40,
     slow_s=12,
+    half_open=3000,
     limit_s=330,
 )
 RING_S = 4.0  # REPLAY_BUFFER holds this many seconds of changes
+REQUEST_TIMEOUT = 10.0  # the bridge's default: a half-open connection is closed after it
+HALF_OPEN_MARGIN = 5.0
+NOFILE = 8192  # the half-open burst holds a descriptor per connection on each side
 P99_LIMIT_MS = 250.0
 # On a busy machine the readers are slow with or without non-readers: then the figure is held
 # to the readers alone (the same readers, just before), and never past P99_CAP_MS. A non-reader
@@ -612,8 +623,10 @@ class Soak:
                 contract[f"{p.name}: {status} (documented: 200 and a stream)"] += 1
 
         t0 = time.monotonic()
+        burst = asyncio.create_task(self.half_open_burst(m.half_open))
         await asyncio.gather(*(one(p) for p in slow + mix))
         wall = time.monotonic() - t0
+        half_open = await burst
         await asyncio.sleep(2.0)  # a dropped upstream comes back
         connects_after = await self.connects()
         drops = self.fake_drops() - drops_before
@@ -642,10 +655,56 @@ class Soak:
             "contract_failed": sorted(contract),
             "no_answer": dict(no_answer.most_common(8)),
             "serving_after": serving,
+            "half_open": half_open,
         }
         for v in watchers:
             v.close()
         return out
+
+    async def half_open_burst(self, count: int) -> dict[str, Any]:
+        """Open ``count`` connections that send part of a request (or nothing), then wait.
+
+        Each must be closed by the bridge within ``REQUEST_TIMEOUT`` (+ a margin for a busy
+        machine) of being opened; the figure is how many were, and the longest it took.
+        """
+        count = min(count, max(0, raise_nofile(NOFILE) - 1024) // 2)
+        conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+        refused = 0
+
+        async def closed_after(reader: asyncio.StreamReader, opened: float) -> float | None:
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT + HALF_OPEN_MARGIN - (time.monotonic() - opened)):
+                    while await reader.read(65536):
+                        pass
+            except TimeoutError:
+                return None
+            except OSError:
+                pass
+            return time.monotonic() - opened
+
+        try:
+            for i in range(count):
+                try:
+                    reader, writer = await asyncio.open_connection(LOOPBACK, self.port)
+                except OSError:
+                    refused += 1
+                    continue
+                writer.write(HALF_OPEN_HEADS[i % len(HALF_OPEN_HEADS)])
+                conns.append((reader, writer, time.monotonic()))
+                if i % 100 == 99:
+                    await asyncio.sleep(0)  # the mix runs meanwhile
+            times = await asyncio.gather(*(closed_after(r, at) for r, _, at in conns))
+        finally:
+            for _, writer, _ in conns:
+                writer.close()
+        done = [t for t in times if t is not None]
+        return {
+            "requested": count,
+            "opened": len(conns),
+            "refused": refused,
+            "closed": len(done),
+            "max_s": round(max(done), 1) if done else None,
+        }
 
     def fake_drops(self) -> int:
         total = 0
@@ -656,7 +715,7 @@ class Soak:
 
     # ------------------------------------------------------------------------ run --
     async def run(self) -> None:
-        raise_nofile(4096)
+        raise_nofile(NOFILE)  # before the bridge starts: it inherits the limit
         await self.start_fake(self.mode.entities)
         await self.start_bridge()
         try:
@@ -876,6 +935,16 @@ def rows(soak: Soak) -> tuple[list[Row], list[str]]:
                 f"{len(fails)} of {h['contract_probes']}",
                 "0",
                 not fails,
+            )
+        )
+        ho = h["half_open"]
+        out.append(
+            Row(
+                f"{ho['requested']} half-open connections (partial headers, or none): closed by the bridge",
+                f"{ho['closed']} of {ho['opened']} within {REQUEST_TIMEOUT + HALF_OPEN_MARGIN:g} s"
+                + (f" (slowest {ho['max_s']} s)" if ho["max_s"] is not None else ""),
+                f"all, within REQUEST_TIMEOUT ({REQUEST_TIMEOUT:g} s) + {HALF_OPEN_MARGIN:g} s",
+                ho["requested"] > 0 and ho["closed"] == ho["opened"] == ho["requested"],
             )
         )
         out.append(

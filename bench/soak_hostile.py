@@ -89,6 +89,10 @@ def stream(ctx: Ctx, query: str = "", headers: Iterable[tuple[str | bytes, str |
     )
 
 
+def _auth(ctx: Ctx) -> list[tuple[str | bytes, str | bytes]]:
+    return [("Authorization", f"Bearer {ctx.read_key}")]
+
+
 def _value(number: str) -> str:
     return f'{{"entity_id":"{ENTITY}","value":{number}}}'
 
@@ -309,6 +313,28 @@ def contract_probes(ctx: Ctx) -> list[Probe]:
         )
     )
     out.append(Probe("states without key", request("GET", "/api/states", ctx), expect=S401))
+    # Filters past MAX_FILTER_PATTERNS / MAX_FILTER_LENGTH: compiled, they held the loop.
+    too_large = {
+        "5000-char filter": "entity_id=" + "a" * 5000,
+        "1000 globs": "entity_id=" + ",".join(f"sensor.x{i}" for i in range(1000)),
+        "60 KB filter": "entity_id=" + ",".join(f"sensor.{i:06d}_power" for i in range(3000)),
+        "101 domains": "domain=" + ",".join(["sensor"] * 101),
+    }
+    for name, query in too_large.items():
+        out.append(Probe(f"stream filter {name}", stream(ctx, query), expect=S422))
+        out.append(Probe(f"states filter {name}", request("GET", f"/api/states?{query}", ctx, _auth(ctx)), expect=S422))
+    # Before any key is checked: SimpleCookie took 10-25 s over this (CVE-2024-7592), the
+    # event loop standing still, /healthz and every stream with it.
+    bomb: list[tuple[str | bytes, str | bytes]] = [("Cookie", 'sse_key="' + "\\" * 80_000 + '"')]
+    out.append(Probe("cookie bomb on /api/states", request("GET", "/api/states", ctx, bomb), expect=S401))
+    out.append(Probe("cookie bomb on /events", request("GET", "/events", ctx, bomb), expect=S401))
+    out.append(
+        Probe("cookie bomb with a key", request("GET", "/api/states", ctx, _auth(ctx) + bomb), expect=frozenset({200}))
+    )
+    # Times no datetime holds: a 500 that left a request pending on the upstream.
+    for query in ("until=999999999999", "since=999999999999", "since=0001-01-01T00:00:00%2B14:00"):
+        path = f"/api/history/{ENTITY}?{query}"
+        out.append(Probe(f"history {query}", request("GET", path, ctx, _auth(ctx)), expect=S422))
     out.append(Probe("metrics without key", request("GET", "/metrics", ctx), expect=S401))
     out.append(Probe("healthz", request("GET", "/healthz", ctx), expect=frozenset({200})))
     return out
@@ -368,8 +394,6 @@ def stream_probes(ctx: Ctx) -> list[Probe]:
         "NUL in domain": f"domain=x%00{FORGED}",
         "ESC in entity_id": f"entity_id=x%1B[31m{FORGED}",
         "U+2028 in entity_id": f"entity_id=x%E2%80%A8{FORGED}",
-        "5000-char filter": "entity_id=" + "a" * 5000,
-        "1000 globs": "entity_id=" + ",".join(f"sensor.x{i}" for i in range(1000)),
         "star bomb": "entity_id=" + "*" * 2000 + "a",
         "brackets": "entity_id=" + quote("[!][[]]\\") + "&domain=" + quote("[a-"),
         "unicode": "entity_id=" + quote("sensor.℃①²,𝔰𝔢𝔫𝔰𝔬𝔯.*"),
@@ -535,6 +559,16 @@ def odd_probes(ctx: Ctx) -> list[Probe]:
     for name, raw in framing.items():
         out.append(Probe(f"framing {name}", raw))
     return out
+
+
+# Half-open connections (soak.py opens a burst of them): a request line and headers that
+# never end, or nothing at all. The bridge must close each within REQUEST_TIMEOUT.
+HALF_OPEN_HEADS = (
+    b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nX-Half: ",
+    b"POST /api/services/input_number/set_value HTTP/1.1\r\nContent-Le",
+    b"G",
+    b"",
+)
 
 
 def slow_probes(ctx: Ctx, seconds: float) -> list[Probe]:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hmac
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
 from typing import Protocol
 
 from starlette.datastructures import Headers, QueryParams
@@ -43,6 +43,10 @@ __all__ = [
 KEY_PARAM = "key"  # ?key= on the stream: EventSource cannot send an Authorization header
 TOKEN_PARAM = "token"  # ?token=, the same place for a token (either takes either)
 KEY_COOKIE = "sse_key"
+# Of all Cookie headers together, this much is read: far above a real one (browsers cap a
+# cookie at 4 KB, nginx a header line at 8 KB by default); an sse_key past it is not seen.
+MAX_COOKIE_CHARS = 16 * 1024
+_COOKIE_ESCAPE = re.compile(r"\\(?:([0-3][0-7]{2})|(.))", re.S)
 
 
 def client_ip(scope: Scope) -> str:
@@ -64,15 +68,34 @@ def _bearer(headers: Headers) -> str | None:
 
 
 def _cookie(headers: Headers, name: str) -> str | None:
-    raw = headers.get("cookie")
-    if not raw:
-        return None
-    try:
-        cookie = SimpleCookie(raw)
-    except CookieError:
-        return None
-    morsel = cookie.get(name)
-    return morsel.value if morsel is not None else None
+    """The value of the cookie ``name`` (the first one, as a browser lists the most specific first).
+
+    Not ``http.cookies.SimpleCookie``: it parses every cookie, and before Python 3.11.10 and
+    3.12.6 it takes quadratic time on backslashes in a quoted value (CVE-2024-7592), so one
+    request of 80 KB froze the event loop for seconds before any key was checked. This is one
+    linear pass over at most ``MAX_COOKIE_CHARS`` of the header, looking at names only.
+    """
+    budget = MAX_COOKIE_CHARS
+    for raw in headers.getlist("cookie"):
+        text = raw[:budget]
+        budget -= len(text)
+        pairs = text.split(";")
+        if len(text) < len(raw):
+            pairs.pop()  # cut short: its last pair may be a part of a value
+        for pair in pairs:
+            key, equals, value = pair.partition("=")
+            if equals and key.strip() == name:
+                return _unquote(value.strip())
+        if budget <= 0:
+            break
+    return None
+
+
+def _unquote(value: str) -> str:
+    """A cookie value without its double quotes, escapes resolved as SimpleCookie wrote them."""
+    if len(value) < 2 or value[0] != '"' or value[-1] != '"':
+        return value
+    return _COOKIE_ESCAPE.sub(lambda m: chr(int(m[1], 8)) if m[1] else m[2], value[1:-1])
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .access import Denied, Grant, Keys
-from .filters import EntityPattern, combine
+from .filters import FilterLimits, FilterTooLarge, combine
 from .ha.client import HAClient
 from .hub import Hub
 from .untrusted import shown
@@ -82,8 +82,11 @@ async def states(request: Request) -> Response:
     if isinstance(grant, Response):
         return grant
     hub = _hub(request)
-    query = request.query_params
-    pattern = combine(grant.entities, EntityPattern.parse(query.get("entity_id", ""), query.get("domain", "")))
+    limits: FilterLimits = request.app.state.filter_limits
+    try:
+        pattern = combine(grant.entities, limits.parse(request.query_params))
+    except FilterTooLarge as e:
+        return error_response(422, "filter_too_large", str(e))
     entities = {k: v for k, v in hub.store.states.items() if pattern is None or pattern(k)}
     return JSONResponse({"event_id": hub.event_id(), "status": hub.status.value, "entities": entities})
 
@@ -107,6 +110,7 @@ async def health(request: Request) -> Response:
         "upstream": {
             "status": hub.status.value,
             "reason": hub.status_reason,
+            "cause": hub.status_cause.value,
             "since": hub.status_since,
             "ha_version": client.ha_version,
             "demo": request.app.state.settings.demo,

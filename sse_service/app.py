@@ -24,7 +24,7 @@ from . import api, sse
 from .access import Keys, RateLimiter, StreamLimits
 from .commands import CommandEndpoint
 from .config import Settings
-from .filters import EntityPattern
+from .filters import EntityPattern, FilterLimits
 from .ha.client import HAClient, UpstreamSink
 from .ha.demo import BatteryHome, DemoHomeAssistant
 from .history import HistoryEndpoint
@@ -136,6 +136,7 @@ def create_app(
 
     keys = Keys.from_settings(settings)
     limits = StreamLimits(settings.max_streams, settings.max_streams_per_ip)
+    filter_limits = FilterLimits(settings.max_filter_patterns, settings.max_filter_length)
     events = EventsEndpoint(
         hub,
         retry_ms=settings.retry_ms,
@@ -143,6 +144,7 @@ def create_app(
         keys=keys,
         limits=limits,
         max_age=settings.max_stream_age,
+        filter_limits=filter_limits,
     )
 
     def upstream() -> HAClient:
@@ -212,6 +214,12 @@ def create_app(
             tasks.append(asyncio.create_task(node.run(), name="cluster"))
         tasks.append(asyncio.create_task(hub.run_heartbeat(settings.heartbeat), name="heartbeat"))
         if keys.tokens is not None:
+            if watch is None:
+                log.warning(
+                    "TOKEN_SECRET is set without CONFIG_FILE: TOKEN_REVOKED is read once, at start "
+                    "(SIGHUP reads the environment as it was then), so revoking a token needs a restart; "
+                    "put TOKEN_REVOKED in a CONFIG_FILE to revoke while running"
+                )
             revoked: Callable[[], tuple[str, ...]] = lambda: (reload() if reload else settings).token_revoked  # noqa: E731
             app.state.revocations = Revocations(keys.tokens, revoked, on_change=events.revoke, watch=watch)
             tasks.append(asyncio.create_task(app.state.revocations.run(), name="revocations"))
@@ -276,6 +284,7 @@ def create_app(
     app.state.demo = demo
     app.state.keys = keys
     app.state.limits = limits
+    app.state.filter_limits = filter_limits
     app.state.cluster = node
 
     async def drain(grace: float) -> int:

@@ -73,6 +73,7 @@ class CommandEndpoint:
         self._allowed = EntityPattern(settings.services)
         self._timeout = settings.command_timeout
         self._max_body = settings.max_body_bytes
+        self._body_timeout = settings.request_timeout
         self._on_outcome = on_outcome
 
     async def handle(self, request: Request) -> Response:
@@ -117,10 +118,16 @@ class CommandEndpoint:
             )
             return error_response(415, "unsupported_media_type", message), []
         try:
-            raw = await self._read_body(request)
+            async with asyncio.timeout(self._body_timeout):
+                raw = await self._read_body(request)
         except _TooLarge:
             message = f"the body is larger than the limit of {self._max_body} bytes"
             return error_response(413, "body_too_large", message), []
+        except TimeoutError:
+            # A body that stops half way would hold the connection open for good. Closed
+            # after the answer: what is left of the body must not be read as a new request.
+            message = f"the body did not arrive within {self._body_timeout:g} s (REQUEST_TIMEOUT)"
+            return error_response(408, "request_timeout", message, {"connection": "close"}), []
         except ClientDisconnect:
             return error_response(400, "client_disconnected", "the body was not received completely"), []
         try:

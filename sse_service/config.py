@@ -96,6 +96,13 @@ class Settings:
     command_rate: float = 60.0  # per client and minute
     command_burst: int = 10
     max_body_bytes: int = 8192
+    # Seconds a client has to send a request's line and headers (else its connection is
+    # closed) and a command's body (else 408): a half-open connection must not live forever.
+    request_timeout: float = 10.0
+    # A stream's ?entity_id= and ?domain= together: compiling them costs time on the event
+    # loop in proportion to their length, so both the count and the length are capped.
+    max_filter_patterns: int = 100
+    max_filter_length: int = 2048
     # Production (issue 7)
     log_format: str = "text"
     access_log: bool = True
@@ -396,6 +403,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "COMMAND_RATE": ("command_rate", _float(0.01, 1_000_000)),
     "COMMAND_BURST": ("command_burst", _int(1, 1_000_000)),
     "MAX_BODY_BYTES": ("max_body_bytes", _int(64, 16 * 1024 * 1024)),
+    "REQUEST_TIMEOUT": ("request_timeout", _float(0.1, 3600)),
+    "MAX_FILTER_PATTERNS": ("max_filter_patterns", _int(1, 10_000)),
+    "MAX_FILTER_LENGTH": ("max_filter_length", _int(16, 1_000_000)),
     "LOG_FORMAT": ("log_format", _choice("text", "json")),
     "ACCESS_LOG": ("access_log", _bool),
     "FORWARDED_ALLOW_IPS": ("forwarded_allow_ips", _networks),

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["AllOf", "EntityFilter", "EntityPattern", "combine"]
+__all__ = ["AllOf", "EntityFilter", "EntityPattern", "FilterLimits", "FilterTooLarge", "combine"]
 
 
 class EntityFilter(Protocol):
@@ -69,6 +70,36 @@ class EntityPattern:
 
     def __hash__(self) -> int:
         return hash(self.globs)
+
+
+class FilterTooLarge(ValueError):
+    """A stream filter past a limit. ``str()`` names the parameters and the setting."""
+
+
+@dataclass(frozen=True, slots=True)
+class FilterLimits:
+    """The most a request's ``?entity_id=`` and ``?domain=`` may hold together.
+
+    Their globs compile into one regular expression on the event loop, at a cost that grows
+    with their length (a 60 KB list held the loop 0.4 s): so the count and the length are
+    capped (``MAX_FILTER_PATTERNS``, ``MAX_FILTER_LENGTH``), and nothing is split or
+    compiled past them.
+    """
+
+    patterns: int = 100
+    length: int = 2048
+
+    def parse(self, query: Mapping[str, str]) -> EntityPattern | None:
+        """:meth:`EntityPattern.parse` of the query's filters. Raises :class:`FilterTooLarge`."""
+        entity_ids, domains = query.get("entity_id", ""), query.get("domain", "")
+        if len(entity_ids) + len(domains) > self.length:
+            message = f"entity_id and domain: at most {self.length} characters together (MAX_FILTER_LENGTH)"
+            raise FilterTooLarge(message)
+        count = sum(1 for part in (*entity_ids.split(","), *domains.split(",")) if part.strip())
+        if count > self.patterns:
+            message = f"entity_id and domain: at most {self.patterns} patterns together (MAX_FILTER_PATTERNS)"
+            raise FilterTooLarge(message)
+        return EntityPattern.parse(entity_ids, domains)
 
 
 class AllOf:

@@ -30,6 +30,9 @@ MAX_SPAN = 7 * 86400.0
 DEFAULT_POINTS = 500
 MAX_POINTS = 5000
 TIMEOUT = 20.0
+# What a datetime (Python's, and Home Assistant's) can hold, in epoch seconds.
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 class _BadQuery(Exception):
@@ -52,6 +55,12 @@ class HistoryEndpoint:
         try:
             until = _instant(request.query_params.get("until"), "until", now)
             since = _instant(request.query_params.get("since"), "since", until - self._window)
+            # Checked here, before anything is sent: the message to HA is built once the
+            # request is registered with the upstream, and a time it cannot write was a 500
+            # that left that request pending for good.
+            for name, value in (("until", until), ("since", since)):
+                if not EARLIEST <= value <= LATEST:
+                    raise _BadQuery(f"{name}: expected a time from the year 1 to the year 9999")
             points = ascii_int(request.query_params.get("points", str(DEFAULT_POINTS)), max_digits=6)
             if points is None or not 2 <= points <= MAX_POINTS:
                 raise _BadQuery(f"points: expected a whole number from 2 to {MAX_POINTS}")

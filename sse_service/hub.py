@@ -36,7 +36,7 @@ from . import sse
 from .filters import EntityFilter
 from .store import HISTORY_SIZE, HISTORY_WINDOW, EntityStore
 from .times import iso_from_timestamp
-from .types import EntityState, UpstreamStatus
+from .types import EntityState, StatusCause, UpstreamStatus
 from .untrusted import ascii_int
 
 __all__ = ["Hub", "Subscriber", "new_epoch", "remove_data", "status_data"]
@@ -96,6 +96,7 @@ class Hub:
         self.store = EntityStore(history_size=history_size, history_window=history_window)
         self.status = UpstreamStatus.CONNECTING
         self.status_reason = "starting"
+        self.status_cause = StatusCause.HOME_ASSISTANT
         self.status_since = iso_from_timestamp(time.time())
         self.tick = 0  # heartbeat ticks; subscribers note the tick of their last write
         self.replays = 0
@@ -302,7 +303,10 @@ class Hub:
             if self.store.history.get(entity_id)
         )
         heartbeat = "" if self.heartbeat_interval is None else f'"heartbeat":{sse.dumps(self.heartbeat_interval)},'
-        status = f'"status":{sse.dumps(self.status.value)},"reason":{sse.dumps(self.status_reason)}'
+        status = (
+            f'"status":{sse.dumps(self.status.value)},"reason":{sse.dumps(self.status_reason)},'
+            f'"cause":{sse.dumps(self.status_cause.value)}'
+        )
         data = f'{{{status},{heartbeat}"entities":{{{entities}}},"history":{{{history}}}}}'
         frame = sse.event("snapshot", data, self.event_id())
         if pattern is None:
@@ -352,12 +356,23 @@ class Hub:
                 subscriber.write(frame)
                 self.bytes_out += len(frame)
 
-    def upstream_status(self, status: UpstreamStatus, reason: str, *, since: float | None = None) -> None:
-        """``since``: when the status changed (epoch seconds), if not now (a shared log says when)."""
+    def upstream_status(
+        self,
+        status: UpstreamStatus,
+        reason: str,
+        *,
+        since: float | None = None,
+        cause: StatusCause = StatusCause.HOME_ASSISTANT,
+    ) -> None:
+        """``since``: when the status changed (epoch seconds), if not now (a shared log says when).
+
+        ``cause``: which link it is about, so a page need not read the human ``reason``.
+        """
         self.status = status
         self.status_reason = reason
+        self.status_cause = cause
         self.status_since = iso_from_timestamp(time.time() if since is None else since)
-        self._fan_out([self._frame("status", status_data(status, reason, self.status_since), None)])
+        self._fan_out([self._frame("status", status_data(status, reason, self.status_since, cause), None)])
 
     # --- fan-out ------------------------------------------------------------------------
 
@@ -495,9 +510,11 @@ def remove_data(entity_id: str) -> str:
     return sse.dumps({"entity_id": entity_id})
 
 
-def status_data(status: UpstreamStatus, reason: str, since: str) -> str:
+def status_data(
+    status: UpstreamStatus, reason: str, since: str, cause: StatusCause = StatusCause.HOME_ASSISTANT
+) -> str:
     """The data of ``event: status``."""
-    return sse.dumps({"status": status.value, "reason": reason, "since": since})
+    return sse.dumps({"status": status.value, "reason": reason, "cause": cause.value, "since": since})
 
 
 def _visible(frame: _Frame, pattern: EntityFilter | None) -> bool:

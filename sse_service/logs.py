@@ -82,8 +82,11 @@ def setup_logging(level: str, secrets: Iterable[str], fmt: str = "text") -> None
     root.handlers[:] = [handler]
     numeric = logging.getLevelName(level.upper())
     root.setLevel(numeric)
-    # websockets logs every frame it sends at DEBUG, the auth message included.
-    logging.getLogger("websockets").setLevel(max(numeric, logging.INFO))
+    # websockets logs every frame at DEBUG, the auth message and its token included: our
+    # client's under "websockets", the demo upstream's under its own logger (whose token,
+    # made at start, is not among the secrets scrubbed above).
+    for name in ("websockets", "sse_service.demo"):
+        logging.getLogger(name).setLevel(max(numeric, logging.INFO))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .config import Settings
 
@@ -43,6 +46,102 @@ class Server(uvicorn.Server):
                 if cycle is not None and not cycle.response_complete:
                     connection.transport.abort()
         await super().shutdown(sockets)
+
+
+class _RequestDeadline:
+    """A connection must send a whole request line and headers within ``request_timeout``.
+
+    uvicorn times out an idle keep-alive connection, but not one that has sent part of a
+    request (or nothing at all): such half-open connections stayed open for good, and are
+    not counted by ``MAX_STREAMS``. The deadline is one timer handle, armed when a
+    connection opens and when bytes arrive between requests, dropped when the headers are
+    complete: an open stream holds none. After a response, bytes that are still coming (a
+    body nobody reads) must end in a new request within the same time. A command's body is
+    timed by the route itself (408, commands.py).
+    """
+
+    request_timeout = 10.0
+    # A class default, so a connection pays for the handle only while it is armed.
+    _deadline: asyncio.TimerHandle | None = None
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    cycle: Any
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.request_timeout, self._expired)
+
+    def _arm_between_requests(self) -> None:
+        if self.cycle is None or self.cycle.response_complete:
+            self._arm()
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            log.debug("Closing a connection that sent no complete request within %g s", self.request_timeout)
+            self.transport.close()
+
+
+class _H11(_RequestDeadline, H11Protocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        self._arm_between_requests()
+        cycle = self.cycle
+        super().data_received(data)
+        if self.cycle is not cycle:  # h11 parsed a new request's headers
+            self._disarm()
+
+    def handle_websocket_upgrade(self, event: Any) -> None:
+        self._disarm()
+        super().handle_websocket_upgrade(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+_HTTP: type[_RequestDeadline] = _H11
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # no httptools: uvicorn's "auto" takes h11, and so do we
+    pass
+else:
+
+    class _HttpTools(_RequestDeadline, HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            self._arm_between_requests()
+            super().data_received(data)
+
+        def on_message_begin(self) -> None:
+            self._arm()
+            super().on_message_begin()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    _HTTP = _HttpTools
+
+
+def _protocol(request_timeout: float) -> type[asyncio.Protocol]:
+    """The HTTP protocol uvicorn's "auto" would pick (httptools, else h11), with the request deadline."""
+    return cast(type[asyncio.Protocol], type(_HTTP.__name__, (_HTTP,), {"request_timeout": request_timeout}))
 
 
 def listening_socket(host: str, port: int, *, user_timeout: float | None = 30.0) -> socket.socket:
@@ -81,6 +180,7 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
         proxy_headers=False,
         access_log=False,
         server_header=False,
+        http=_protocol(settings.request_timeout),
     )
 
 

@@ -44,7 +44,7 @@ from starlette.types import Receive, Scope, Send
 from . import sse
 from .access import Grant, Keys, Refusal, StreamLimits, client_ip
 from .api import error_response, read_grant
-from .filters import EntityFilter, EntityPattern, combine
+from .filters import EntityFilter, FilterLimits, FilterTooLarge, combine
 from .hub import Hub
 from .untrusted import loggable
 
@@ -222,6 +222,7 @@ class EventsEndpoint:
         keys: Keys | None = None,
         limits: StreamLimits | None = None,
         max_age: float = 0.0,
+        filter_limits: FilterLimits | None = None,
     ) -> None:
         self.hub = hub
         self.retry_ms = retry_ms
@@ -229,6 +230,7 @@ class EventsEndpoint:
         self.keys = keys or Keys()
         self.limits = limits or StreamLimits(1_000_000, 1_000_000)
         self.max_age = max_age
+        self.filter_limits = filter_limits or FilterLimits()
         self.token_streams: Counter[str] = Counter()  # open streams per token name, for /metrics
         self._by_token: dict[ClientStream, Grant] = {}
         self._revoked: set[ClientStream] = set()
@@ -257,7 +259,10 @@ class EventsEndpoint:
         grant = read_grant(self.keys, headers, query)
         if isinstance(grant, Response):
             return grant  # a 401 also makes an EventSource stop retrying: right for a bad key or token
-        pattern = combine(grant.entities, EntityPattern.parse(query.get("entity_id", ""), query.get("domain", "")))
+        try:
+            pattern = combine(grant.entities, self.filter_limits.parse(query))
+        except FilterTooLarge as e:
+            return error_response(422, "filter_too_large", str(e))
         last_event_id = headers.get("last-event-id") or query.get("last_event_id")
         ip = client_ip(scope)
         refusal = self.limits.acquire(ip)  # the last step: nothing after it may fail before release

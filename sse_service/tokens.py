@@ -190,18 +190,31 @@ def _optional_text(payload: Mapping[str, Any], claim: str) -> str | None:
     return value
 
 
+def _seconds(payload: Mapping[str, Any], claim: str) -> float | None:
+    """A time claim as epoch seconds, from 0 to ``LATEST_EXP`` (later counts as that).
+
+    Range-checked before any conversion: a 400-digit negative ``exp`` overflowed ``float()``
+    and one of -10**14 overflowed ``datetime``, each a 500 for a signed token.
+    """
+    value = payload.get(claim)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or isinstance(value, float)
+        and not math.isfinite(value)
+        or value < 0
+    ):
+        raise TokenRefused("invalid_token", f"the token's {claim} claim must be a number of seconds since 1970")
+    return float(min(value, LATEST_EXP))
+
+
 def _claims(payload: Mapping[str, Any]) -> TokenClaims:
-    exp = payload.get("exp")
-    expires: float | None = None
-    if exp is not None:
-        if (
-            isinstance(exp, bool)
-            or not isinstance(exp, int | float)
-            or isinstance(exp, float)
-            and not math.isfinite(exp)
-        ):
-            raise TokenRefused("invalid_token", "the token's exp claim must be a number of seconds since 1970")
-        expires = float(min(exp, LATEST_EXP))
+    expires = _seconds(payload, "exp")
+    # PyJWT has checked nbf and iat against the clock; here they are only held to a range.
+    _seconds(payload, "nbf")
+    _seconds(payload, "iat")
     return TokenClaims(
         entities=_globs(payload, "entities", required=True, service=False),
         services=_globs(payload, "services", required=False, service=True),

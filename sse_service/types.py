@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Any, NotRequired, TypedDict
 
-__all__ = ["EntityState", "UpstreamStatus"]
+__all__ = ["EntityState", "StatusCause", "UpstreamStatus"]
 
 
 class EntityState(TypedDict):
@@ -33,3 +33,10 @@ class UpstreamStatus(enum.StrEnum):
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"
     AUTH_INVALID = "auth_invalid"
+
+
+class StatusCause(enum.StrEnum):
+    """Which link a status is about, for machines; the ``reason`` beside it is for people."""
+
+    HOME_ASSISTANT = "home_assistant"  # the bridge's connection to Home Assistant
+    REDIS = "redis"  # a cluster member's connection to its Redis (or the shared log in it)

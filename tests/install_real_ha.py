@@ -13,8 +13,14 @@ same recipe is reused at once. When an install fails, the reason goes to ``<venv
 which the test fixtures read: the tests then fail under ``CI=true`` and skip elsewhere.
 ``REAL_HA=0`` skips the install (and the tests).
 
+A release that needs a newer Python than any here (2026.11 wants >= 3.14.2) gets a Debian chroot
+instead of a venv: ``mmdebstrap`` makes one of a suite that has that Python (forky) in the same
+cache folder, with pip's CA bundle and index settings copied from the host, and HA goes into a
+venv inside it (``/opt/ha-venv``), pinned the same way. tests/real_ha.py runs it as root through
+``unshare --mount`` + ``chroot``. Needs root and mmdebstrap; tests/run apt-installs the latter.
+
 The facts behind the recipe (versions per Python, constraints, ``josepy<2``, which integrations
-``--skip-pip`` needs) were measured here: ../shared/docs/real-ha-testing.md.
+``--skip-pip`` needs, the chroot) were measured here: ../shared/docs/real-ha-testing.md.
 """
 
 from __future__ import annotations
@@ -39,11 +45,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 __all__ = [
+    "CHROOT_CONFIG",
+    "CHROOT_VENV",
     "CONFIG_DOMAINS",
     "RELEASES",
     "Release",
     "cache_root",
+    "chroot_unavailable",
     "find_python",
+    "in_chroot",
     "install",
     "real_ha_enabled",
 ]
@@ -57,6 +67,9 @@ class Release:
     python: str  # major.minor
     # Pins on top of HA's own constraints, each with the reason.
     extra_constraints: tuple[str, ...] = ()
+    # A Debian suite whose pythonX.Y runs the release, for a release no interpreter here is new
+    # enough for: HA then lives in a venv inside an mmdebstrap chroot of that suite ("" = on the host).
+    debian_suite: str = ""
 
     @property
     def id(self) -> str:
@@ -66,11 +79,24 @@ class Release:
     def name(self) -> str:
         return f"{self.version}-py{self.python}"
 
-    def venv(self) -> Path:
+    @property
+    def runs_on(self) -> str:
+        """For messages: "Python 3.13", "Python 3.14 in a Debian forky chroot"."""
+        return f"Python {self.python}" + (f" in a Debian {self.debian_suite} chroot" if self.debian_suite else "")
+
+    def home(self) -> Path:
+        """What the install makes and a reinstall deletes: the venv, or the chroot holding it."""
         return cache_root() / self.name
 
+    def chroot(self) -> Path | None:
+        return self.home() if self.debian_suite else None
+
+    def venv(self) -> Path:
+        """The venv as the host sees it."""
+        return self.home() / CHROOT_VENV.lstrip("/") if self.debian_suite else self.home()
+
     def marker(self) -> Path:
-        return self.venv() / "sse-service-install.json"
+        return self.home() / "sse-service-install.json"
 
     def failure_file(self) -> Path:
         return cache_root() / f"{self.name}.failed"
@@ -89,7 +115,22 @@ RELEASES = (
     Release("2024.3.3", "3.11", ("josepy<2",)),
     # The newest release with wheels for Python 3.13.0 (later ones want a newer 3.13).
     Release("2025.4.4", "3.13"),
+    # The current release. It needs Python >= 3.14.2, which only Debian forky has here; its
+    # hass-nabucasa needs josepy 2, so no josepy pin.
+    Release("2026.11.0", "3.14", debian_suite="forky"),
 )
+
+# Inside a release's chroot: where its venv is, and where the config dir is bound when it runs.
+CHROOT_VENV = "/opt/ha-venv"
+CHROOT_CONFIG = "/ha-config"
+# The chroot's packages: the interpreter, venv and headers plus g++ because pymicro-vad and
+# pyspeex-noise have no 3.14 wheels and build from source; the CA store pip's bundle goes into;
+# libturbojpeg0 because PyTurboJPEG (camera) otherwise logs an ERROR at every start.
+CHROOT_PACKAGES = ("python{py}", "python{py}-venv", "python{py}-dev", "g++", "ca-certificates", "libturbojpeg0")
+# The host's CA bundle as copied into the chroot (egress here may go through an intercepting CA).
+CHROOT_CA = "/etc/ssl/certs/sse-service-host-ca.crt"
+# Bumped whenever what a chroot install does changes (RECIPE covers the venv installs).
+CHROOT_RECIPE = 1
 
 # The top-level domains of the test configuration (tests/real_ha.py writes it; it checks that
 # it uses no other). Their requirements, and those of every integration HA sets up anyway,
@@ -176,8 +217,9 @@ def find_python(minor: str) -> str | None:
 # --- what --skip-pip needs ----------------------------------------------------------------
 
 
-def _set_literal(tree: ast.Module, name: str) -> set[str]:
-    """The strings in a module-level ``NAME = {...}`` (or tuple), following ``*OTHER`` unpacking."""
+def _set_literal(tree: ast.Module, name: str, imported: dict[str, set[str]] | None = None) -> set[str]:
+    """The strings in a module-level ``NAME = {...}`` (or tuple), following ``*OTHER`` unpacking,
+    ``A - B`` and the names in ``imported`` (sets defined in another module)."""
     values: dict[str, ast.expr] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -194,6 +236,10 @@ def _set_literal(tree: ast.Module, name: str) -> set[str]:
             return strings(expr.value)
         if isinstance(expr, ast.Name) and expr.id in values:
             return strings(values[expr.id])
+        if isinstance(expr, ast.Name) and imported and expr.id in imported:
+            return imported[expr.id]
+        if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Sub):
+            return strings(expr.left) - strings(expr.right)
         if isinstance(expr, ast.Dict):
             return set().union(*(strings(k) for k in expr.keys if k is not None)) if expr.keys else set()
         raise ValueError(f"cannot read {name} from bootstrap.py: {ast.dump(expr)[:80]}")
@@ -201,6 +247,29 @@ def _set_literal(tree: ast.Module, name: str) -> set[str]:
     if name not in values:
         return set()
     return strings(values[name])
+
+
+def _base_platforms(wheel: zipfile.ZipFile) -> set[str]:
+    """``homeassistant.const.BASE_PLATFORMS``: every entity platform (2026.x's DEFAULT_INTEGRATIONS
+    includes most of them). The enum lives in generated/entity_platforms.py, earlier in const.py."""
+    for path, enum in (
+        ("homeassistant/generated/entity_platforms.py", "EntityPlatforms"),
+        ("homeassistant/const.py", "Platform"),
+    ):
+        try:
+            tree = ast.parse(wheel.read(path))
+        except KeyError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name == enum:
+                return {
+                    item.value.value
+                    for item in node.body
+                    if isinstance(item, ast.Assign)
+                    and isinstance(item.value, ast.Constant)
+                    and isinstance(item.value.value, str)
+                }
+    return set()
 
 
 def _discovery_keys(requirements_py: str) -> dict[str, set[str]]:
@@ -225,6 +294,7 @@ def integration_requirements(wheel: zipfile.ZipFile, config_domains: Iterable[st
     integrations a manifest names (what HA's requirement manager walks when pip is allowed).
     """
     bootstrap = ast.parse(wheel.read("homeassistant/bootstrap.py"))
+    imported = {"BASE_PLATFORMS": _base_platforms(wheel)}
     start = set(config_domains) - {"homeassistant"}
     for name in (
         "CORE_INTEGRATIONS",
@@ -232,7 +302,7 @@ def integration_requirements(wheel: zipfile.ZipFile, config_domains: Iterable[st
         "LOGGING_INTEGRATIONS",
         "LOGGING_AND_HTTP_DEPS_INTEGRATIONS",
     ):
-        start |= _set_literal(bootstrap, name)
+        start |= _set_literal(bootstrap, name, imported)
     discovery = _discovery_keys(wheel.read("homeassistant/requirements.py").decode())
     seen: set[str] = set()
     todo = sorted(start)
@@ -270,29 +340,32 @@ class Outcome:
     message: str
 
 
-def _recipe(release: Release, python: str) -> dict[str, object]:
-    return {
+def _recipe(release: Release) -> dict[str, object]:
+    recipe: dict[str, object] = {
         "recipe": RECIPE,
         "version": release.version,
         "python": release.python,
         "extra_constraints": list(release.extra_constraints),
         "config_domains": list(CONFIG_DOMAINS),
-        "interpreter": os.path.realpath(python),
     }
+    if release.debian_suite:
+        recipe["chroot_recipe"] = CHROOT_RECIPE
+        recipe["debian_suite"] = release.debian_suite
+        recipe["debian_packages"] = _chroot_packages(release)
+    return recipe
 
 
 def is_installed(release: Release) -> bool:
-    """A complete venv (its marker is written last) for this release and this recipe."""
+    """A complete install (its marker is written last) for this release and this recipe.
+
+    Reads one small file and stats two: tests/run calls this for every release on each run."""
     try:
         recorded = json.loads(release.marker().read_text())
     except (OSError, ValueError):
         return False
     return (
         isinstance(recorded, dict)
-        and recorded.get("recipe") == RECIPE
-        and recorded.get("version") == release.version
-        and recorded.get("extra_constraints") == list(release.extra_constraints)
-        and recorded.get("config_domains") == list(CONFIG_DOMAINS)
+        and all(recorded.get(key) == value for key, value in _recipe(release).items())
         and release.hass().exists()
         and os.path.exists(str(recorded.get("interpreter", "")))
     )
@@ -323,24 +396,42 @@ def _locked(release: Release) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def chroot_unavailable() -> str | None:
+    """Why this machine cannot make or run a release's chroot, or None if it can."""
+    if os.geteuid() != 0:
+        return "the Debian chroot needs root (mmdebstrap, unshare --mount, chroot)"
+    missing = [tool for tool in ("mmdebstrap", "unshare", "chroot") if shutil.which(tool) is None]
+    if missing:
+        return f"{', '.join(missing)} not installed (tests/run apt-installs mmdebstrap as root)"
+    return None
+
+
 def install(release: Release, *, force: bool = False) -> Outcome:
     started = time.monotonic()
-    python = find_python(release.python)
-    if python is None:
+    python: str | None = None
+    if release.debian_suite:
+        if why := chroot_unavailable():
+            cache_root().mkdir(parents=True, exist_ok=True)
+            release.failure_file().write_text(f"not installed: {why}\n")
+            return Outcome(release, False, 0.0, why)
+    elif (python := find_python(release.python)) is None:
         message = f"no Python {release.python} found (pyenv, python{release.python} on PATH, /usr/bin)"
         return Outcome(release, False, 0.0, message)
     with _locked(release):
         if is_installed(release) and not force:
             release.failure_file().unlink(missing_ok=True)
-            return Outcome(release, True, time.monotonic() - started, f"reused {release.venv()}")
+            return Outcome(release, True, time.monotonic() - started, f"reused {release.home()}")
         try:
-            _install(release, python)
+            if python is None:
+                _install_chroot(release)
+            else:
+                _install(release, python)
         except (InstallError, OSError, ValueError, zipfile.BadZipFile) as e:
             message = f"install failed: {e}".rstrip() + f"\n(full log: {release.log_file()})"
             release.failure_file().write_text(message + "\n")
             return Outcome(release, False, time.monotonic() - started, message)
         release.failure_file().unlink(missing_ok=True)
-    return Outcome(release, True, time.monotonic() - started, f"installed into {release.venv()}")
+    return Outcome(release, True, time.monotonic() - started, f"installed into {release.home()}")
 
 
 # uv resolves and downloads in parallel: a cold install of both releases took 33-70 s here instead
@@ -367,20 +458,23 @@ def _tools(log: Path) -> tuple[Path, str | None]:
     return python, (str(uv) if uv.exists() else None)
 
 
-def _install(release: Release, python: str) -> None:
-    venv, log = release.venv(), release.log_file()
-    log.write_text(f"installing Home Assistant {release.version} with {python}\n")
-    release.failure_file().unlink(missing_ok=True)
-    shutil.rmtree(venv, ignore_errors=True)
-    tools_python, uv = _tools(log)
-    if os.environ.get("REAL_HA_INSTALLER") == "pip":
-        uv = None
+@dataclasses.dataclass
+class _Wheel:
+    path: Path
+    constraints: Path  # HA's package_constraints.txt plus our own pins
+    requirements: list[str]  # of the integrations the test configuration loads
+
+
+def _wheel(release: Release, tools_python: Path, python_version: str, log: Path) -> _Wheel:
+    """HA's wheel (downloaded once into the cache), its constraints and the integrations' requirements.
+
+    ``python_version``: the interpreter's full version, as Requires-Python may name a patch release."""
     wheels = cache_root() / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     wheel_path = wheels / f"homeassistant-{release.version}-py3-none-any.whl"
     if not wheel_path.exists():
         download = [str(tools_python), "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels)]
-        _run([*download, "--python-version", release.python, f"homeassistant=={release.version}"], log)
+        _run([*download, "--python-version", python_version, f"homeassistant=={release.version}"], log)
     if not wheel_path.exists():
         raise InstallError(f"pip download did not leave {wheel_path.name} in {wheels}")
     with zipfile.ZipFile(wheel_path) as wheel:
@@ -391,7 +485,19 @@ def _install(release: Release, python: str) -> None:
     constraints_path = cache_root() / f"{release.name}-constraints.txt"
     extra = "".join(f"{line}\n" for line in release.extra_constraints)
     constraints_path.write_text(f"{constraints}\n# sse_service's own pins\n{extra}")
-    packages = ["-c", str(constraints_path), str(wheel_path), *requirements]
+    return _Wheel(wheel_path, constraints_path, requirements)
+
+
+def _install(release: Release, python: str) -> None:
+    venv, log = release.venv(), release.log_file()
+    log.write_text(f"installing Home Assistant {release.version} with {python}\n")
+    release.failure_file().unlink(missing_ok=True)
+    shutil.rmtree(venv, ignore_errors=True)
+    tools_python, uv = _tools(log)
+    if os.environ.get("REAL_HA_INSTALLER") == "pip":
+        uv = None
+    wheel = _wheel(release, tools_python, release.python, log)
+    packages = ["-c", str(wheel.constraints), str(wheel.path), *wheel.requirements]
     venv_python = str(venv / "bin" / "python")
     if uv is not None:
         _run([uv, "venv", "-q", "--python", python, str(venv)], log)
@@ -400,8 +506,136 @@ def _install(release: Release, python: str) -> None:
         _run([python, "-m", "venv", str(venv)], log)
         _run([venv_python, "-m", "pip", "install", "-q", *packages], log)
     # Imports that fail only at run time otherwise (HA would go into recovery mode).
-    _run([venv_python, "-c", "import homeassistant.bootstrap, hass_frontend, sqlalchemy, PIL"], log)
-    recipe = {**_recipe(release, python), "installer": "uv" if uv else "pip"}
+    _run([venv_python, "-c", IMPORT_CHECK], log)
+    recipe = {**_recipe(release), "interpreter": os.path.realpath(python), "installer": "uv" if uv else "pip"}
+    release.marker().write_text(json.dumps(recipe, indent=1) + "\n")
+
+
+IMPORT_CHECK = "import homeassistant.bootstrap, hass_frontend, sqlalchemy, PIL"
+
+
+# --- a release in a Debian chroot -----------------------------------------------------------
+
+
+def _chroot_packages(release: Release) -> list[str]:
+    return [p.format(py=release.python) for p in CHROOT_PACKAGES]
+
+
+def _host_pip_settings(tools_python: Path) -> dict[str, str]:
+    """How the host's pip reaches its index: ``pip config list`` (files and PIP_* variables, the
+    variables winning), e.g. {"cert": ..., "index-url": ..., "extra-index-url": ...}."""
+    out = subprocess.run(
+        [str(tools_python), "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=60, check=False
+    ).stdout
+    files: dict[str, str] = {}
+    env: dict[str, str] = {}
+    for line in out.splitlines():
+        match = re.match(r"^([^.]*)\.([\w-]+)='(.*)'$", line)
+        if match and match.group(1) in (":env:", "global", "install", "download"):
+            (env if match.group(1) == ":env:" else files)[match.group(2)] = match.group(3)
+    return {**files, **env}
+
+
+def _chroot_pip_setup(root: Path, tools_python: Path, log: Path) -> list[str]:
+    """Make pip and uv inside the chroot reach the index the way the host's pip does; returns the
+    environment (``NAME=value``) for commands run in the chroot.
+
+    The host's CA bundle is copied in (egress may go through an intercepting CA that Debian's own
+    store does not know). Only http(s) indexes are carried over: file:// indexes and find-links
+    name directories of the host that the chroot does not see."""
+    settings = _host_pip_settings(tools_python)
+    env: list[str] = []
+    cert = settings.get("cert") or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
+    if not cert and os.path.exists("/etc/ssl/certs/ca-certificates.crt"):
+        cert = "/etc/ssl/certs/ca-certificates.crt"
+    conf = ["[global]"]
+    if cert:
+        shutil.copyfile(cert, root / CHROOT_CA.lstrip("/"))
+        conf.append(f"cert = {CHROOT_CA}")
+        env += [f"PIP_CERT={CHROOT_CA}", f"SSL_CERT_FILE={CHROOT_CA}", f"REQUESTS_CA_BUNDLE={CHROOT_CA}"]
+    web = re.compile(r"^https?://")
+    if web.match(index := settings.get("index-url", "")):
+        conf.append(f"index-url = {index}")
+        env.append(f"UV_DEFAULT_INDEX={index}")
+    if extras := [u for u in settings.get("extra-index-url", "").split() if web.match(u)]:
+        conf.append(f"extra-index-url = {' '.join(extras)}")
+        env.append(f"UV_INDEX={' '.join(extras)}")
+    if trusted := settings.get("trusted-host", "").split():
+        conf.append(f"trusted-host = {' '.join(trusted)}")
+        env.append(f"UV_INSECURE_HOST={' '.join(trusted)}")
+    (root / "etc" / "pip.conf").write_text("\n".join(conf) + "\n")
+    with log.open("a") as out:
+        out.write(f"host pip settings: {settings}\nchroot /etc/pip.conf:\n" + "\n".join(conf) + "\n")
+    proxies = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+    env += [f"{name}={os.environ[name]}" for name in proxies if os.environ.get(name)]
+    return env
+
+
+def in_chroot(root: Path, env: list[str], *command: str) -> list[str]:
+    """A command run inside the chroot with nothing of the host's environment but ``env``."""
+    base = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/root", "LANG=C.UTF-8"]
+    return ["chroot", str(root), "env", "-i", *base, *env, *command]
+
+
+def _install_chroot(release: Release) -> None:
+    """mmdebstrap a Debian chroot with the release's Python, then HA in a venv inside it, as above."""
+    root, log = release.home(), release.log_file()
+    log.write_text(f"installing Home Assistant {release.version} in a Debian {release.debian_suite} chroot\n")
+    release.failure_file().unlink(missing_ok=True)
+    shutil.rmtree(root, ignore_errors=True)
+    tools_python, uv = _tools(log)
+    if os.environ.get("REAL_HA_INSTALLER") == "pip":
+        uv = None
+    # The mirror's Release file for a testing suite can be past its Valid-Until date.
+    _run(
+        [
+            "mmdebstrap",
+            "--variant=apt",
+            f"--include={','.join(_chroot_packages(release))}",
+            '--aptopt=Acquire::Check-Valid-Until "false"',
+            release.debian_suite,
+            str(root),
+        ],
+        log,
+    )
+    interpreter = f"/usr/bin/python{release.python}"
+    try:
+        python_version = subprocess.run(
+            ["chroot", str(root), interpreter, "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as e:
+        raise InstallError(f"{interpreter} does not run in the {release.debian_suite} chroot: {e}") from None
+    wheel = _wheel(release, tools_python, python_version, log)
+    env = _chroot_pip_setup(root, tools_python, log)
+    staging = root / "tmp" / "sse-install"
+    staging.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(wheel.path, staging / wheel.path.name)
+    shutil.copyfile(wheel.constraints, staging / "constraints.txt")
+    packages = ["-c", "/tmp/sse-install/constraints.txt", f"/tmp/sse-install/{wheel.path.name}", *wheel.requirements]
+    venv_python = f"{CHROOT_VENV}/bin/python"
+    if uv is not None:
+        # uv's cache goes with the staging folder: nothing of it stays in the cached chroot.
+        env.append("UV_CACHE_DIR=/tmp/sse-install/uv-cache")
+        shutil.copyfile(uv, root / "usr" / "local" / "bin" / "uv")
+        (root / "usr" / "local" / "bin" / "uv").chmod(0o755)
+        _run(in_chroot(root, env, "uv", "venv", "-q", "--python", interpreter, CHROOT_VENV), log)
+        _run(in_chroot(root, env, "uv", "pip", "install", "-q", "--python", venv_python, *packages), log)
+    else:
+        _run(in_chroot(root, env, interpreter, "-m", "venv", CHROOT_VENV), log)
+        _run(in_chroot(root, env, venv_python, "-m", "pip", "install", "-q", "--no-cache-dir", *packages), log)
+    _run(in_chroot(root, env, venv_python, "-c", IMPORT_CHECK), log)
+    shutil.rmtree(staging)
+    (root / CHROOT_CONFIG.lstrip("/")).mkdir(exist_ok=True)
+    recipe = {
+        **_recipe(release),
+        "interpreter": str(root / interpreter.lstrip("/")),
+        "python_version": python_version,
+        "installer": "uv" if uv else "pip",
+    }
     release.marker().write_text(json.dumps(recipe, indent=1) + "\n")
 
 
@@ -422,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = list(pool.map(lambda r: install(r, force=args.force), releases))
     for o in outcomes:
         state = "ok" if o.ok else "NOT INSTALLED"
-        release = f"{o.release.version} (Python {o.release.python})"
+        release = f"{o.release.version} ({o.release.runs_on})"
         print(f"real Home Assistant {release}: {state} in {o.seconds:.1f} s: {o.message}")
     print(f"real Home Assistant: {time.monotonic() - started:.1f} s in all (cache: {cache_root()})")
     # A failure does not stop tests/run: the real-HA tests report it (fail under CI=true, skip elsewhere).

@@ -4,10 +4,17 @@ The releases are installed by tests/install_real_ha.py (``tests/run`` calls it) 
 venvs outside the repo. Fixtures (registered in tests/conftest.py):
 
 * ``real_ha``: one HA per installed release for the whole session (params ``ha2024.3.3``,
-  ``ha2025.4.4``), started with the configuration below, onboarded once, token kept with the
-  config dir. Tests must leave it running and should not depend on values other tests set.
+  ``ha2025.4.4``, ``ha2026.11.0``), started with the configuration below, onboarded once, token
+  kept with the config dir. Tests must leave it running and should not depend on values other
+  tests set.
 * ``fresh_real_ha``: a new HA of the same release for one test, for tests that stop or restart
   it (own config dir and port; stopped at the end of the test).
+
+Started means RUNNING (``GET /api/config`` says so, every integration set up), not merely
+answering: 2026.11 answers ``/api/`` about a second before, with only some of its entities.
+2026.11 runs in a Debian chroot (see tests/install_real_ha.py), as root through
+``unshare --mount`` (its /proc and the bound config dir vanish with it) and ``chroot``, exec'd
+all the way down so that the PID kept here is hass itself.
 
 A release that is not installed skips its tests with the reason, or fails them under
 ``CI=true`` (and ``REAL_HA=1``). ``REAL_HA=0`` skips them. Every process started here is ended
@@ -40,7 +47,17 @@ from websockets.sync.client import connect as ws_connect
 from sse_service.config import Secret, Settings
 
 from .helpers import free_port
-from .install_real_ha import CONFIG_DOMAINS, RELEASES, Release, find_python, is_installed, real_ha_enabled
+from .install_real_ha import (
+    CHROOT_CONFIG,
+    CHROOT_VENV,
+    CONFIG_DOMAINS,
+    RELEASES,
+    Release,
+    find_python,
+    in_chroot,
+    is_installed,
+    real_ha_enabled,
+)
 
 __all__ = [
     "CONFIGURATION",
@@ -114,6 +131,16 @@ template:
 
 # HA's log lines: "2024-12-01 10:00:00.123 ERROR (MainThread) [homeassistant.x] message".
 _ERROR_LINE = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) ", re.M)
+# The one ERROR known to be harmless: 2026.x loads the ffmpeg integration by default, and there is
+# no ffmpeg binary (the tests use no camera or audio). Once per start.
+_HARMLESS_ERROR = re.compile(
+    r"^\S+ \S+ ERROR \(MainThread\) \[haffmpeg\.core\] FFmpeg fails \[Errno 2\] "
+    r"No such file or directory: 'ffmpeg'$"
+)
+
+# Mounts /proc and binds the config dir inside the new mount namespace, then execs the rest
+# ($4...: chroot env -i ... hass), so no shell stays between us and hass.
+_CHROOT_LAUNCH = 'set -e; mount -t proc proc "$1/proc"; mount --bind "$2" "$1$3"; shift 3; exec "$@"'
 
 
 class RealHAError(Exception):
@@ -142,7 +169,8 @@ class RealHA:
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at: float | None = None  # time.monotonic() of the latest start
-        self.ready_at: float | None = None  # ... and of the first 401 from /api/ after it
+        self.http_at: float | None = None  # ... of the first answer from /api/ after it
+        self.ready_at: float | None = None  # ... of the first RUNNING from /api/config after it
         self.start_seconds: list[float] = []
         self.stop_seconds: list[float] = []
         self._token: str | None = None
@@ -165,7 +193,7 @@ class RealHA:
     @property
     def token(self) -> str:
         if self._token is None:
-            raise RealHAError("no token yet: call ensure_token() after start()")
+            raise RealHAError("no token yet: start() gets one")
         return self._token
 
     @property
@@ -192,8 +220,12 @@ class RealHA:
             return f.read().decode(errors="replace")
 
     def error_lines(self, mark: int = 0) -> list[str]:
-        """HA's ERROR and CRITICAL log lines since ``mark``."""
-        return [line for line in self.log_since(mark).splitlines() if _ERROR_LINE.match(line)]
+        """HA's ERROR and CRITICAL log lines since ``mark``, but for the known harmless one."""
+        return [
+            line
+            for line in self.log_since(mark).splitlines()
+            if _ERROR_LINE.match(line) and not _HARMLESS_ERROR.match(line)
+        ]
 
     def _tail(self, lines: int = 25) -> str:
         try:
@@ -204,60 +236,86 @@ class RealHA:
     # --- life cycle (blocking; the a* versions run them in a thread) ---------------------
 
     def start(self, timeout: float = 90.0) -> float:
-        """Start hass and wait until ``/api/`` answers 401. Returns the seconds that took."""
+        """Start hass, get a token if there is none yet, and wait until HA is RUNNING.
+        Returns the seconds from start to RUNNING."""
         if self.running:
             raise RealHAError("already running")
-        with self.output_path.open("ab") as out:
-            out.write(f"--- sse_service tests: hass start at {time.time():.3f}\n".encode())
-            out.flush()
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("HA_", "PYTHON"))}
-            self.started_at = time.monotonic()
-            self.ready_at = None
-            self.process = subprocess.Popen(
-                [str(self.release.hass()), "-c", str(self.config_dir), "--skip-pip"],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        _STARTED.add(self.process)
+        deadline = time.monotonic() + timeout
+        self._spawn()
         try:
-            self.wait_ready(timeout)
+            self._wait_http(deadline)
+            if self._token is None:
+                self.ensure_token(deadline)
+            self.wait_running(deadline)
         except BaseException:
             self.kill()
             raise
-        assert self.ready_at is not None
+        assert self.started_at is not None and self.ready_at is not None
         seconds = self.ready_at - self.started_at
         self.start_seconds.append(seconds)
         return seconds
 
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        """Poll ``GET /api/`` every 20 ms until it answers 401 (no token needed); sets ``ready_at``."""
-        deadline = time.monotonic() + timeout
+    def start_answering(self, timeout: float = 90.0) -> None:
+        """Start hass and return once HTTP answers, before it is RUNNING (needs a token already)."""
+        if self.running or self._token is None:
+            raise RealHAError("already running, or no token yet")
+        self._spawn()
+        try:
+            self._wait_http(time.monotonic() + timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    def _command(self) -> tuple[list[str], dict[str, str]]:
+        root = self.release.chroot()
+        if root is None:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("HA_", "PYTHON"))}
+            return [str(self.release.hass()), "-c", str(self.config_dir), "--skip-pip"], env
+        hass = in_chroot(root, [], f"{CHROOT_VENV}/bin/hass", "-c", CHROOT_CONFIG, "--skip-pip")
+        launch = ["sh", "-c", _CHROOT_LAUNCH, "sh", str(root), str(self.config_dir), CHROOT_CONFIG, *hass]
+        return ["unshare", "--mount", "--propagation", "private", *launch], {"PATH": os.environ.get("PATH", "")}
+
+    def _spawn(self) -> None:
+        command, env = self._command()
+        with self.output_path.open("ab") as out:
+            out.write(f"--- sse_service tests: hass start at {time.time():.3f}\n".encode())
+            out.flush()
+            self.started_at = time.monotonic()
+            self.http_at = self.ready_at = None
+            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
+        _STARTED.add(self.process)
+
+    def _check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise RealHAError(f"hass exited with {self.process.returncode} during start:\n{self._tail()}")
+
+    def _wait_http(self, deadline: float) -> None:
+        """Poll ``GET /api/`` every 20 ms until it answers 401 (no token needed); sets ``http_at``."""
         with httpx.Client(timeout=2.0) as http:
             while True:
-                if self.process is not None and self.process.poll() is not None:
-                    raise RealHAError(f"hass exited with {self.process.returncode} during start:\n{self._tail()}")
+                self._check_alive()
                 with contextlib.suppress(httpx.TransportError):
                     if http.get(self.http_url + "/api/").status_code == 401:
-                        self.ready_at = time.monotonic()
+                        self.http_at = time.monotonic()
                         return
                 if time.monotonic() > deadline:
-                    raise RealHAError(f"/api/ did not answer within {timeout:.0f} s:\n{self._tail()}")
+                    raise RealHAError(f"/api/ did not answer in time:\n{self._tail()}")
                 time.sleep(0.02)
 
-    def wait_running(self, timeout: float = 60.0) -> None:
-        """Wait until HA says it is RUNNING (every integration set up): its entities are all there."""
-        deadline = time.monotonic() + timeout
+    def wait_running(self, deadline: float) -> None:
+        """Poll ``GET /api/config`` every 20 ms until HA says RUNNING (every integration set up,
+        its entities all there); sets ``ready_at``."""
         with httpx.Client(timeout=5.0, headers=self._auth()) as http:
             while True:
+                self._check_alive()
                 with contextlib.suppress(httpx.TransportError, ValueError):
                     response = http.get(self.http_url + "/api/config")
                     if response.status_code == 200 and response.json().get("state") == "RUNNING":
+                        self.ready_at = time.monotonic()
                         return
                 if time.monotonic() > deadline:
-                    raise RealHAError(f"HA was not RUNNING within {timeout:.0f} s:\n{self._tail()}")
-                time.sleep(0.05)
+                    raise RealHAError(f"HA was not RUNNING in time:\n{self._tail()}")
+                time.sleep(0.02)
 
     def terminate(self) -> float:
         """Send SIGTERM (without waiting); returns the time.monotonic() it was sent at."""
@@ -309,10 +367,11 @@ class RealHA:
 
     # --- a token with no browser ------------------------------------------------------------
 
-    def ensure_token(self) -> str:
+    def ensure_token(self, deadline: float) -> str:
         """A long-lived access token: the one saved with the config dir if HA still takes it, else
         one from onboarding (user -> auth code -> /auth/token -> WS auth/long_lived_access_token).
-        If onboarding is done and no saved token works, the config dir is wiped and HA onboarded anew."""
+        If onboarding is done and no saved token works, the config dir is wiped and HA onboarded anew.
+        Called by ``start()`` once HTTP answers: before RUNNING, as /api/config needs the token."""
         saved = self.config_dir / ".sse-service-token"
         if saved.exists():
             token = saved.read_text().strip()
@@ -320,21 +379,32 @@ class RealHA:
                 if http.get(self.http_url + "/api/", headers={"Authorization": f"Bearer {token}"}).status_code == 200:
                     self._token = token
                     return token
-        if not self._onboarding_open():
+        if not self._onboarding_open(deadline):
             self.stop()
             for child in self.config_dir.iterdir():
                 if child.name not in ("configuration.yaml", self.output_path.name):
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
-            self.start()
+            self._spawn()
+            self._wait_http(deadline)
+            self._onboarding_open(deadline)
         token = self._onboard()
         saved.touch(mode=0o600)
         saved.write_text(token + "\n")
         self._token = token
         return token
 
-    def _onboarding_open(self) -> bool:
+    def _onboarding_open(self, deadline: float) -> bool:
+        """Whether the onboarding's user step is still to do; waits for onboarding to be set up
+        (HTTP may answer before it is, 2026.11 answers before it is RUNNING)."""
         with httpx.Client(timeout=5.0) as http:
-            steps = http.get(self.http_url + "/api/onboarding").json()
+            while True:
+                response = http.get(self.http_url + "/api/onboarding")
+                if response.status_code == 200:
+                    break
+                if time.monotonic() > deadline:
+                    raise RealHAError(f"/api/onboarding answered {response.status_code}:\n{self._tail()}")
+                time.sleep(0.05)
+        steps = response.json()
         return any(step.get("step") == "user" and not step.get("done") for step in steps)
 
     def _onboard(self) -> str:
@@ -405,6 +475,13 @@ class RealHA:
         state: dict[str, Any] = response.json()
         return state
 
+    async def core_state(self) -> str:
+        """HA's core state from ``GET /api/config``: NOT_RUNNING, STARTING, RUNNING, STOPPING..."""
+        async with httpx.AsyncClient(timeout=10.0, headers=self._auth()) as http:
+            response = await http.get(self.http_url + "/api/config")
+        response.raise_for_status()
+        return str(response.json().get("state"))
+
     async def call_service(self, domain: str, service: str, data: dict[str, Any]) -> httpx.Response:
         """``POST /api/services/<domain>/<service>`` on HA itself (not through the bridge)."""
         async with httpx.AsyncClient(timeout=10.0, headers=self._auth()) as http:
@@ -454,8 +531,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @functools.cache
 def candidate_releases() -> tuple[Release, ...]:
-    """The releases a Python is found for here (2025.4.4 needs a 3.13): those the installer tries."""
-    return tuple(r for r in RELEASES if find_python(r.python) is not None)
+    """The releases the installer tries here: those a Python is found for (2025.4.4 needs a 3.13),
+    and those in a Debian chroot, always (without root or mmdebstrap their install records why)."""
+    return tuple(r for r in RELEASES if r.debian_suite or find_python(r.python) is not None)
 
 
 def _must_run() -> bool:
@@ -480,7 +558,7 @@ def real_ha_release(request: pytest.FixtureRequest) -> Release:
         except OSError:
             why = "not installed"
         _unavailable(
-            f"Home Assistant {release.version} (Python {release.python}): {why}. "
+            f"Home Assistant {release.version} ({release.runs_on}): {why}. "
             "Install it with: .venv/bin/python tests/install_real_ha.py (tests/run does)"
         )
     return release
@@ -490,8 +568,6 @@ def _started(release: Release, config_dir: Path) -> RealHA:
     ha = RealHA(release, config_dir)
     try:
         ha.start()
-        ha.ensure_token()
-        ha.wait_running()
     except BaseException:
         ha.close()
         raise

@@ -278,11 +278,13 @@ async def test_redis_lost_and_back_empty_streams_stay_open_and_end_with_the_curr
                 # The stream says Redis is the link that is down, and where it goes stays private.
                 assert status.json()["status"] == "disconnected"
                 assert status.json()["reason"] == "Redis is unreachable: the data may be stale"
+                assert status.json()["cause"] == "redis", "a page tells which link is down without reading the reason"
                 assert str(redis_server.port) not in status.data
             for server in servers:
                 body = await health(server)
                 assert body["cluster"]["redis"] == "unreachable"
                 assert body["upstream"]["reason"].startswith("Redis is unreachable")
+                assert body["upstream"]["cause"] == "redis"
                 assert body["cluster"]["redis_error"], "the error itself is in /healthz"
                 async with httpx.AsyncClient() as client:
                     ready = await client.get(server.url + "/readyz")
@@ -292,7 +294,10 @@ async def test_redis_lost_and_back_empty_streams_stay_open_and_end_with_the_curr
             redis_server.start()  # empty: a new epoch
             for stream in streams:
                 await stream.until_state("sensor.battery_level", "42.0", timeout=10)
-                await stream.until(lambda e: e.event == "status" and e.json()["status"] == "connected", timeout=5)
+                back = await stream.until(
+                    lambda e: e.event == "status" and e.json()["status"] == "connected", timeout=5
+                )
+                assert back.json()["cause"] == "home_assistant"
             ha.set_state("sensor.battery_level", "43.0")
             ids = {(await stream.until_state("sensor.battery_level", "43.0")).id for stream in streams}
             assert len(ids) == 1

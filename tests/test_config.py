@@ -62,6 +62,9 @@ def test_ha_url_accepts_http_or_full_websocket_urls(raw: str, url: str) -> None:
         ({"CORS_CREDENTIALS": "maybe"}, "CORS_CREDENTIALS: expected true or false"),
         ({"MAX_STREAMS_PER_IP": "0"}, "MAX_STREAMS_PER_IP: expected an integer from 1"),
         ({"MAX_BODY_BYTES": "1e9"}, "MAX_BODY_BYTES: expected an integer"),
+        ({"REQUEST_TIMEOUT": "0"}, "REQUEST_TIMEOUT: expected a number of seconds from 0.1 to 3600, got '0'"),
+        ({"MAX_FILTER_PATTERNS": "none"}, "MAX_FILTER_PATTERNS: expected an integer from 1 to 10000"),
+        ({"MAX_FILTER_LENGTH": "8"}, "MAX_FILTER_LENGTH: expected an integer from 16 to 1000000, got 8"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it(environ: dict[str, str], message: str) -> None:
@@ -155,3 +158,10 @@ def test_a_bad_key_is_not_echoed() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"WRITE_KEY": "secret value!"})
     assert "secret value" not in str(caught.value)
+
+
+def test_request_timeout_and_filter_caps_have_defaults_and_can_be_set() -> None:
+    defaults = load_settings({})
+    assert (defaults.request_timeout, defaults.max_filter_patterns, defaults.max_filter_length) == (10.0, 100, 2048)
+    settings = load_settings({"REQUEST_TIMEOUT": "2.5", "MAX_FILTER_PATTERNS": "20", "MAX_FILTER_LENGTH": "500"})
+    assert (settings.request_timeout, settings.max_filter_patterns, settings.max_filter_length) == (2.5, 20, 500)

@@ -196,7 +196,7 @@ async def test_while_ha_is_starting_its_partial_view_is_merged_and_nothing_is_re
         ha.load(["switch.charger"])
         ha.set_state("switch.charger", "on")
         await sink.wait(
-            lambda: any("switch.charger" in u and u["switch.charger"]["state"] == "on" for u, _ in sink.changes)
+            lambda: any(u["switch.charger"]["state"] == "on" for u, _ in sink.changes if "switch.charger" in u)
         )
         assert len(sink.snapshots) == 1, "nothing HA said while starting replaced the view"
         ha.finish_start()

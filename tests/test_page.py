@@ -227,6 +227,34 @@ async def test_a_bridge_that_lost_redis_says_so_not_that_home_assistant_is_down(
         await expect(stale).to_be_hidden()
 
 
+# A status event as the page's Feed would hand it over, dispatched straight into the page.
+STATUS = """([status, reason, cause]) => receive({ kind: "event", name: "status", data: {
+  status, reason, ...(cause ? { cause } : {}), since: new Date().toISOString() } })"""
+
+
+async def test_the_page_takes_a_lost_redis_from_the_status_cause_and_from_the_reason_only_without_one(
+    ha: DemoHomeAssistant, page: Page
+) -> None:
+    async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
+        await page.goto(live.url + "/")
+        conn, stale = page.locator("#conn"), page.locator("#stale")
+        await expect(conn).to_have_attribute("data-state", "live")
+
+        await page.evaluate(STATUS, ["disconnected", "Lost the shared log", "redis"])
+        await expect(conn).to_have_text("Bridge lost Redis")
+        await expect(stale).to_contain_text("The bridge cannot reach its Redis")
+        await page.evaluate(STATUS, ["disconnected", "Redis is unreachable", None])  # a bridge from before causes
+        await expect(conn).to_have_text("Bridge lost Redis")
+        await page.evaluate(STATUS, ["disconnected", "Redis words, but another cause", "home_assistant"])
+        await expect(conn).to_have_text("Home Assistant down")
+        await page.evaluate(STATUS, ["starting", "Home Assistant is starting", None])
+        await expect(conn).to_have_text("HA is starting…")
+        await expect(stale).to_contain_text("Home Assistant is starting since")
+        await page.evaluate(STATUS, ["connected", "", None])
+        await expect(conn).to_have_attribute("data-state", "live")
+        await expect(stale).to_be_hidden()
+
+
 @BOTH_WAYS
 async def test_the_page_reconnects_by_itself_when_the_bridge_restarts(ha: DemoHomeAssistant, page: Page) -> None:
     settings = settings_for(ha, retry_ms=500)

@@ -135,3 +135,14 @@ async def test_the_token_appears_in_no_response_and_no_log_line(ha: DemoHomeAssi
     for secret in SECRETS:
         assert secret not in everything
         assert secret[-12:] not in everything
+
+
+async def test_the_demo_upstreams_own_token_is_not_logged_at_debug() -> None:
+    # The demo's websockets server logged every frame at DEBUG, the auth message with the
+    # token in it (issue 23): the redaction knows the settings' secrets, not this one.
+    log: list[str] = []
+    async with service_process(log, ready="/readyz", LOG_LEVEL="debug"):
+        pass
+    text = log[0]
+    assert "No HA_URL set: running the embedded demo" in text and "Upstream authenticated" in text
+    assert '"access_token"' not in text and "auth_ok" not in text

@@ -147,6 +147,7 @@ async def test_upstream_killed_and_restarted(ha: DemoHomeAssistant) -> None:
         await ha.stop()
         down = await stream.until(lambda e: e.event == "status")
         assert down.json()["status"] == "disconnected"
+        assert down.json()["cause"] == "home_assistant", "the link that is down, for machines"
         ha.set_state("sensor.battery_level", "33.3")
         ha.remove_state("light.kitchen")
         ha.set_state("sensor.new_probe", "1", {"friendly_name": "New probe"})
@@ -236,7 +237,7 @@ async def test_a_client_connecting_while_ha_is_down_sees_the_status_in_its_snaps
             await asyncio.sleep(0.01)
         async with open_stream(live.url + "/events") as stream:
             snapshot = await stream.next()
-            assert snapshot.json()["status"] == "disconnected"
+            assert (snapshot.json()["status"], snapshot.json()["cause"]) == ("disconnected", "home_assistant")
             assert snapshot.json()["entities"]["sensor.battery_level"]["state"] == "50.0", "last known values stay"
 
 

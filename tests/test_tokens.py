@@ -121,6 +121,12 @@ REFUSALS: list[tuple[str, Callable[[], str], str, str]] = [
     ("exp a string", lambda: token(**SOLAR, exp="tomorrow"), "invalid_token", "exp claim must be a number"),
     ("exp true", lambda: token(**SOLAR, exp=True), "invalid_token", "exp claim must be a number"),
     ("nbf a string", lambda: token(**SOLAR, nbf="soon"), "invalid_token", "Not Before claim (nbf) must be an integer"),
+    # Out of range: a float() or a datetime of these overflowed, a 500 (issue 23).
+    ("exp -10**400", lambda: token(**SOLAR, exp=-(10**400)), "invalid_token", "exp claim must be a number of seconds"),
+    ("exp before year 1", lambda: token(**SOLAR, exp=-(10**14)), "invalid_token", "exp claim must be a number"),
+    ("exp negative", lambda: token(**SOLAR, exp=-1), "invalid_token", "exp claim must be a number of seconds"),
+    ("nbf true", lambda: token(**SOLAR, nbf=True), "invalid_token", "nbf claim must be a number of seconds"),
+    ("iat -10**400", lambda: token(**SOLAR, iat=-(10**400)), "invalid_token", "iat claim must be a number of seconds"),
     ("audience", lambda: token(**SOLAR, aud="other-app"), "invalid_token", "names an audience (aud)"),
     ("revoked jti", lambda: token(**SOLAR, jti="jti-revoked"), "token_revoked", "has been revoked"),
     ("revoked sub", lambda: token(entities=["*"], sub="old-tablet"), "token_revoked", "has been revoked"),

@@ -17,17 +17,17 @@ const WORKER_SILENCE_MS = 750; // the worker says "alive" every 250 ms: three mi
 const RANGES = [3600, 21600, 86400]; // the range switch: 1 h, 6 h, 24 h
 const MORE_AFTER = 300; // seconds before a range's history is asked for again
 
-const cards = new Map(); // entity_id -> {el, state, points, chart, extra, pending, note}
+const cards = new Map(); // entity_id -> {el, state, points, chart, extra, pending, note}: state and points are the view's
 const RANGE_KEY = "sse_service/range"; // the range chosen last, kept in this browser (a wall tablet keeps its 6 h)
 const remembered = (() => { try { return Number(localStorage.getItem(RANGE_KEY)); } catch { return 0; } })();
 let range = RANGES.includes(remembered) ? remembered : RANGES.at(-1); // seconds of history the charts show
 let link = null; // where this tab's events come from: the shared worker's port, or a Feed of its own
 let linkHeard = Date.now(); // the last message from it
 let conn = { open: false, refused: false, ended: "", busy: "" }; // the stream's state, as the Feed reports it
-let upstream = { status: "connecting", reason: "", since: Date.now() };
+// What the stream has said, applied by reduce() (stream.js) as the Feed applies it; the cards show it.
+let view = { status: "connecting", reason: "", cause: "", since: Date.now(), heartbeat: 0, entities: {}, history: {} };
 let lastHeard = Date.now(); // any event at all, pings included
 let lastEventId = ""; // of the last event shown
-let heartbeat = 0; // as the snapshot said: passed on in a seed
 let started = false; // a snapshot has arrived
 
 const $ = (root, selector) => root.querySelector(selector);
@@ -89,8 +89,8 @@ function lockedFeed() {
     if (link !== relay) { release(); return; }
     relay.release = release;
     const feed = relay.feed = new Feed(STREAM, (message) => { receive(message); channel.postMessage(message); });
-    const view = seed();
-    if (view) feed.seed(view);
+    const resume = seed();
+    if (resume) feed.seed(structuredClone(resume)); // a copy: the Feed reduces each event into its own view, then this tab into its
     feed.start();
   }));
   channel.postMessage({ kind: "hello" });
@@ -104,12 +104,9 @@ function ownFeed() {
   document.documentElement.dataset.stream = "tab";
 }
 
-// What this tab shows, in the snapshot's shape: a new worker resumes from it (see Feed.seed).
+// What this tab shows: a new worker resumes from it (see Feed.seed).
 function seed() {
-  if (!started || !lastEventId) return null;
-  const entities = {}, history = {};
-  for (const [id, card] of cards) { entities[id] = card.state; history[id] = card.points; }
-  return { id: lastEventId, view: { status: upstream.status, reason: upstream.reason, since: upstream.since, heartbeat, entities, history } };
+  return started && lastEventId ? { id: lastEventId, view } : null;
 }
 
 function detach() {
@@ -139,15 +136,14 @@ function receive(message) {
   render();
 }
 
+// What each event changes on screen, once reduce() has applied it to the view (status: render() reads it).
 const HANDLERS = {
   snapshot: onSnapshot,
   state: onState,
-  remove: ({ entity_id }) => { cards.get(entity_id)?.el.remove(); cards.delete(entity_id); },
-  status: ({ status, reason = "", since }) => { upstream = { status, reason, since: Date.parse(since) || Date.now() }; },
+  remove: ({ entity_id }) => drop(entity_id),
   history: ({ history }) => {
-    for (const [id, points] of Object.entries(history)) {
-      const card = cards.get(id);
-      if (card) { card.points = points.slice(-KEEP); card.extra.clear(); drawChart(card); }
+    for (const id of Object.keys(history)) {
+      if (cards.has(id)) { const card = cardFor(id); card.extra.clear(); drawChart(card); }
     }
     offerRanges();
   },
@@ -155,23 +151,20 @@ const HANDLERS = {
 
 function handle(name, data, id) {
   if (id) lastEventId = id;
-  HANDLERS[name]?.(data);
+  // A state event redraws only what changed: what its card showed before is noted first.
+  const before = name === "state" ? cards.get(data.entity_id) : null;
+  const unit = before?.state?.attributes?.unit_of_measurement, last = before?.points.at(-1);
+  view = reduce(view, name, data);
+  HANDLERS[name]?.(data, unit, last);
   // Other scripts on this page can use its stream instead of opening one more.
   document.dispatchEvent(new CustomEvent("bridge-event", { detail: { name, id, data } }));
 }
 
-function onSnapshot({ status, reason = "", since, heartbeat: seconds, entities, history }) {
+function onSnapshot() {
   started = true;
-  if (seconds) heartbeat = seconds;
-  if (since) upstream = { status, reason, since }; // a view from the worker knows since when
-  else if (status !== upstream.status) upstream = { status, reason, since: Date.now() };
-  else upstream.reason = reason;
-  for (const [id, card] of cards) if (!(id in entities)) { card.el.remove(); cards.delete(id); }
-  for (const state of Object.values(entities)) {
+  for (const id of cards.keys()) if (!(id in view.entities)) drop(id);
+  for (const state of Object.values(view.entities)) {
     const card = cardFor(state.entity_id);
-    card.state = state;
-    card.points = (history?.[state.entity_id] ?? []).slice(-KEEP);
-    addPoint(card.points, state);
     card.extra.clear();
     if (card.pending === state.state) settle(card, "");
     paint(card);
@@ -182,12 +175,8 @@ function onSnapshot({ status, reason = "", since, heartbeat: seconds, entities, 
   whoIsUpstream();
 }
 
-function onState(state) {
+function onState(state, unit, last) {
   const card = cardFor(state.entity_id);
-  const unit = card.state?.attributes?.unit_of_measurement;
-  card.state = state;
-  const last = card.points.at(-1);
-  addPoint(card.points, state);
   if (card.pending === state.state) settle(card, "");
   paint(card);
   // A new point: one more segment on the chart, not a new chart.
@@ -197,17 +186,27 @@ function onState(state) {
 
 // --- cards ------------------------------------------------------------------------------
 
+// An entity's card, made if it has none, pointed at what the view now holds for it. (A card
+// that is gone keeps what it last showed: a toggle still waiting for its answer can end on it.)
 function cardFor(id) {
   let card = cards.get(id);
-  if (card) return card;
-  const el = document.getElementById("card").content.firstElementChild.cloneNode(true);
-  el.dataset.entity = id;
-  card = { el, state: null, points: [], chart: null, extra: new Map(), pending: null, note: "", timer: 0, toggle: $(el, ".toggle") };
-  if (SWITCHES.includes(id.split(".")[0])) card.toggle.addEventListener("click", () => toggle(card));
-  else { $(el, ".control").remove(); card.toggle = null; }
-  cards.set(id, card);
-  document.getElementById("cards").append(el);
+  if (!card) {
+    const el = document.getElementById("card").content.firstElementChild.cloneNode(true);
+    el.dataset.entity = id;
+    card = { el, chart: null, extra: new Map(), pending: null, note: "", timer: 0, toggle: $(el, ".toggle") };
+    if (SWITCHES.includes(id.split(".")[0])) card.toggle.addEventListener("click", () => toggle(card));
+    else { $(el, ".control").remove(); card.toggle = null; }
+    cards.set(id, card);
+    document.getElementById("cards").append(el);
+  }
+  card.state = view.entities[id];
+  card.points = view.history[id];
   return card;
+}
+
+function drop(id) {
+  cards.get(id)?.el.remove();
+  cards.delete(id);
 }
 
 function paint(card) {
@@ -362,15 +361,17 @@ const HA_DOWN = { // upstream status -> [indicator, banner]
   starting: ["HA is starting…", "Home Assistant is starting"],
   auth_invalid: ["HA rejected the token", "Home Assistant rejected the bridge's token"],
 };
-// A bridge of several instances says so when it is Redis, not Home Assistant, that is out of reach.
+// A bridge of several instances says so when it is Redis, not Home Assistant, that is out of reach:
+// by its status's cause, or (a bridge from before causes) in the reason's words.
 const REDIS_DOWN = ["Bridge lost Redis", "The bridge cannot reach its Redis"];
 
 function render() {
   const { refused, ended, busy } = conn;
   // A silent stream counts as closed (the Feed reopens it), and so does a silent worker (we join a new one).
   const open = conn.open && !(link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS);
-  const haUp = upstream.status === "connected";
-  const haDown = /^Redis\b/.test(upstream.reason) ? REDIS_DOWN : HA_DOWN[upstream.status] ?? HA_DOWN.disconnected;
+  const haUp = view.status === "connected";
+  const redis = view.cause ? view.cause === "redis" : /^Redis\b/.test(view.reason);
+  const haDown = redis ? REDIS_DOWN : HA_DOWN[view.status] ?? HA_DOWN.disconnected;
   const [state, text] =
     refused ? ["refused", ended ? "Access ended" : "Key refused"]
     : !open && !busy && !started && performance.now() < 1500 ? ["connecting", "Connecting…"] // the first try
@@ -383,7 +384,7 @@ function render() {
   // The banner: what is on screen may be old.
   const banner = document.getElementById("stale");
   const why = open ? haDown[1] : ended ? `The bridge ended this view (${ended})` : busy ? `The bridge is busy (${busy})` : "No connection to the bridge";
-  const since = new Date(open ? upstream.since : lastHeard).toLocaleTimeString();
+  const since = new Date(open ? view.since : lastHeard).toLocaleTimeString();
   banner.hidden = !started || (open && haUp);
   put(banner, `${why} since ${since}. Values may be out of date.`);
 

@@ -6,12 +6,13 @@
 // that every tab of the origin shares: it relays each event to every tab, and gives a tab that
 // joins late the current view at once (the last snapshot with every later event merged in).
 // Where there is no SharedWorker, app.js runs a Feed in the tab itself: a stream per tab, as
-// before. This one file is both: loaded by index.html for the Feed, and the worker's script.
+// before. This one file is both: loaded by index.html for the Feed and reduce(), and the worker's script.
 "use strict";
 
 const KEEP = 2000; // points per chart kept: the snapshot's history (HISTORY_POINTS) and what the stream adds
 const NUMBER = /^-?\d+(\.\d+)?(e[-+]?\d+)?$/i; // the bridge's rule for what a numeric state is
 const EVENTS = ["snapshot", "state", "remove", "status", "history", "ping", "busy", "expired", "revoked"];
+const HEARTBEAT = 15; // seconds between pings at most, until a snapshot says the bridge's own
 const ALIVE_MS = 250; // how often the worker tells its tabs it lives (app.js: WORKER_SILENCE_MS)
 const PROTOCOL = 3; // of the messages below: part of the worker's name, so an old worker is never reused
 
@@ -39,6 +40,36 @@ function thin(points) {
   points.splice(0, half, ...kept);
 }
 
+// What the stream has said so far, {status, reason, cause, since, heartbeat, entities, history},
+// or null before the first snapshot. This is the only place its events are applied: the Feed keeps
+// a view for tabs that join late, the page renders from its own, and so the two cannot disagree.
+// A snapshot makes a new view; the other events change the one given; the rest (ping, busy…) leave it.
+function reduce(view, name, data) {
+  if (name === "snapshot") {
+    const history = {};
+    for (const state of Object.values(data.entities)) {
+      addPoint(history[state.entity_id] = (data.history?.[state.entity_id] ?? []).slice(-KEEP), state);
+    }
+    // The bridge's snapshot has no `since`, so an unchanged status keeps its own; a view passed on by a Feed has one.
+    const since = data.since ?? (view?.status === data.status ? view.since : Date.now());
+    const heartbeat = data.heartbeat || view?.heartbeat || 0;
+    return { status: data.status, reason: data.reason ?? "", cause: data.cause ?? "", since, heartbeat, entities: { ...data.entities }, history };
+  }
+  if (!view) return view; // a stream always starts with a snapshot
+  if (name === "state") {
+    view.entities[data.entity_id] = data;
+    addPoint(view.history[data.entity_id] ??= [], data);
+  } else if (name === "remove") {
+    delete view.entities[data.entity_id];
+    delete view.history[data.entity_id];
+  } else if (name === "status") {
+    Object.assign(view, { status: data.status, reason: data.reason ?? "", cause: data.cause ?? "", since: Date.parse(data.since) || Date.now() });
+  } else if (name === "history") {
+    for (const [id, points] of Object.entries(data.history)) if (id in view.entities) view.history[id] = points.slice(-KEEP);
+  }
+  return view;
+}
+
 // One EventSource to `url` (absolute), its reconnects, and the current view. It tells `emit`:
 //   {kind: "event", name, id, data}            every event, parsed, as it arrives
 //   {kind: "conn", open, refused, busy, lastHeard}  the connection, on each change and every second
@@ -50,13 +81,12 @@ class Feed {
     this.source = null;
     this.lastEventId = "";
     this.lastHeard = Date.now(); // any event at all, pings included
-    this.heartbeat = 15; // seconds; the snapshot says the real value
     this.busy = ""; // the bridge's message when it is at its stream limit (it asks us to come back later)
     this.refused = false; // the bridge answered 401: the key is missing or wrong; retrying will not help
     this.ended = ""; // why the bridge ended the stream for good (the token expired or was revoked)
     this.retry = 0;
     this.watchdog = 0;
-    this.view = null; // {status, since, heartbeat, entities, history} once a snapshot has arrived
+    this.view = null; // see reduce()
   }
 
   // A worker that starts after another died (its process crashed) picks up where a tab was:
@@ -65,7 +95,6 @@ class Feed {
     if (this.view || this.lastEventId || !id) return;
     this.view = view;
     this.lastEventId = id;
-    if (view.heartbeat) this.heartbeat = view.heartbeat;
   }
 
   start() {
@@ -107,7 +136,7 @@ class Feed {
 
   // A half-open connection never errors: if even the pings stopped, start over (resuming).
   watch() {
-    const silent = Date.now() - this.lastHeard > this.heartbeat * 2000 + 1000; // a ping comes every `heartbeat` s at most
+    const silent = Date.now() - this.lastHeard > (this.view?.heartbeat || HEARTBEAT) * 2000 + 1000; // a ping comes every `heartbeat` s at most
     if (silent && this.source?.readyState === EventSource.OPEN) this.connect();
     this.conn();
   }
@@ -116,7 +145,9 @@ class Feed {
     this.lastHeard = Date.now();
     if (event.lastEventId) this.lastEventId = event.lastEventId;
     const data = JSON.parse(event.data);
-    this.merge(name, data);
+    this.view = reduce(this.view, name, data);
+    if (name === "snapshot") this.busy = "";
+    else if (name === "busy") this.busy = data.message;
     this.emit({ kind: "event", name, id: event.lastEventId, data });
     if ((name === "expired" || name === "revoked") && /[?&](key|token)=/.test(this.url)) {
       // The token in the URL is over: reconnecting would only be refused. Say why, and stop.
@@ -126,37 +157,6 @@ class Feed {
       this.ended = data.message || "the token is no longer valid";
     }
     if (name === "snapshot" || name === "busy" || this.ended) this.conn();
-  }
-
-  // The view a late tab gets: the last snapshot with every later event applied, the way the page applies them.
-  merge(name, data) {
-    const view = this.view;
-    if (name === "snapshot") {
-      this.busy = "";
-      if (data.heartbeat) this.heartbeat = data.heartbeat;
-      const history = {};
-      for (const state of Object.values(data.entities)) {
-        addPoint(history[state.entity_id] = (data.history?.[state.entity_id] ?? []).slice(-KEEP), state);
-      }
-      const since = view && view.status === data.status ? view.since : Date.now();
-      this.view = { status: data.status, reason: data.reason ?? "", since, heartbeat: this.heartbeat, entities: { ...data.entities }, history };
-    } else if (name === "busy") {
-      this.busy = data.message;
-    } else if (!view) {
-      // nothing to merge into: a stream always starts with a snapshot
-    } else if (name === "state") {
-      view.entities[data.entity_id] = data;
-      addPoint(view.history[data.entity_id] ??= [], data);
-    } else if (name === "remove") {
-      delete view.entities[data.entity_id];
-      delete view.history[data.entity_id];
-    } else if (name === "status") {
-      view.status = data.status;
-      view.reason = data.reason ?? "";
-      view.since = Date.parse(data.since) || Date.now();
-    } else if (name === "history") {
-      for (const [id, points] of Object.entries(data.history)) if (id in view.entities) view.history[id] = points.slice(-KEEP);
-    }
   }
 
   connection() {

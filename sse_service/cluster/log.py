@@ -37,7 +37,7 @@ from ..backoff import doubling
 from ..hub import Hub, remove_data, status_data
 from ..store import EntityStore
 from ..times import iso_from_timestamp
-from ..types import EntityState, UpstreamStatus
+from ..types import EntityState, StatusCause, UpstreamStatus
 from .keys import Keys, cluster_epoch
 from .wire import KeptConnection
 
@@ -436,7 +436,11 @@ class LogReader:
         hub.upstream_snapshot(states)
         hub.upstream_history(_history(history_flat))
         status, reason = UpstreamStatus(meta.get("status", "connecting")), meta.get("reason", "")
-        if status is not hub.status or reason != hub.status_reason:
+        if (
+            status is not hub.status
+            or reason != hub.status_reason
+            or hub.status_cause is not StatusCause.HOME_ASSISTANT
+        ):
             hub.upstream_status(status, reason)
         # ... and from here on the ids are the log's, with the log's recent past in the ring: a
         # client that comes from another instance resumes here too, even if this one just started.
@@ -526,4 +530,4 @@ class LogReader:
     def _local_status(self, status: UpstreamStatus, reason: str) -> None:
         # A status of this instance alone: not part of the log, so under a throwaway epoch.
         self._hub.restart_log(cluster_epoch(), 0)
-        self._hub.upstream_status(status, reason)
+        self._hub.upstream_status(status, reason, cause=StatusCause.REDIS)
