@@ -9,18 +9,19 @@ there for the charts. Exit status 0 when all is well, 1 with the reasons otherwi
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed
 
-from . import __version__
+from .backoff import is_transient
 from .config import Settings
 from .filters import EntityPattern
 from .ha import messages
+from .ha.connection import ENDINGS, AuthInvalid, HAError, NotConnected, open_socket
+from .ha.messages import ProtocolError
 from .store import numeric_value
 
 __all__ = ["run_check"]
@@ -52,28 +53,34 @@ async def run_check(settings: Settings, out: Callable[[str], None] = print) -> i
 
 async def _check(settings: Settings, out: Callable[[str], None], problems: list[str]) -> None:
     assert settings.ha_url is not None and settings.ha_token is not None
-    url = settings.ha_url
+    url, timeout = settings.ha_url, settings.ha_connect_timeout
     try:
-        async with asyncio.timeout(settings.ha_connect_timeout):
-            ws = await connect(url, max_size=None, open_timeout=None, user_agent_header=f"sse_service/{__version__}")
+        conn = await open_socket(url, connect_timeout=timeout)
     except TimeoutError:
-        raise _Failed(f"Home Assistant at {url} did not answer within {settings.ha_connect_timeout:g} s") from None
-    except (OSError, InvalidHandshake, InvalidURI) as e:
+        raise _Failed(f"Home Assistant at {url} did not answer within {timeout:g} s") from None
+    except Exception as e:
+        if not is_transient(e, ENDINGS):
+            raise
         raise _Failed(f"cannot connect to Home Assistant at {url}: {e}") from None
+    reader: asyncio.Task[None] | None = None
     try:
-        session = _Session(ws, settings.ha_connect_timeout)
-        first = await session.recv()
-        version = str(first.get("ha_version") or "unknown")
-        await ws.send(json.dumps(messages.auth(settings.ha_token.reveal())))
-        reply = await session.recv()
-        if reply.get("type") == "auth_invalid":
-            raise _Failed(f"Home Assistant refused HA_TOKEN ({reply.get('message')}); create a long-lived token")
-        if reply.get("type") != "auth_ok":
-            raise _Failed(f"unexpected answer to auth: {reply.get('type')!r}")
-        out(f"upstream: {url}: Home Assistant {version}, token accepted")
-        await _wait_until_running(session, out, problems)
+        try:
+            async with asyncio.timeout(timeout):
+                await conn.authenticate(settings.ha_token.reveal())
+        except AuthInvalid as e:
+            raise _Failed(f"Home Assistant refused HA_TOKEN ({e}); create a long-lived token") from None
+        except ProtocolError as e:
+            raise _Failed(f"unexpected answer to auth: {e}") from None
+        out(f"upstream: {url}: Home Assistant {conn.ha_version or 'unknown'}, token accepted")
+        reader = asyncio.create_task(conn.read(), name="check-read")
 
-        states = await session.call(lambda i: messages.simple(i, "get_states"))
+        async def call(build: Callable[[int], dict[str, Any]]) -> Any:
+            async with asyncio.timeout(timeout):
+                return await conn.request(build)
+
+        await _wait_until_running(call, out, problems)
+
+        states = await call(lambda i: messages.simple(i, "get_states"))
         exposed = EntityPattern(settings.entities)
         ids = sorted(s["entity_id"] for s in states if isinstance(s, dict) and isinstance(s.get("entity_id"), str))
         shown = [e for e in ids if exposed(e)]
@@ -82,7 +89,7 @@ async def _check(settings: Settings, out: Callable[[str], None], problems: list[
         if not shown:
             problems.append(f"ENTITIES ({','.join(settings.entities)}) matches none of Home Assistant's entities")
 
-        services = await session.call(lambda i: messages.simple(i, "get_services"))
+        services = await call(lambda i: messages.simple(i, "get_services"))
         known = sorted(f"{d}.{s}" for d, group in services.items() if isinstance(group, dict) for s in group)
         for pattern in settings.services:
             matching = [name for name in known if EntityPattern([pattern])(name)]
@@ -97,19 +104,27 @@ async def _check(settings: Settings, out: Callable[[str], None], problems: list[
         if numbers:
             now = time.time()
             try:
-                await session.call(lambda i: messages.history_during_period(i, now - 3600, now, numbers[:1]))
+                await call(lambda i: messages.history_during_period(i, now - 3600, now, numbers[:1]))
                 out("history: the recorder answers: charts start with the past day")
-            except _HAError as e:
+            except HAError as e:
                 out(f"history: no recorder ({e}): charts start from what the bridge sees")
-    except ConnectionClosed as e:
-        raise _Failed(f"Home Assistant closed the connection ({e})") from None
+    except TimeoutError:
+        raise _Failed(f"no answer from Home Assistant within {timeout:g} s") from None
+    except (ConnectionClosed, NotConnected) as e:
+        raise _Failed(f"Home Assistant closed the connection ({e.__cause__ or e})") from None
     finally:
-        await ws.close()
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        await conn.close()
 
 
-async def _wait_until_running(session: _Session, out: Callable[[str], None], problems: list[str]) -> None:
+async def _wait_until_running(
+    call: Callable[[Callable[[int], dict[str, Any]]], Awaitable[Any]], out: Callable[[str], None], problems: list[str]
+) -> None:
     """A starting HA has not loaded all its entities yet: the counts below would be short."""
-    config = await session.call(lambda i: messages.simple(i, "get_config"))
+    config = await call(lambda i: messages.simple(i, "get_config"))
     state = config.get("state") if isinstance(config, dict) else None
     if not isinstance(state, str) or state == "RUNNING":
         return
@@ -117,7 +132,7 @@ async def _wait_until_running(session: _Session, out: Callable[[str], None], pro
     deadline = time.monotonic() + START_WAIT
     while state != "RUNNING" and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-        config = await session.call(lambda i: messages.simple(i, "get_config"))
+        config = await call(lambda i: messages.simple(i, "get_config"))
         state = config.get("state") if isinstance(config, dict) else None
     if state == "RUNNING":
         out("upstream: Home Assistant is running")
@@ -125,36 +140,3 @@ async def _wait_until_running(session: _Session, out: Callable[[str], None], pro
         problems.append(
             f"Home Assistant was still starting (state {state}) after {START_WAIT:g} s: the entity counts may be short"
         )
-
-
-class _HAError(Exception):
-    pass
-
-
-class _Session:
-    def __init__(self, ws: ClientConnection, timeout: float) -> None:
-        self.ws = ws
-        self.timeout = timeout
-        self.last_id = 0
-
-    async def recv(self) -> dict[str, Any]:
-        try:
-            async with asyncio.timeout(self.timeout):
-                frame = await self.ws.recv()
-        except TimeoutError:
-            raise _Failed(f"no answer from Home Assistant within {self.timeout:g} s") from None
-        message = messages.parse_frame(frame)[0]
-        return message
-
-    async def call(self, build: Callable[[int], dict[str, Any]]) -> Any:
-        self.last_id += 1
-        msg_id = self.last_id
-        await self.ws.send(json.dumps(build(msg_id)))
-        while True:
-            reply = await self.recv()  # no coalescing asked for: one message per frame
-            if reply.get("id") == msg_id and reply.get("type") == "result":
-                break
-        if not reply.get("success"):
-            error = reply.get("error") or {}
-            raise _HAError(f"{error.get('code')}: {error.get('message')}")
-        return reply.get("result")

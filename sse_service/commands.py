@@ -26,12 +26,11 @@ from starlette.responses import JSONResponse, Response
 from .access import CommandRate, Denied, Keys, RateLimiter, client_ip
 from .config import Settings
 from .filters import EntityPattern
-from .ha.client import HAError, NotConnected
 from .hub import Hub
 from .responses import denial_response, error_response
 from .types import UpstreamStatus
 from .untrusted import ascii_int, loggable, shown
-from .upstream import Upstream
+from .upstream import HAError, NotConnected, Upstream
 
 __all__ = ["CommandEndpoint"]
 

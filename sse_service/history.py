@@ -18,13 +18,12 @@ from starlette.responses import JSONResponse, Response
 
 from .access import Keys
 from .filters import EntityPattern
-from .ha.client import HAError, NotConnected
-from .ha.messages import iso_from_timestamp
 from .hub import Hub
 from .responses import error_response, read_denied, unknown_entity
 from .series import downsample
+from .times import iso_from_timestamp
 from .untrusted import ascii_int, shown
-from .upstream import Upstream
+from .upstream import HAError, NotConnected, Upstream
 
 __all__ = ["HistoryEndpoint"]
 

@@ -34,8 +34,8 @@ from typing import NamedTuple, Protocol
 
 from . import sse
 from .filters import EntityFilter
-from .ha.messages import iso_from_timestamp
 from .store import HISTORY_SIZE, HISTORY_WINDOW, EntityStore
+from .times import iso_from_timestamp
 from .types import EntityState, StatusCause, UpstreamStatus
 from .untrusted import ascii_int
 

@@ -10,7 +10,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-__all__ = ["Upstream"]
+__all__ = ["HAError", "NotConnected", "Upstream"]
+
+
+class NotConnected(Exception):
+    """No authenticated connection to HA right now (or it dropped while a call was in flight)."""
+
+
+class HAError(Exception):
+    """HA answered a command with ``success: false``: its code and message, passed on as they are."""
+
+    def __init__(self, code: str, message: str, extra: Mapping[str, Any] | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.extra = dict(extra or {})
 
 
 class Upstream(Protocol):
@@ -39,7 +53,7 @@ class Upstream(Protocol):
         service_data: Mapping[str, Any] | None = None,
         target: Mapping[str, Any] | None = None,
     ) -> Any:
-        """HA's ``result``; raises NotConnected or HAError (ha.client)."""
+        """HA's ``result``; raises NotConnected or HAError."""
 
     async def history(
         self, entity_ids: Sequence[str], start: float, end: float

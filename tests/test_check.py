@@ -82,3 +82,16 @@ async def test_a_refused_token_or_an_unreachable_ha_is_one_clear_line(ha: DemoHo
 async def test_the_demo_needs_no_check() -> None:
     status, lines = await check(Settings())
     assert status == 0 and "embedded demo" in lines[-1]
+
+
+async def test_an_ha_that_goes_away_during_the_check_is_one_clear_line(ha: DemoHomeAssistant) -> None:
+    ha.begin_start(["switch.charger"])  # the check waits, asking get_config every 0.5 s
+    stopping = asyncio.get_running_loop().call_later(0.7, lambda: asyncio.ensure_future(ha.stop()))
+    try:
+        async with asyncio.timeout(10):
+            status, lines = await check(settings_for(ha))
+    finally:
+        stopping.cancel()
+    assert status == 1
+    (line,) = [line for line in lines if line.startswith("problem:")]
+    assert line.startswith("problem: Home Assistant closed the connection ("), line

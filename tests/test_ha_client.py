@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -337,13 +337,22 @@ async def test_every_restart_is_noticed_within_about_a_second_however_the_connec
 
 
 def test_the_schedule_is_fast_for_a_minute_then_grows_with_the_outage_up_to_the_cap() -> None:
+    now = 0.0
+
+    def delay_at(delays: Iterator[float], outage: float) -> float:
+        nonlocal now
+        now = outage
+        return next(delays)
+
     client = HAClient("ws://127.0.0.1:1/api/websocket", "t", Sink(), exposed=EntityPattern(["*"]), backoff_max=30.0)
-    assert client._backoff(0, 0.0) == 0.25
-    assert all(0.8 <= client._backoff(n, n * 0.9) <= 1.0 for n in range(1, 60))
-    assert 5.0 <= client._backoff(70, 120.0) <= 12.0
-    assert client._backoff(200, 3600.0) <= 30.0
+    delays = client._delays(0.0, lambda: now)
+    assert delay_at(delays, 0.0) == 0.25
+    assert all(0.8 <= delay_at(delays, n * 0.9) <= 1.0 for n in range(1, 60))
+    assert 5.0 <= delay_at(delays, 120.0) <= 12.0
+    assert delay_at(delays, 3600.0) <= 30.0
     capped = HAClient("ws://127.0.0.1:1/api/websocket", "t", Sink(), exposed=EntityPattern(["*"]), backoff_max=0.1)
-    assert max(capped._backoff(n, n * 10.0) for n in range(20)) <= 0.1
+    capped_delays = capped._delays(0.0, lambda: now)
+    assert max(delay_at(capped_delays, n * 10.0) for n in range(20)) <= 0.1
 
 
 async def test_a_close_frame_marks_the_upstream_disconnected_at_once_though_tcp_lingers(ha: DemoHomeAssistant) -> None:

@@ -5,7 +5,9 @@ from typing import Any
 import pytest
 
 from sse_service.ha import messages
-from sse_service.ha.messages import ProtocolError, apply_entities_event, diff_states, expand_state
+from sse_service.ha.demo.states import diff_states
+from sse_service.ha.entities import apply_entities_event, expand_state
+from sse_service.ha.messages import ProtocolError
 from sse_service.types import EntityState
 
 T0 = 1758273123.118204

@@ -33,9 +33,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from .. import sse
-from ..ha.messages import iso_from_timestamp
+from ..backoff import doubling
 from ..hub import Hub, remove_data, status_data
 from ..store import EntityStore
+from ..times import iso_from_timestamp
 from ..types import EntityState, StatusCause, UpstreamStatus
 from .keys import Keys, cluster_epoch
 from .wire import KeptConnection
@@ -353,21 +354,20 @@ class LogReader:
             await self._kept.close()
 
     async def _run(self) -> None:
-        delay = 0.1
+        delays = doubling(0.1, 2.0)
         loop = asyncio.get_running_loop()
         while True:
             try:
                 started = loop.time()
                 if await self._follow():
-                    delay = 0.1
+                    delays = doubling(0.1, 2.0)
                     if loop.time() - started < 1.0:
                         await asyncio.sleep(0.2)  # out of step again at once: do not spin on snapshots
                     continue
                 await asyncio.sleep(0.1)  # no log yet: no leader has opened one
             except (RedisError, OSError) as e:
                 self._lost(e)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await asyncio.sleep(next(delays))
             except Exception:  # a bug, or data in Redis that is not ours: start over, never stop reading
                 log.exception("Reading the shared log failed; starting over in 2 s")
                 await asyncio.sleep(2.0)

@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..access import RateLimiter
+from ..backoff import doubling
 from ..config import Settings
 from ..ha.client import HAClient, UpstreamSink
 from ..hub import Hub
@@ -115,7 +116,7 @@ class ClusterNode:
 
     def collector(self) -> ClusterCollector:
         """Its metrics, for the app's registry."""
-        return ClusterCollector(self)
+        return ClusterCollector(self.describe)
 
     @property
     def members(self) -> int:
@@ -141,6 +142,7 @@ class ClusterNode:
             "redis_error": reader.error,
             "epoch": reader.epoch,
             "lag": reader.lag,
+            "resyncs": reader.resyncs,
             "leader_changes": self.leader_changes,
             "fencing_token": lease.token if self.role == "leader" else None,
             "commands_forwarded": relay.forwarded,
@@ -151,19 +153,18 @@ class ClusterNode:
 
     async def _elect(self) -> None:
         lease = self.lease
-        delay = 0.1
+        delays = doubling(0.1, 2.0)
         while True:
             try:
                 taken = await lease.acquire()
                 self._saw_leader(lease.seen)
                 if taken:
                     await self._lead()
-                delay = 0.1
+                delays = doubling(0.1, 2.0)
                 await asyncio.sleep(self.ttl / 6)
             except (RedisError, OSError) as e:
                 log.debug("Election: Redis unreachable (%s)", describe_redis_error(e))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await asyncio.sleep(next(delays))
             except Exception:  # a bug, or data in Redis that is not ours: never end the membership
                 log.exception("Election failed; trying again in 2 s")
                 await asyncio.sleep(2.0)

@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .. import sse
-from ..ha.client import HAClient, HAError, NotConnected
+from ..upstream import HAError, NotConnected, Upstream
 from .keys import Keys
 from .log import describe_redis_error
 
@@ -93,7 +93,7 @@ class Relay:
 
     # --- answering (the leader) --------------------------------------------------------
 
-    async def serve(self, client: HAClient) -> None:
+    async def serve(self, client: Upstream) -> None:
         """Answer requests with ``client`` until cancelled. Raises redis errors."""
         try:
             while True:
@@ -107,7 +107,7 @@ class Relay:
             for task in self._tasks:
                 task.cancel()
 
-    async def _answer(self, client: HAClient, raw: str) -> None:
+    async def _answer(self, client: Upstream, raw: str) -> None:
         try:
             request = json.loads(raw)
             request_id, take_by, answer_by = str(request["id"]), float(request["take_by"]), float(request["answer_by"])
@@ -149,7 +149,7 @@ class Relay:
             await pipe.execute()
 
     @staticmethod
-    async def _call(client: HAClient, op: str, args: Mapping[str, Any]) -> Any:
+    async def _call(client: Upstream, op: str, args: Mapping[str, Any]) -> Any:
         if op == "call_service":
             return await client.call_service(args["domain"], args["service"], args["service_data"], args["target"])
         if op == "history":
