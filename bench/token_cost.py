@@ -3,7 +3,7 @@
 A token's view and a stream's own ``?entity_id=`` become one filter (filters.AllOf), which the
 hub's entity index consults when a stream registers or an entity first appears, never per
 event. This measures that claim in-process, without sockets: the same upstream changes go
-through ``Hub.upstream_changes`` (encode once, index lookup, one write per subscriber) with
+through the log in memory and ``Hub.apply`` (encode once, index lookup, one write per subscriber) with
 
 * ``filtered``: two streams with plain ``?entity_id=`` filters,
 * ``tokens``: two streams whose token and filter intersect to the same two views
@@ -21,6 +21,7 @@ import statistics
 import time
 from collections.abc import Sequence
 
+from sse_service.changelog import MemoryLog
 from sse_service.filters import EntityFilter, EntityPattern, combine
 from sse_service.hub import Hub
 from sse_service.types import EntityState
@@ -61,14 +62,15 @@ def entity_ids(count: int) -> list[str]:
 
 def run(filters: Sequence[EntityFilter | None], ids: list[str], changes: int) -> tuple[float, int]:
     hub = Hub(replay_size=1024)
-    hub.upstream_snapshot({e: state(e, 0) for e in ids})
+    log = MemoryLog(hub.epoch, hub.apply)  # as a single instance runs: the upstream writes, the hub follows
+    log.upstream_snapshot({e: state(e, 0) for e in ids})
     sinks = [Sink(f) for f in filters]
     for sink in sinks:
         hub.subscribe(sink)
     started = time.process_time()
     for n in range(changes):
         entity_id = ids[n % len(ids)]
-        hub.upstream_changes({entity_id: state(entity_id, n + 1)}, ())
+        log.upstream_changes({entity_id: state(entity_id, n + 1)}, ())
     elapsed = time.process_time() - started
     return elapsed / changes * 1e6, sum(s.received for s in sinks)
 

@@ -27,19 +27,24 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from . import sse
+from .changelog import Entry, View
 from .filters import EntityFilter
 from .store import HISTORY_SIZE, HISTORY_WINDOW, EntityStore
 from .times import iso_from_timestamp
-from .types import EntityState, StatusCause, UpstreamStatus
+from .types import StatusCause, UpstreamStatus
 from .untrusted import ascii_int
 
-__all__ = ["Hub", "Subscriber", "new_epoch", "remove_data", "status_data"]
+__all__ = ["Hub", "Subscriber", "frames_of", "new_epoch", "remove_data", "status_data"]
+
+log = logging.getLogger("sse_service")
 
 # A fan-out longer than this means the server is busy (see _fan_out).
 BUSY_FLUSH = 0.005
@@ -127,7 +132,7 @@ class Hub:
         self._pending_since = 0.0  # perf_counter when the oldest pending frame was made
         # Subscribed while frames were pending, with the seq their snapshot or replay covers.
         self._joining: list[tuple[Subscriber, int]] = []
-        self.follows_log = False  # fed from a shared log (restart_log): other hubs may be ahead
+        self.follows_log = False  # reset to a position of a shared log: other hubs may be ahead
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # catch_up: (seq, woken when made)
 
     # --- ids ----------------------------------------------------------------------------
@@ -135,18 +140,16 @@ class Hub:
     def event_id(self, seq: int | None = None) -> str:
         return f"{self.epoch}-{self.seq if seq is None else seq}"
 
-    def restart_log(self, epoch: str, seq: int) -> None:
+    def _renumber(self, epoch: str, seq: int) -> None:
         """Number the next frames ``<epoch>-<seq + 1>``, ... and forget the replay ring.
 
-        For a hub fed from a shared log (cluster/), whose ids are the log's. A stream that
-        resumes from before this point gets a snapshot.
+        A stream that resumes from before this point gets a snapshot.
         """
         self.flush()
         self.epoch = epoch
         self.seq = seq
         self._ring.clear()
         self._snapshot_cache = None
-        self.follows_log = True
         self._wake(everyone=True)  # their ids are of the old numbering: snapshots
 
     async def catch_up(self, last_event_id: str | None, within: float = CATCH_UP) -> None:
@@ -186,16 +189,17 @@ class Hub:
     def replay_size(self) -> int:
         return self._ring.maxlen or 0
 
-    def remember(self, frames: Sequence[tuple[int, str, str, str | None]]) -> bool:
-        """Fill the replay ring with the frames a shared log made before this hub followed it.
+    def _remember(self, past: Sequence[Entry]) -> bool:
+        """Fill the replay ring with the frames of the log's entries before this hub followed it.
 
-        ``frames``: ``(seq, event name, data, entity id)``, ending at the current seq with no
-        gap, right after ``restart_log``. Nothing is sent: they are there for streams that
-        resume from among them (a client that moves from another instance). False, and the
-        ring is left alone, if they do not fit.
+        ``past`` ends at the current seq with no gap, right after a renumbering. Nothing is
+        sent: they are there for streams that resume from among them (a client that moves from
+        another instance). False, and the ring is left alone, if they do not fit.
         """
         made = [
-            _Frame(seq, entity_id, sse.event(name, data, self.event_id(seq))) for seq, name, data, entity_id in frames
+            _Frame(seq, entity_id, sse.event(name, data, self.event_id(seq)))
+            for entry in past
+            for seq, (name, data, entity_id) in enumerate(frames_of(entry), entry.seq - entry.n + 1)
         ]
         if self._ring or not made or made[-1].seq != self.seq:
             return False
@@ -319,18 +323,50 @@ class Hub:
             data = self._encoded_history[entity_id] = sse.dumps(self.store.history[entity_id].points)
         return data
 
-    # --- the upstream sink ---------------------------------------------------------------
+    # --- the two inputs: the log's next entry, or a view to start over from -----------------
 
-    def upstream_snapshot(self, states: dict[str, EntityState]) -> None:
-        self.ready = True
-        self.events_in += len(states)
-        self._publish_changes(*self.store.apply_snapshot(states))
+    def apply(self, entry: Entry) -> bool:
+        """Apply the log's next entry. False, and nothing done, if it is not the next one."""
+        if entry.epoch != self.epoch or entry.seq - entry.n != self.seq:
+            return False
+        if entry.kind == "history":
+            self._merge_history(entry.history)
+            return True
+        if entry.kind == "status":
+            self._set_status(entry.status, entry.reason, entry.cause, entry.at)
+        else:
+            self.events_in += entry.received or entry.n
+            changed, gone = self.store.apply_changes(entry.updated, entry.removed)
+            made = len(changed) + len(gone)
+            if made != entry.n:  # cannot happen while every writer runs the store's comparison
+                log.warning("Entry %s-%d changed %d entities here, not %d", entry.epoch, entry.seq, made, entry.n)
+            self._publish(frames_of(entry), entry.removed)
+            if entry.kind == "snapshot":
+                self.ready = True
+        if self.seq != entry.seq:
+            self._renumber(entry.epoch, entry.seq)
+        return True
 
-    def upstream_changes(self, updated: Mapping[str, EntityState], removed: Sequence[str]) -> None:
-        self.events_in += len(updated) + len(removed)
-        self._publish_changes(*self.store.apply_changes(updated, removed))
+    def reset(self, view: View) -> None:
+        """Start over from a view: what differs goes to the open streams, numbered in an epoch of
+        its own (ids nobody can resume from), then the numbering continues at ``view.position``
+        with the log's recent past in the replay ring."""
+        self._renumber(new_epoch() + secrets.token_hex(2), 0)
+        if view.states is not None:
+            changed, gone = self.store.apply_snapshot(view.states)
+            self.events_in += len(view.states)
+            diff = Entry(self.epoch, len(changed) + len(gone), 0, "changes", {s["entity_id"]: s for s in changed}, gone)
+            self._publish(frames_of(diff), gone)
+            self._merge_history(view.history)
+            self.ready = view.ready
+        if (view.status, view.reason, view.cause) != (self.status, self.status_reason, self.status_cause):
+            self._set_status(view.status, view.reason, view.cause, view.since)
+        if view.position is not None:
+            self._renumber(*view.position)
+            self.follows_log = True
+            self._remember(view.past)
 
-    def upstream_history(self, recorded: Mapping[str, Iterable[tuple[float, float]]]) -> None:
+    def _merge_history(self, recorded: Mapping[str, Iterable[tuple[float, float]]]) -> None:
         """The recorder's past arrived: merge it, and send it to the streams already open.
 
         ``event: history`` has no id: it is not part of the replayable sequence (a stream that
@@ -356,18 +392,8 @@ class Hub:
                 subscriber.write(frame)
                 self.bytes_out += len(frame)
 
-    def upstream_status(
-        self,
-        status: UpstreamStatus,
-        reason: str,
-        *,
-        since: float | None = None,
-        cause: StatusCause = StatusCause.HOME_ASSISTANT,
-    ) -> None:
-        """``since``: when the status changed (epoch seconds), if not now (a shared log says when).
-
-        ``cause``: which link it is about, so a page need not read the human ``reason``.
-        """
+    def _set_status(self, status: UpstreamStatus, reason: str, cause: StatusCause, since: float | None) -> None:
+        """``cause``: which link it is about, so a page need not read the human ``reason``."""
         self.status = status
         self.status_reason = reason
         self.status_cause = cause
@@ -382,20 +408,18 @@ class Hub:
         self._ring.append(frame)
         return frame
 
-    def _publish_changes(self, changed: list[EntityState], removed: list[str]) -> None:
+    def _publish(self, made: Sequence[tuple[str, str, str | None]], removed: Sequence[str]) -> None:
         frames = []
-        for state in changed:
-            entity_id = state["entity_id"]
-            if entity_id not in self._watchers:
-                self._watchers[entity_id] = {s for s in self._filtered if s.filter and s.filter(entity_id)}
-            data = sse.dumps(state)
-            self._encoded[entity_id] = data
+        for name, data, entity_id in made:
+            assert entity_id is not None
+            if name == "state":
+                if entity_id not in self._watchers:
+                    self._watchers[entity_id] = {s for s in self._filtered if s.filter and s.filter(entity_id)}
+                self._encoded[entity_id] = data
+            else:
+                self._encoded.pop(entity_id, None)
             self._encoded_history.pop(entity_id, None)
-            frames.append(self._frame("state", data, entity_id))
-        for entity_id in removed:
-            self._encoded.pop(entity_id, None)
-            self._encoded_history.pop(entity_id, None)
-            frames.append(self._frame("remove", remove_data(entity_id), entity_id))
+            frames.append(self._frame(name, data, entity_id))
         self._pending_removed.extend(removed)
         self._fan_out(frames)
 
@@ -503,6 +527,18 @@ class Hub:
         self.flush()
         for subscriber in list(self.subscribers()):
             subscriber.close(final)
+
+
+def frames_of(entry: Entry) -> list[tuple[str, str, str | None]]:
+    """The frames an entry makes, in order, as (event name, data, entity id): the one place
+    entries become SSE events, for the live fan-out and for a replay ring filled from a log."""
+    if entry.kind == "status":
+        since = iso_from_timestamp(entry.at)
+        return [("status", status_data(entry.status, entry.reason, since, entry.cause), None)]
+    if entry.kind == "history":
+        return []
+    made: list[tuple[str, str, str | None]] = [("state", sse.dumps(s), s["entity_id"]) for s in entry.updated.values()]
+    return made + [("remove", remove_data(entity_id), entity_id) for entity_id in entry.removed]
 
 
 def remove_data(entity_id: str) -> str:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import sse
 from .access import Keys, RateLimiter, StreamLimits
 from .api import StateRoutes
+from .changelog import MemoryLog
 from .commands import CommandEndpoint
 from .config import Settings
 from .filters import EntityPattern, FilterLimits
@@ -82,6 +83,8 @@ class Service:
         self.filter_limits = FilterLimits(settings.max_filter_patterns, settings.max_filter_length)
 
         # With REDIS_URL, one instance of the cluster holds the upstream; every hub follows its log.
+        # Where the changes are numbered: alone, a log in memory; with REDIS_URL, the cluster's log
+        # in Redis, which the member that leads writes (with its own client) and every hub follows.
         self.cluster: ClusterNode | None = None
         self.client: HAClient | None = None
         self.upstream: Upstream
@@ -91,7 +94,8 @@ class Service:
             self.cluster = ClusterNode(settings, self.hub, self.ha_client)
             self.upstream = self.cluster.upstream
         else:
-            self.client = self.upstream = self.ha_client(self.hub)
+            self.log = MemoryLog(self.hub.epoch, self.hub.apply)
+            self.client = self.upstream = self.ha_client(self.log)
 
         self.events = EventsEndpoint(
             self.hub,

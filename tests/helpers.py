@@ -259,6 +259,7 @@ async def service_process(log: list[str], *, ready: str = "/healthz", **env: str
                 await asyncio.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
+        with contextlib.suppress(ProcessLookupError):  # it may have ended by itself: its stderr says why
+            proc.terminate()
         _, stderr = await proc.communicate()
         log.append(stderr.decode())

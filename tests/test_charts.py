@@ -315,7 +315,7 @@ async def test_without_a_recorder_the_range_switch_keeps_what_the_snapshot_had(
     async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
         now = time.time()
         # What this bridge saw itself over the last two hours (there is no recorder to ask).
-        live.service.hub.upstream_history({BATTERY: [(now - 7200 + 120 * i, 30.0 + i % 7) for i in range(60)]})
+        live.service.log.upstream_history({BATTERY: [(now - 7200 + 120 * i, 30.0 + i % 7) for i in range(60)]})
         page = await new_page()
         await page.goto(live.url + "/")
         await full_charts(page, at_least=50)

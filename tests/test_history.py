@@ -60,7 +60,7 @@ async def test_a_stream_open_before_the_past_arrives_gets_it_as_a_history_event(
             snapshot = (await stream.next()).json()
             assert span_hours(snapshot["history"]["sensor.solar_power"]) < 0.1
             past = [(time.time() - 7200 + 60 * i, float(i)) for i in range(100)]
-            live.service.hub.upstream_history({"sensor.solar_power": past, "sensor.house_load": past})
+            live.service.log.upstream_history({"sensor.solar_power": past, "sensor.house_load": past})
             event = await stream.until(lambda e: e.event == "history")
     assert event.id is None, "not part of the replayable sequence"
     assert list(event.json()["history"]) == ["sensor.solar_power"], "the stream's own filter holds"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
 from sse_service import sse
+from sse_service.changelog import Entry, MemoryLog, View
 from sse_service.filters import EntityPattern
 from sse_service.hub import HEARTBEAT, Hub
 from sse_service.types import EntityState, UpstreamStatus
@@ -44,8 +46,41 @@ def state(entity_id: str, value: str) -> EntityState:
     return {"entity_id": entity_id, "state": value, "attributes": {}, "last_changed": t, "last_updated": t}
 
 
-def seeded_hub(**kw: int) -> Hub:
-    hub = Hub(epoch="test", **kw)
+class LoggedHub(Hub):
+    """A hub behind a log in memory, as a single instance runs it: the upstream writes to the log."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.log = MemoryLog(self.epoch, self.apply)
+
+    def upstream_snapshot(self, states: dict[str, EntityState]) -> None:
+        self.log.upstream_snapshot(states)
+
+    def upstream_changes(self, updated: Mapping[str, EntityState], removed: Sequence[str]) -> None:
+        self.log.upstream_changes(updated, removed)
+
+    def upstream_status(self, status: UpstreamStatus, reason: str) -> None:
+        self.log.upstream_status(status, reason)
+
+    def upstream_history(self, recorded: Mapping[str, Sequence[tuple[float, float]]]) -> None:
+        self.log.upstream_history(recorded)
+
+
+def changes(seq: int, *states: EntityState, epoch: str = "log") -> Entry:
+    """An entry of a shared log: these states changed, making frames ``seq - len + 1 .. seq``."""
+    return Entry(epoch, seq, len(states), "changes", {s["entity_id"]: s for s in states})
+
+
+def following(epoch: str, seq: int, *past: Entry, **states: EntityState) -> Hub:
+    """A hub that (re)started from a shared log at ``<epoch>-<seq>``."""
+    hub = Hub(epoch="mine")
+    view = View(UpstreamStatus.CONNECTED, "connected", states=states or None, position=(epoch, seq), past=past)
+    hub.reset(view)
+    return hub
+
+
+def seeded_hub(**kw: int) -> LoggedHub:
+    hub = LoggedHub(epoch="test", **kw)
     hub.upstream_snapshot({e: state(e, "0") for e in ("sensor.a", "sensor.b", "switch.c")})
     hub.upstream_status(UpstreamStatus.CONNECTED, "connected")
     return hub
@@ -137,40 +172,35 @@ def test_status_events_and_snapshots_say_why() -> None:
 
 
 def test_a_ring_filled_from_a_shared_log_replays_its_frames() -> None:
-    hub = Hub(epoch="log")
-    hub.upstream_snapshot({"sensor.a": state("sensor.a", "5")})
-    hub.restart_log("log", 12)
-    past = [
-        (11, "state", sse.dumps(state("sensor.a", "4")), "sensor.a"),
-        (12, "state", sse.dumps(state("sensor.a", "5")), "sensor.a"),
-    ]
-    assert hub.remember(past)
+    past = [changes(11, state("sensor.a", "4")), changes(12, state("sensor.a", "5"))]
+    hub = following("log", 12, *past, **{"sensor.a": state("sensor.a", "5")})
     sub = Recorder()
     assert hub.subscribe(sub, "log-10") == "replay"
     assert [(i, d["state"]) for i, _, d in sub.events()] == [("log-11", "4"), ("log-12", "5")]
     assert hub.subscribe(Recorder(), "log-9") == "snapshot", "older than what the ring holds"
 
 
-def test_frames_from_a_shared_log_that_do_not_end_here_or_have_a_gap_are_refused() -> None:
-    frame = sse.dumps(state("sensor.a", "1"))
-    hub = Hub(epoch="log")
-    hub.restart_log("log", 12)
-    assert not hub.remember([(10, "state", frame, "sensor.a"), (11, "state", frame, "sensor.a")])
-    assert not hub.remember([(10, "state", frame, "sensor.a"), (12, "state", frame, "sensor.a")])
-    assert not hub.remember([])
+@pytest.mark.parametrize(
+    "past",
+    [
+        [changes(10, state("sensor.a", "1")), changes(11, state("sensor.a", "1"))],  # does not end at 12
+        [changes(10, state("sensor.a", "1")), changes(12, state("sensor.a", "1"))],  # a gap
+        [],
+    ],
+)
+def test_frames_from_a_shared_log_that_do_not_end_here_or_have_a_gap_are_refused(past: list[Entry]) -> None:
+    hub = following("log", 12, *past)
     assert hub.subscribe(Recorder(), "log-11") == "snapshot"
 
 
 async def test_a_hub_behind_its_shared_log_waits_for_an_id_it_has_not_made_yet() -> None:
-    hub = Hub(epoch="log")
-    hub.upstream_snapshot({"sensor.a": state("sensor.a", "0")})
-    hub.restart_log("log", 10)  # fed from a shared log: another instance may be ahead
+    hub = following("log", 10, **{"sensor.a": state("sensor.a", "0")})  # another instance may be ahead
     waiting = asyncio.create_task(hub.catch_up("log-12"))
     await asyncio.sleep(0.05)
-    hub.upstream_changes({"sensor.a": state("sensor.a", "1")}, [])
+    assert hub.apply(changes(11, state("sensor.a", "1")))
     await asyncio.sleep(0.05)
     assert not waiting.done(), "log-12 is not made yet"
-    hub.upstream_changes({"sensor.a": state("sensor.a", "2")}, [])
+    assert hub.apply(changes(12, state("sensor.a", "2")))
     await asyncio.wait_for(waiting, 1)
     sub = Recorder()
     assert hub.subscribe(sub, "log-12") == "replay" and sub.writes == []
@@ -182,8 +212,7 @@ async def test_an_id_ahead_of_a_hub_of_its_own_or_never_made_gets_no_wait_or_a_b
     await alone.catch_up(f"test-{alone.seq + 5}")  # not fed from a log: not one of ours
     await alone.catch_up("garbage")
     assert time.monotonic() - started < 0.05
-    follower = Hub(epoch="log")
-    follower.restart_log("log", 3)
+    follower = following("log", 3)
     await follower.catch_up("log-999", within=0.1)  # forged: a snapshot after the wait
     assert follower.subscribe(Recorder(), "log-999") == "snapshot"
 

@@ -282,7 +282,7 @@ async def test_history_that_arrives_later_redraws_the_chart_in_every_tab_and_in_
             await expect(card(first, "sensor.battery_level").locator(".range")).to_have_text("")  # one point
             now = time.time()
             past = [(now - 3600 + 60 * i, 40.0 + i) for i in range(10)]  # the recorder's, as HA's would come
-            live.service.hub.upstream_history({"sensor.battery_level": past})
+            live.service.log.upstream_history({"sensor.battery_level": past})
             await expect(card(first, "sensor.battery_level").locator(".range")).to_have_text(
                 "min 40 · max 50 %", timeout=2000
             )

@@ -469,7 +469,7 @@ async def test_history_events_for_open_streams_follow_the_tokens_view(bridge: Li
         await stream.next()
         now = time.time()
         past = [(now - 3600, 1.0), (now - 1800, 2.0)]
-        bridge.service.hub.upstream_history({"sensor.solar_power": past, "sensor.house_load": past})
+        bridge.service.log.upstream_history({"sensor.solar_power": past, "sensor.house_load": past})
         event = await stream.until(lambda e: e.event == "history")
     assert list(event.json()["history"]) == ["sensor.solar_power"]
 

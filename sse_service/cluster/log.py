@@ -34,9 +34,9 @@ from redis.exceptions import RedisError, ResponseError
 
 from .. import sse
 from ..backoff import doubling
-from ..hub import Hub, remove_data, status_data
+from ..changelog import Entry, View
+from ..hub import Hub
 from ..store import EntityStore
-from ..times import iso_from_timestamp
 from ..types import EntityState, StatusCause, UpstreamStatus
 from .keys import Keys, cluster_epoch
 from .wire import KeptConnection
@@ -158,49 +158,51 @@ def _entry_time(entry_id: str) -> float:
     return int(entry_id.partition("-")[0]) / 1000
 
 
-Frame = tuple[int, str, str, str | None]  # seq, event name, data, entity id: what Hub.remember takes
-
-
-def _frames_of(kind: str, data: Any, at: float) -> list[tuple[str, str, str | None]]:
-    """The frames an entry makes in a hub that applies it (see Hub._publish_changes)."""
+def _entry(entry_id: str, fields: Mapping[str, str]) -> Entry:
+    """A stream entry of the script's as the hub applies it. Raises ValueError (or KeyError,
+    TypeError, AttributeError) on one that is not the script's."""
+    epoch, seq, n, kind = fields["epoch"], int(fields["seq"]), int(fields["n"]), fields["kind"]
+    data = json.loads(fields["data"])
+    at = _entry_time(entry_id)  # the append's time, not the read's: the same bytes on every instance
     if kind in ("changes", "snapshot"):
-        made: list[tuple[str, str, str | None]] = [
-            ("state", sse.dumps(state), str(state["entity_id"])) for state in data["updated"].values()
-        ]
-        return made + [("remove", remove_data(str(entity_id)), str(entity_id)) for entity_id in data["removed"]]
+        updated: dict[str, EntityState] = dict(data["updated"])
+        removed = [str(entity_id) for entity_id in data["removed"]]
+        if not all(isinstance(state, dict) and state.get("entity_id") == key for key, state in updated.items()):
+            raise ValueError("a state that is not one")
+        if len(updated) + len(removed) != n:
+            raise ValueError(f"{len(updated) + len(removed)} changes for {n} frames")
+        return Entry(epoch, seq, n, "snapshot" if kind == "snapshot" else "changes", updated, removed, at=at)
     if kind == "status":
-        return [
-            ("status", status_data(UpstreamStatus(data["status"]), str(data["reason"]), iso_from_timestamp(at)), None)
-        ]
+        status, reason = UpstreamStatus(data["status"]), str(data["reason"])
+        return Entry(epoch, seq, n, "status", status=status, reason=reason, at=at)
     if kind == "history":
-        return []
+        history = {str(entity_id): [(p[0], p[1]) for p in points] for entity_id, points in data.items()}
+        return Entry(epoch, seq, n, "history", history=history, at=at)
     raise ValueError(f"unknown kind {kind!r}")
 
 
-def _past(epoch: str, seq: int, recent: Sequence[Any], limit: int) -> list[Frame]:
-    """The frames of the log's last entries (``recent``, newest first) that end at ``seq``, in order.
+def _past(epoch: str, seq: int, recent: Sequence[Any], limit: int) -> list[Entry]:
+    """The log's last entries (``recent``, newest first) that end at ``seq``, oldest first, with
+    at least ``limit`` frames if the log has them.
 
     It stops at the first entry that does not fit (another epoch, a gap, not the script's).
     """
-    past: list[Frame] = []
-    expected = seq
+    past: list[Entry] = []
+    expected, frames = seq, 0
     for entry_id, flat in recent:
-        fields = _pairs(flat)
         try:
-            if fields["epoch"] != epoch or int(fields["seq"]) != expected:
-                break
-            n = int(fields["n"])
-            made = _frames_of(fields["kind"], json.loads(fields["data"]), _entry_time(str(entry_id)))
-        except (KeyError, ValueError, TypeError, AttributeError):
+            entry = _entry(str(entry_id), _pairs(flat))
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError):
             break
-        if len(made) != n:
+        if entry.epoch != epoch or entry.seq != expected:
             break
-        past += [(expected - k, name, data, entity_id) for k, (name, data, entity_id) in enumerate(reversed(made))]
-        expected -= n
-        if len(past) >= limit:
+        past.append(entry)
+        expected -= entry.n
+        frames += entry.n
+        if frames >= limit:
             break
     past.reverse()
-    return past[-limit:]
+    return past
 
 
 class LogWriter:
@@ -431,22 +433,20 @@ class LogReader:
         states: dict[str, EntityState] = {
             entity_id: json.loads(data) for entity_id, data in _pairs(states_flat).items()
         }
-        # What differs goes to the open streams under ids nobody can resume from ...
-        hub.restart_log(cluster_epoch(), 0)
-        hub.upstream_snapshot(states)
-        hub.upstream_history(_history(history_flat))
-        status, reason = UpstreamStatus(meta.get("status", "connecting")), meta.get("reason", "")
-        if (
-            status is not hub.status
-            or reason != hub.status_reason
-            or hub.status_cause is not StatusCause.HOME_ASSISTANT
-        ):
-            hub.upstream_status(status, reason)
-        # ... and from here on the ids are the log's, with the log's recent past in the ring: a
-        # client that comes from another instance resumes here too, even if this one just started.
         seq = int(meta.get("seq", "0"))
-        hub.restart_log(epoch, seq)
-        hub.remember(_past(epoch, seq, recent, hub.replay_size))
+        # What differs goes to the open streams under ids nobody can resume from; from here on
+        # the ids are the log's, with the log's recent past in the ring: a client that comes
+        # from another instance resumes here too, even if this one just started.
+        view = View(
+            status=UpstreamStatus(meta.get("status", "connecting")),
+            reason=meta.get("reason", ""),
+            states=states,
+            history=_history(history_flat),
+            ready=True,
+            position=(epoch, seq),
+            past=_past(epoch, seq, recent, hub.replay_size),
+        )
+        hub.reset(view)
         if self.epoch is not None and epoch != self.epoch:
             log.warning("New epoch %s in the shared log (it was lost or reset): clients get a snapshot", epoch)
         self.epoch = epoch
@@ -462,42 +462,25 @@ class LogReader:
             self.last_id = entry_id
             return True
         try:
-            epoch, seq, n, kind = fields["epoch"], int(fields["seq"]), int(fields["n"]), fields["kind"]
-            data = json.loads(fields["data"])
-        except (KeyError, ValueError):
-            log.warning("Malformed entry %s in the shared log: skipped, starting over from the states", entry_id)
+            entry = _entry(entry_id, fields)
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError) as e:
+            kind = fields.get("kind", "")
+            log.warning("Malformed %s entry %s in the shared log (%s): skipped, starting over", kind, entry_id, e)
             self._foreign.append(entry_id)
             return False
-        if epoch != self.epoch or seq - n != hub.seq:
+        if not hub.apply(entry):
             # A read from last_id never returns an entry applied already: a seq this hub has
             # passed means the log went back (and that seq now names another event).
-            self._went_back = epoch == self.epoch and seq <= hub.seq
+            self._went_back = entry.epoch == self.epoch and entry.seq <= hub.seq
             log.info(
                 "Shared log out of step at %s (have %s-%d, entry %s-%d): starting over",
                 entry_id,
                 self.epoch,
                 hub.seq,
-                epoch,
-                seq,
+                entry.epoch,
+                entry.seq,
             )
             return False
-        try:
-            if kind in ("changes", "snapshot"):
-                hub.upstream_changes(data["updated"], data["removed"])
-                if kind == "snapshot":
-                    hub.ready = True
-            elif kind == "status":
-                # Since the append, not since this instance read it: the same bytes everywhere.
-                hub.upstream_status(UpstreamStatus(data["status"]), str(data["reason"]), since=_entry_time(entry_id))
-            elif kind == "history":
-                hub.upstream_history({entity_id: [(p[0], p[1]) for p in points] for entity_id, points in data.items()})
-        except (KeyError, ValueError, TypeError, AttributeError, IndexError) as e:
-            log.warning("Malformed %s entry %s in the shared log (%s): skipped, starting over", kind, entry_id, e)
-            self._foreign.append(entry_id)
-            return False
-        if hub.seq != seq:  # cannot happen while every instance runs the same store code
-            log.warning("Entry %s made %d frames instead of %d: ids renumbered", entry_id, hub.seq - (seq - n), n)
-            hub.restart_log(epoch, seq)
         self.last_id = entry_id
         return True
 
@@ -528,6 +511,5 @@ class LogReader:
         self._local_status(UpstreamStatus.DISCONNECTED, REDIS_DOWN)
 
     def _local_status(self, status: UpstreamStatus, reason: str) -> None:
-        # A status of this instance alone: not part of the log, so under a throwaway epoch.
-        self._hub.restart_log(cluster_epoch(), 0)
-        self._hub.upstream_status(status, reason, cause=StatusCause.REDIS)
+        # A status of this instance alone: not a place in the log (the hub numbers it apart).
+        self._hub.reset(View(status, reason, StatusCause.REDIS))
