@@ -1,4 +1,11 @@
-"""The hub: turns store changes into SSE frames and hands them to every interested client.
+"""The hub: follows a log of changes (changelog.py) and hands their frames to every interested client.
+
+Two inputs only: ``apply(entry)``, the log's next entry, and ``reset(view)``, a view of the log
+to start over from. ``frames_of`` is the one place an entry becomes SSE events.
+
+Larger than most modules here, and on purpose: ids, the replay ring, the subscriber index and
+the coalesced fan-out share the hub's state on the hot path (one delivery is a set lookup and
+a write); split into objects, each delivery would pay for the indirection.
 
 * **Ids** are ``<epoch>-<seq>``. The epoch is the start time in base 36, so ids never repeat
   across restarts; seq grows by one per frame. An id from another epoch, or older than the

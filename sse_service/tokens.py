@@ -1,5 +1,7 @@
 """Signed tokens: a JWT (HS256, signed with ``TOKEN_SECRET``) says what one viewer may see and do.
 
+One module for minting, verifying and revoking: the claims' rules are read in one place.
+
 Design record
 -------------
 * **The ecosystem's format.** A token is a plain JWT, so any backend mints one with its

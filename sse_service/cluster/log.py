@@ -1,5 +1,8 @@
 """The shared event log: the leader's fenced writer, and the reader that feeds every hub.
 
+Past 300 lines because its Lua scripts are here, beside the Python that calls them: a
+script and its caller change together (argument order, the meaning of each key).
+
 In Redis (keys.py): a stream with one entry per upstream call, the current states and the
 numeric history (what snapshots carry) in two hashes, and a meta hash (``epoch``, ``seq``,
 ``last_id``, status). One Lua script appends an entry *and* updates the hashes, after
