@@ -223,6 +223,26 @@ async def test_while_ha_is_starting_its_partial_view_is_merged_and_nothing_is_re
     )
 
 
+async def test_an_ha_stopped_while_still_starting_is_a_plain_outage_that_removes_nothing(
+    ha: DemoHomeAssistant,
+) -> None:
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+        await ha.stop()
+        await sink.wait(lambda: client.status is UpstreamStatus.DISCONNECTED)
+        ha.begin_start(["switch.charger"])
+        await ha.start()
+        await sink.wait(lambda: client.status is UpstreamStatus.STARTING)
+        await ha.shut_down("starting")  # 2026.11 stopped before it runs: TCP drops, no close frame
+        await sink.wait(lambda: client.status is UpstreamStatus.DISCONNECTED)
+        ha.finish_start()
+        await ha.start()
+        await sink.wait(lambda: client.status is UpstreamStatus.CONNECTED)
+    assert [removed for _, removed in sink.changes if removed] == []
+    assert set(sink.snapshots[-1]) == set(ha.states), "the view once HA runs is HA's whole view"
+
+
 async def test_an_ha_that_cannot_say_its_core_state_is_taken_as_running(ha: DemoHomeAssistant) -> None:
     ha.core_state = ""  # as an HA whose get_config has no state
     sink = Sink()

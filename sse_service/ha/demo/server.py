@@ -218,21 +218,23 @@ class DemoHomeAssistant:
                     event = {"event_type": "homeassistant_stop", "data": {}, "origin": "LOCAL"}
                     client.send({"id": sub_id, "type": "event", "event": event})
 
-    async def shut_down(self, how: Literal["2024.3", "2025.4"], *, linger: float = 10.0) -> None:
+    async def shut_down(self, how: Literal["2024.3", "2025.4", "starting"], *, linger: float = 10.0) -> None:
         """Stop as a real HA does on SIGTERM, then listen no more (until :meth:`start`).
 
         ``"2024.3"``: a ``homeassistant_stop`` event to whoever subscribed to it, then the TCP
         connection drops without a close frame (the client sees 1006). ``"2025.4"``: a close
         frame (1000), but the TCP connection ends only ``linger`` seconds later (aiohttp's
         shutdown timeout); a client that waits for the end of TCP believes it is connected.
+        ``"starting"``: what 2026.11 does when stopped before it runs: TCP drops with no close
+        frame and no event.
         """
         server, self._server = self._server, None
         if server is None:
             return
         server.close(close_connections=False)
         for client in list(self.clients):
-            if how == "2024.3":
-                for sub_id, event_type in client.event_subs.items():
+            if how in ("2024.3", "starting"):
+                for sub_id, event_type in client.event_subs.items() if how == "2024.3" else ():
                     if event_type == "homeassistant_stop":
                         event = {"event_type": "homeassistant_stop", "data": {}, "origin": "LOCAL"}
                         await client.ws.send(json.dumps({"id": sub_id, "type": "event", "event": event}))
