@@ -16,8 +16,9 @@ from pathlib import Path
 
 from .app import create_app
 from .check import run_check
-from .config import ConfigError, _globs, _services, load_settings
+from .config import ConfigError, load_settings
 from .logs import setup_logging
+from .parsers import entity_globs, service_globs
 from .server import serve
 from .service import Service
 from .tokens import mint, parse_expiry
@@ -102,8 +103,8 @@ def _print_token(args: argparse.Namespace) -> int:
         settings = load_settings(os.environ)
         if settings.token_secret is None:
             raise ConfigError("TOKEN_SECRET", "required to sign tokens (the service verifies them with the same value)")
-        entities = _globs("--entities", args.entities)
-        services = _services("--services", args.services) if args.services else ()
+        entities = entity_globs("--entities", args.entities)
+        services = service_globs("--services", args.services) if args.services else ()
         if args.name is not None and (not args.name.strip() or not args.name.isprintable()):
             raise ConfigError("--name", "expected a printable name like public-site")
         try:
