@@ -1,89 +1,253 @@
 """Settings: read once from the environment (and an optional TOML file), validated at start.
 
-Every problem is reported as one line that names the setting, e.g. ``PORT: expected an
-integer from 1 to 65535, got 'abc'``. Secret values are never echoed back.
+Each setting is declared once, as a field of :class:`Settings` made with :func:`setting`: its
+type and default, its parser, its group and one line of help, and whether it has a command-line
+flag. Its environment variable (and TOML key) is the field's name, upper-cased. Everything else
+is read from that declaration (:data:`SETTINGS`): :func:`load_settings`, the flags in
+``__main__``, and the README's table (:func:`settings_table`, checked by a test).
+
+Every problem is reported as one line that names the setting (or the flag typed), e.g. ``PORT:
+expected an integer from 1 to 65535, got 'abc'``. Secret values are never echoed back.
+
+Past 300 lines because the declarations of all the settings are most of it, and they read best
+as one list; the parsers (parsers.py) and the shape of a declaration (declaration.py) are apart.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from . import parsers as p
+from .declaration import GROUPS, Setting, declarations_of, setting
 from .parsers import ConfigError, Secret
 
-__all__ = ["ConfigError", "Secret", "Settings", "load_settings"]
+__all__ = ["GROUPS", "SETTINGS", "ConfigError", "Secret", "Setting", "Settings", "load_settings", "settings_table"]
+
+DEMO_SERVICES = ("switch.turn_on", "switch.turn_off", "switch.toggle")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
-    # Upstream Home Assistant. None means: run the embedded demo upstream.
-    ha_url: str | None = None
-    ha_token: Secret | None = None
-    # Which entities leave the process at all (fnmatch globs, e.g. "sensor.battery_*").
-    entities: tuple[str, ...] = ("*",)
-    # Server
-    host: str = "127.0.0.1"
-    port: int = 8000
-    graceful_timeout: float = 10.0
-    log_level: str = "info"
-    # Stream
-    heartbeat: float = 15.0
-    retry_ms: int = 3000
-    replay_buffer: int = 2048
-    client_buffer_bytes: int = 256 * 1024
-    # Upstream connection tuning
-    ha_ping_interval: float = 30.0
-    ha_pong_timeout: float = 10.0
-    ha_connect_timeout: float = 10.0
-    ha_backoff_max: float = 30.0
-    ha_auth_retry: float = 300.0
-    # Demo upstream
-    demo_interval: float = 1.0
-    # Who may watch and who may act. No keys: anyone who can reach the port may read.
-    read_key: Secret | None = None
-    write_key: Secret | None = None
-    # Signed tokens (JWT, HS256) with their own view: see tokens.py. None: no tokens.
-    token_secret: Secret | None = None
-    # jti or sub values of tokens that may no longer be used.
-    token_revoked: tuple[str, ...] = ()
-    # Services that may be called ("domain.service" globs). None: the demo's switch services
-    # when running the demo, none at all against a real Home Assistant.
-    allowed_services: tuple[str, ...] | None = None
-    cors_origins: tuple[str, ...] = ()
-    cors_credentials: bool = False
-    max_streams: int = 10_000
-    max_streams_per_ip: int = 50
-    command_timeout: float = 10.0
-    command_rate: float = 60.0  # per client and minute
-    command_burst: int = 10
-    max_body_bytes: int = 8192
-    # Seconds a client has to send a request's line and headers (else its connection is
-    # closed) and a command's body (else 408): a half-open connection must not live forever.
-    request_timeout: float = 10.0
-    # A stream's ?entity_id= and ?domain= together: compiling them costs time on the event
-    # loop in proportion to their length, so both the count and the length are capped.
-    max_filter_patterns: int = 100
-    max_filter_length: int = 2048
-    # Production (issue 7)
-    log_format: str = "text"
-    access_log: bool = True
-    # Peers whose X-Forwarded-For / Forwarded headers are believed: CIDRs, or "*" for
-    # "whoever connects is the platform's router" (PaaS).
-    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
-    max_stream_age: float = 0.0  # seconds; 0: streams live until the client leaves
-    # Charts: how far back the snapshot's history reaches (from HA's recorder; 0: only what
-    # the bridge saw itself), how many points per entity it holds at most, and for how many
-    # entities the recorder is asked.
-    history_window: float = 24 * 3600.0
-    history_points: int = 120
-    history_entities: int = 50
-    # Scale-out (cluster/): every instance with the same Redis shares one upstream. None: alone.
-    redis_url: Secret | None = None
-    redis_prefix: str = "sse:"
-    redis_lease_ttl: float = 3.0
+    # --- Home Assistant. No URL: the embedded demo upstream.
+    ha_url: str | None = setting(
+        p.ha_url,
+        None,
+        "`http(s)://host:8123` or `ws(s)://host:8123/api/websocket`",
+        group="Home Assistant",
+        shown="*(none: the demo)*",
+    )
+    ha_token: Secret | None = setting(
+        p.secret, None, "long-lived access token; required with `HA_URL`", group="Home Assistant"
+    )
+    entities: tuple[str, ...] = setting(
+        p.entity_globs,
+        ("*",),
+        "comma-separated globs of the entities exposed at all; nothing else leaves the process",
+        group="Home Assistant",
+    )
+    ha_connect_timeout: float = setting(
+        p.seconds(0.05, 600), 10.0, "seconds for a connect and its handshake", group="Home Assistant"
+    )
+    ha_ping_interval: float = setting(
+        p.seconds(0.05, 3600), 30.0, "seconds between pings to Home Assistant", group="Home Assistant"
+    )
+    ha_pong_timeout: float = setting(
+        p.seconds(0.05, 600), 10.0, "seconds to wait for a pong; a missed pong reconnects", group="Home Assistant"
+    )
+    ha_backoff_max: float = setting(
+        p.seconds(0.01, 3600),
+        30.0,
+        "cap of every reconnect delay ([schedule](#connect-your-home-assistant))",
+        group="Home Assistant",
+    )
+    # Home Assistant bans an address after a few failed logins; retrying at the usual pace would get us banned.
+    ha_auth_retry: float = setting(
+        p.seconds(0.05, 86400),
+        300.0,
+        "after `auth_invalid`, wait this long before trying again (HA bans addresses that retry fast)",
+        group="Home Assistant",
+    )
+    demo_interval: float = setting(p.seconds(0.01, 3600), 1.0, "seconds between demo updates", group="Home Assistant")
+    # --- Server
+    host: str = setting(p.bind_host, "127.0.0.1", "where to listen; `0.0.0.0` for the LAN", group="Server", cli=True)
+    port: int = setting(p.integer(1, 65535), 8000, "port to listen on", group="Server", cli=True)
+    graceful_timeout: float = setting(
+        p.seconds(0, 3600), 10.0, "seconds to drain streams on SIGTERM", group="Server", cli=True
+    )
+    log_level: str = setting(p.log_level, "info", ", ".join(f"`{level}`" for level in p.LOG_LEVELS), group="Server")
+    log_format: str = setting(
+        p.one_of("text", "json"),
+        "text",
+        "or `json`: one JSON object per line, for platform consoles",
+        group="Server",
+    )
+    access_log: bool = setting(
+        p.boolean, True, "`false` drops the access lines of requests other than streams and commands", group="Server"
+    )
+    # A half-open connection must not hold its slot forever.
+    request_timeout: float = setting(
+        p.seconds(0.1, 3600),
+        10.0,
+        "seconds a client has to send a request's line and headers (else its connection is closed)"
+        " and a command's body (else 408)",
+        group="Server",
+    )
+    forwarded_allow_ips: tuple[str, ...] = setting(
+        p.networks,
+        ("127.0.0.1", "::1"),
+        "proxies whose `X-Forwarded-For`/`Forwarded` are believed (CIDRs allowed);"
+        " `*` trusts whoever connects, i.e. a PaaS router",
+        group="Server",
+        cli=True,
+    )
+    # --- Stream
+    heartbeat: float = setting(
+        p.seconds(0.05, 300),
+        15.0,
+        "seconds of silence before an `event: ping` keeps proxies from cutting the stream"
+        " (and tells pages it is alive)",
+        group="Stream",
+    )
+    retry_ms: int = setting(
+        p.integer(100, 600_000),
+        3000,
+        "the `retry:` sent to browsers: how long they wait before reconnecting",
+        group="Stream",
+    )
+    replay_buffer: int = setting(
+        p.integer(0, 1_000_000), 2048, "events kept for `Last-Event-ID` resume", group="Stream"
+    )
+    client_buffer_bytes: int = setting(
+        p.integer(4096, 256 * 1024 * 1024),
+        256 * 1024,
+        "per-client send buffer; past it a slow client is reset with a fresh snapshot",
+        group="Stream",
+    )
+    # Platforms cap a request's duration; ending a stream first lets it resume instead of being cut.
+    max_stream_age: float = setting(
+        p.seconds(0, 7 * 86400),
+        0.0,
+        "end each stream after 85–100 % of this many seconds, to resume at once",
+        group="Stream",
+        cli=True,
+        shown="`0` (off)",
+    )
+    max_streams: int = setting(p.integer(1, 1_000_000), 10_000, "open streams in all", group="Stream")
+    max_streams_per_ip: int = setting(p.integer(1, 1_000_000), 50, "open streams per client address", group="Stream")
+    # Compiling a stream's filter costs time on the event loop in proportion to its length.
+    max_filter_patterns: int = setting(
+        p.integer(1, 10_000),
+        100,
+        "a request's `?entity_id=` and `?domain=` together: at most this many patterns (then 422)",
+        group="Stream",
+    )
+    max_filter_length: int = setting(
+        p.integer(16, 1_000_000),
+        2048,
+        "a request's `?entity_id=` and `?domain=` together: at most this many characters (then 422)",
+        group="Stream",
+    )
+    history_window: float = setting(
+        p.duration(0, 31 * 86400),
+        24 * 3600.0,
+        "how far back the snapshot's history reaches (`90`, `30m`, `24h`, `7d`; `0`: only what the bridge saw)",
+        group="Stream",
+        shown="`24h`",
+    )
+    history_points: int = setting(
+        p.integer(0, 10_000), 120, "points per entity at most in the snapshot (`0`: no history)", group="Stream"
+    )
+    history_entities: int = setting(
+        p.integer(0, 1000),
+        50,
+        "numeric entities whose past is asked of the recorder on each connect",
+        group="Stream",
+    )
+    # --- Access and commands. No keys: anyone who can reach the port may read.
+    read_key: Secret | None = setting(
+        p.key, None, "[key](#keys) for reading; 16 characters or more", group="Access and commands"
+    )
+    write_key: Secret | None = setting(
+        p.key, None, "[key](#keys) for reading and commands; 16 characters or more", group="Access and commands"
+    )
+    # None: the demo's switch services when running the demo, none at all against a real Home Assistant.
+    allowed_services: tuple[str, ...] | None = setting(
+        p.service_globs,
+        None,
+        "`domain.service` globs that may be called, or `none`",
+        group="Access and commands",
+        shown=f"demo: `{','.join(DEMO_SERVICES)}`; else none",
+    )
+    token_secret: Secret | None = setting(
+        p.token_secret,
+        None,
+        "signs and verifies [tokens](#tokens-one-bridge-several-views); 32 bytes or more; must differ from the keys",
+        group="Access and commands",
+        shown="*(none: no tokens)*",
+    )
+    token_revoked: tuple[str, ...] = setting(
+        p.token_names,
+        (),
+        "`jti` or `sub` values of tokens that no longer work; re-read from the `CONFIG_FILE` on `SIGHUP` and when it"
+        " changes; without one, read once at start ([revocation](#tokens-one-bridge-several-views))",
+        group="Access and commands",
+    )
+    cors_origins: tuple[str, ...] = setting(
+        p.origins,
+        (),
+        "origins of pages on other sites that may read and command, e.g. `https://your.site`, or `*`",
+        group="Access and commands",
+    )
+    cors_credentials: bool = setting(
+        p.boolean,
+        False,
+        "`true` lets those pages send the `sse_key` cookie (not with `*`)",
+        group="Access and commands",
+    )
+    command_rate: float = setting(
+        p.seconds(0.01, 1_000_000),
+        60.0,
+        "commands per minute, per client address (per cluster with Redis)",
+        group="Access and commands",
+    )
+    command_burst: int = setting(
+        p.integer(1, 1_000_000),
+        10,
+        "commands a client may send at once before `COMMAND_RATE` paces them",
+        group="Access and commands",
+    )
+    command_timeout: float = setting(
+        p.seconds(0.05, 600),
+        10.0,
+        "seconds to wait for Home Assistant's answer (then 504)",
+        group="Access and commands",
+    )
+    max_body_bytes: int = setting(
+        p.integer(64, 16 * 1024 * 1024), 8192, "largest command body", group="Access and commands"
+    )
+    # --- Scale-out (cluster/): every instance with the same Redis shares one upstream.
+    redis_url: Secret | None = setting(
+        p.redis_url,
+        None,
+        "`redis://[:password@]host[:port][/db]`, `rediss://…` (TLS), `unix:///path/redis.sock`",
+        group="Scale-out",
+        shown="*(none: a single instance, Redis never imported)*",
+    )
+    redis_prefix: str = setting(
+        p.key_prefix,
+        "sse:",
+        "prefix of every key; one prefix per cluster (two bridges may share a Redis)",
+        group="Scale-out",
+    )
+    redis_lease_ttl: float = setting(
+        p.seconds(0.3, 60),
+        3.0,
+        "seconds a leader's lease lasts without renewal: the failover time, roughly",
+        group="Scale-out",
+    )
 
     @property
     def demo(self) -> bool:
@@ -105,55 +269,26 @@ class Settings:
         return found
 
 
-DEMO_SERVICES = ("switch.turn_on", "switch.turn_off", "switch.toggle")
+# Every setting, in the order of the Settings fields.
+SETTINGS: tuple[Setting, ...] = declarations_of(Settings)
+_BY_ENV = {s.env: s for s in SETTINGS}
+_BY_FLAG = {s.flag: s for s in SETTINGS if s.flag}
 
 
-# Setting name -> (Settings field, parser). The names are the environment variables.
-_PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
-    "HA_URL": ("ha_url", p.ha_url),
-    "HA_TOKEN": ("ha_token", p.secret),
-    "ENTITIES": ("entities", p.entity_globs),
-    "HOST": ("host", p.bind_host),
-    "PORT": ("port", p.integer(1, 65535)),
-    "GRACEFUL_TIMEOUT": ("graceful_timeout", p.seconds(0, 3600)),
-    "LOG_LEVEL": ("log_level", p.log_level),
-    "HEARTBEAT": ("heartbeat", p.seconds(0.05, 300)),
-    "RETRY_MS": ("retry_ms", p.integer(100, 600_000)),
-    "REPLAY_BUFFER": ("replay_buffer", p.integer(0, 1_000_000)),
-    "CLIENT_BUFFER_BYTES": ("client_buffer_bytes", p.integer(4096, 256 * 1024 * 1024)),
-    "HA_PING_INTERVAL": ("ha_ping_interval", p.seconds(0.05, 3600)),
-    "HA_PONG_TIMEOUT": ("ha_pong_timeout", p.seconds(0.05, 600)),
-    "HA_CONNECT_TIMEOUT": ("ha_connect_timeout", p.seconds(0.05, 600)),
-    "HA_BACKOFF_MAX": ("ha_backoff_max", p.seconds(0.01, 3600)),
-    "HA_AUTH_RETRY": ("ha_auth_retry", p.seconds(0.05, 86400)),
-    "DEMO_INTERVAL": ("demo_interval", p.seconds(0.01, 3600)),
-    "HISTORY_WINDOW": ("history_window", p.duration(0, 31 * 86400)),
-    "HISTORY_POINTS": ("history_points", p.integer(0, 10_000)),
-    "HISTORY_ENTITIES": ("history_entities", p.integer(0, 1000)),
-    "READ_KEY": ("read_key", p.key),
-    "WRITE_KEY": ("write_key", p.key),
-    "TOKEN_SECRET": ("token_secret", p.token_secret),
-    "TOKEN_REVOKED": ("token_revoked", p.token_names),
-    "ALLOWED_SERVICES": ("allowed_services", p.service_globs),
-    "CORS_ORIGINS": ("cors_origins", p.origins),
-    "CORS_CREDENTIALS": ("cors_credentials", p.boolean),
-    "MAX_STREAMS": ("max_streams", p.integer(1, 1_000_000)),
-    "MAX_STREAMS_PER_IP": ("max_streams_per_ip", p.integer(1, 1_000_000)),
-    "COMMAND_TIMEOUT": ("command_timeout", p.seconds(0.05, 600)),
-    "COMMAND_RATE": ("command_rate", p.seconds(0.01, 1_000_000)),
-    "COMMAND_BURST": ("command_burst", p.integer(1, 1_000_000)),
-    "MAX_BODY_BYTES": ("max_body_bytes", p.integer(64, 16 * 1024 * 1024)),
-    "REQUEST_TIMEOUT": ("request_timeout", p.seconds(0.1, 3600)),
-    "MAX_FILTER_PATTERNS": ("max_filter_patterns", p.integer(1, 10_000)),
-    "MAX_FILTER_LENGTH": ("max_filter_length", p.integer(16, 1_000_000)),
-    "LOG_FORMAT": ("log_format", p.one_of("text", "json")),
-    "ACCESS_LOG": ("access_log", p.boolean),
-    "FORWARDED_ALLOW_IPS": ("forwarded_allow_ips", p.networks),
-    "MAX_STREAM_AGE": ("max_stream_age", p.seconds(0, 7 * 86400)),
-    "REDIS_URL": ("redis_url", p.redis_url),
-    "REDIS_PREFIX": ("redis_prefix", p.key_prefix),
-    "REDIS_LEASE_TTL": ("redis_lease_ttl", p.seconds(0.3, 60)),
-}
+def settings_table() -> str:
+    """The README's table of settings (Markdown), one section per group."""
+    lines = [
+        "| Variable | Default | Meaning |",
+        "|---|---|---|",
+        "| `CONFIG_FILE` | *(none)* | a TOML file with any of the settings below |",
+    ]
+    for group in GROUPS:
+        lines.append(f"| **{group}** | | |")
+        for s in SETTINGS:
+            if s.group == group:
+                flag = f" (`{s.flag}`)" if s.flag else ""
+                lines.append(f"| `{s.env}` | {s.default_markdown} | {s.help}{flag} |")
+    return "\n".join(lines) + "\n"
 
 
 def _read_file(path: str) -> dict[str, str]:
@@ -167,7 +302,7 @@ def _read_file(path: str) -> dict[str, str]:
     values: dict[str, str] = {}
     for key, value in data.items():
         name = key.upper()
-        if name not in _PARSERS:
+        if name not in _BY_ENV:
             raise ConfigError("CONFIG_FILE", f"unknown setting {p.show(key)} in {p.show(path)}")
         if isinstance(value, list):
             value = ",".join(str(v) for v in value)
@@ -179,20 +314,24 @@ def _read_file(path: str) -> dict[str, str]:
     return values
 
 
-def load_settings(environ: Mapping[str, str]) -> Settings:
+def load_settings(environ: Mapping[str, str], flags: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from environment variables (and ``CONFIG_FILE`` if set).
 
-    Environment variables win over the file. Raises :class:`ConfigError` on the first problem.
+    ``flags`` are command-line values by flag (``{"--port": "9000"}``); they win over the
+    environment, which wins over the file, and a bad one is reported under the flag's name.
+    A blank flag stands for its variable unset. Raises :class:`ConfigError` on the first problem.
     """
-    raw: dict[str, str] = {}
-    if environ.get("CONFIG_FILE", "").strip():
-        raw.update(_read_file(environ["CONFIG_FILE"].strip()))
-    raw.update({name: environ[name] for name in _PARSERS if environ.get(name, "").strip()})
+    given = dict(environ)
+    typed: dict[str, str] = {}  # variable -> the flag the user typed for it
+    for flag, value in (flags or {}).items():
+        given[_BY_FLAG[flag].env] = value
+        typed[_BY_FLAG[flag].env] = flag
+    raw: dict[str, tuple[str, str]] = {}  # variable -> (the name a problem is reported under, value)
+    if given.get("CONFIG_FILE", "").strip():
+        raw.update({name: (name, value) for name, value in _read_file(given["CONFIG_FILE"].strip()).items()})
+    raw.update({name: (typed.get(name, name), given[name]) for name in _BY_ENV if given.get(name, "").strip()})
 
-    fields: dict[str, object] = {}
-    for name, value in raw.items():
-        field, parse = _PARSERS[name]
-        fields[field] = parse(name, value)
+    fields = {_BY_ENV[name].field: _BY_ENV[name].parse(label, value) for name, (label, value) in raw.items()}
 
     if "ha_url" in fields and "ha_token" not in fields:
         raise ConfigError("HA_TOKEN", "required when HA_URL is set (a long-lived access token from your HA profile)")
