@@ -260,12 +260,15 @@ class Settings:
         return DEMO_SERVICES if self.demo else ()
 
     def secrets(self) -> list[str]:
-        """Every secret value, for the log redaction filter."""
-        values = (self.ha_token, self.read_key, self.write_key, self.token_secret)
-        found = [s.reveal() for s in values if s is not None and s.reveal()]
-        if self.redis_url is not None:  # its password (wherever it shows, alone or in the URL); the rest is not secret
-            password = urlsplit(self.redis_url.reveal()).password
-            found += [password] if password else []
+        """Every secret value, for the log redaction filter: that of each setting of type Secret."""
+        found = []
+        for declared in SETTINGS:
+            value = getattr(self, declared.field)
+            if declared.secret and value is not None:
+                text = value.reveal()
+                if declared.field == "redis_url":  # its host and db are what an operator needs to see
+                    text = urlsplit(text).password or ""
+                found += [text] if text else []
         return found
 
 
