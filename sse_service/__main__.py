@@ -16,8 +16,9 @@ from pathlib import Path
 
 from .app import create_app
 from .check import run_check
-from .config import ConfigError, _globs, _services, load_settings
+from .config import SETTINGS, ConfigError, load_settings
 from .logs import setup_logging
+from .parsers import entity_globs, service_globs
 from .server import serve
 from .service import Service
 from .tokens import mint, parse_expiry
@@ -31,11 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Fan one Home Assistant WebSocket out to many browsers as Server-Sent Events. "
         "Settings come from environment variables (see README); flags override them.",
     )
-    parser.add_argument("--host", help="address to bind (HOST, default 127.0.0.1)")
-    parser.add_argument("--port", help="port to bind (PORT, default 8000)")
-    parser.add_argument("--graceful-timeout", help="seconds to drain on SIGTERM (GRACEFUL_TIMEOUT, default 10)")
-    parser.add_argument("--forwarded-allow-ips", help="trusted proxies (FORWARDED_ALLOW_IPS, default 127.0.0.1,::1)")
-    parser.add_argument("--max-stream-age", help="seconds before a stream is ended for rotation (MAX_STREAM_AGE)")
+    for setting in SETTINGS:
+        if setting.flag:
+            parser.add_argument(setting.flag, dest=setting.field, help=setting.flag_help)
     parser.add_argument("--check", action="store_true", help="validate the settings and exit")
     commands = parser.add_subparsers(
         dest="command",
@@ -65,25 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _print_token(args)
 
     environ = dict(os.environ)
-    flags = (
-        ("HOST", args.host, "--host"),
-        ("PORT", args.port, "--port"),
-        ("GRACEFUL_TIMEOUT", args.graceful_timeout, "--graceful-timeout"),
-        ("FORWARDED_ALLOW_IPS", args.forwarded_allow_ips, "--forwarded-allow-ips"),
-        ("MAX_STREAM_AGE", args.max_stream_age, "--max-stream-age"),
-    )
-    typed = {}
-    for name, value, flag in flags:
-        if value is not None:
-            environ[name] = value
-            typed[name] = flag
+    flags = {s.flag: getattr(args, s.field) for s in SETTINGS if s.flag and getattr(args, s.field) is not None}
     try:
-        settings = load_settings(environ)
+        settings = load_settings(environ, flags)
     except ConfigError as e:
-        message = str(e)
-        if e.setting in typed:  # name what the user typed, not the variable behind it
-            message = typed[e.setting] + message[len(e.setting) :]
-        print(f"sse-service: configuration error: {message}", file=sys.stderr)
+        print(f"sse-service: configuration error: {e}", file=sys.stderr)
         return 2
     if args.command == "check":
         return asyncio.run(run_check(settings))
@@ -92,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     config_file = environ.get("CONFIG_FILE", "").strip()
-    service = Service(settings, reload=lambda: load_settings(environ), watch=Path(config_file) if config_file else None)
+    service = Service(
+        settings, reload=lambda: load_settings(environ, flags), watch=Path(config_file) if config_file else None
+    )
     return serve(service, create_app(service))
 
 
@@ -102,8 +89,8 @@ def _print_token(args: argparse.Namespace) -> int:
         settings = load_settings(os.environ)
         if settings.token_secret is None:
             raise ConfigError("TOKEN_SECRET", "required to sign tokens (the service verifies them with the same value)")
-        entities = _globs("--entities", args.entities)
-        services = _services("--services", args.services) if args.services else ()
+        entities = entity_globs("--entities", args.entities)
+        services = service_globs("--services", args.services) if args.services else ()
         if args.name is not None and (not args.name.strip() or not args.name.isprintable()):
             raise ConfigError("--name", "expected a printable name like public-site")
         try:

@@ -1,125 +1,253 @@
 """Settings: read once from the environment (and an optional TOML file), validated at start.
 
-Every problem is reported as one line that names the setting, e.g. ``PORT: expected an
-integer from 1 to 65535, got 'abc'``. Secret values are never echoed back.
+Each setting is declared once, as a field of :class:`Settings` made with :func:`setting`: its
+type and default, its parser, its group and one line of help, and whether it has a command-line
+flag. Its environment variable (and TOML key) is the field's name, upper-cased. Everything else
+is read from that declaration (:data:`SETTINGS`): :func:`load_settings`, the flags in
+``__main__``, and the README's table (:func:`settings_table`, checked by a test).
+
+Every problem is reported as one line that names the setting (or the flag typed), e.g. ``PORT:
+expected an integer from 1 to 65535, got 'abc'``. Secret values are never echoed back.
+
+Past 300 lines because the declarations of all the settings are most of it, and they read best
+as one list; the parsers (parsers.py) and the shape of a declaration (declaration.py) are apart.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import math
 import tomllib
-from collections.abc import Callable, Mapping
-from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Mapping
+from urllib.parse import urlsplit
 
-__all__ = ["ConfigError", "Secret", "Settings", "load_settings"]
+from . import parsers as p
+from .declaration import GROUPS, Setting, declarations_of, setting
+from .parsers import ConfigError, Secret
 
-T = TypeVar("T")
+__all__ = ["GROUPS", "SETTINGS", "ConfigError", "Secret", "Setting", "Settings", "load_settings", "settings_table"]
 
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed. ``str()`` is the one line shown to the user."""
-
-    def __init__(self, setting: str, problem: str) -> None:
-        super().__init__(f"{setting}: {problem}")
-        self.setting = setting
-
-
-class Secret:
-    """A string that does not print. Call :meth:`reveal` where the real value is needed."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self) -> str | tuple[object, ...]:
-        raise TypeError("a Secret cannot be pickled")
+DEMO_SERVICES = ("switch.turn_on", "switch.turn_off", "switch.toggle")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
-    # Upstream Home Assistant. None means: run the embedded demo upstream.
-    ha_url: str | None = None
-    ha_token: Secret | None = None
-    # Which entities leave the process at all (fnmatch globs, e.g. "sensor.battery_*").
-    entities: tuple[str, ...] = ("*",)
-    # Server
-    host: str = "127.0.0.1"
-    port: int = 8000
-    graceful_timeout: float = 10.0
-    log_level: str = "info"
-    # Stream
-    heartbeat: float = 15.0
-    retry_ms: int = 3000
-    replay_buffer: int = 2048
-    client_buffer_bytes: int = 256 * 1024
-    # Upstream connection tuning
-    ha_ping_interval: float = 30.0
-    ha_pong_timeout: float = 10.0
-    ha_connect_timeout: float = 10.0
-    ha_backoff_max: float = 30.0
-    ha_auth_retry: float = 300.0
-    # Demo upstream
-    demo_interval: float = 1.0
-    # Who may watch and who may act. No keys: anyone who can reach the port may read.
-    read_key: Secret | None = None
-    write_key: Secret | None = None
-    # Signed tokens (JWT, HS256) with their own view: see tokens.py. None: no tokens.
-    token_secret: Secret | None = None
-    # jti or sub values of tokens that may no longer be used.
-    token_revoked: tuple[str, ...] = ()
-    # Services that may be called ("domain.service" globs). None: the demo's switch services
-    # when running the demo, none at all against a real Home Assistant.
-    allowed_services: tuple[str, ...] | None = None
-    cors_origins: tuple[str, ...] = ()
-    cors_credentials: bool = False
-    max_streams: int = 10_000
-    max_streams_per_ip: int = 50
-    command_timeout: float = 10.0
-    command_rate: float = 60.0  # per client and minute
-    command_burst: int = 10
-    max_body_bytes: int = 8192
-    # Seconds a client has to send a request's line and headers (else its connection is
-    # closed) and a command's body (else 408): a half-open connection must not live forever.
-    request_timeout: float = 10.0
-    # A stream's ?entity_id= and ?domain= together: compiling them costs time on the event
-    # loop in proportion to their length, so both the count and the length are capped.
-    max_filter_patterns: int = 100
-    max_filter_length: int = 2048
-    # Production (issue 7)
-    log_format: str = "text"
-    access_log: bool = True
-    # Peers whose X-Forwarded-For / Forwarded headers are believed: CIDRs, or "*" for
-    # "whoever connects is the platform's router" (PaaS).
-    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
-    max_stream_age: float = 0.0  # seconds; 0: streams live until the client leaves
-    # Charts: how far back the snapshot's history reaches (from HA's recorder; 0: only what
-    # the bridge saw itself), how many points per entity it holds at most, and for how many
-    # entities the recorder is asked.
-    history_window: float = 24 * 3600.0
-    history_points: int = 120
-    history_entities: int = 50
-    # Scale-out (cluster/): every instance with the same Redis shares one upstream. None: alone.
-    redis_url: Secret | None = None
-    redis_prefix: str = "sse:"
-    redis_lease_ttl: float = 3.0
+    # --- Home Assistant. No URL: the embedded demo upstream.
+    ha_url: str | None = setting(
+        p.ha_url,
+        None,
+        "`http(s)://host:8123` or `ws(s)://host:8123/api/websocket`",
+        group="Home Assistant",
+        shown="*(none: the demo)*",
+    )
+    ha_token: Secret | None = setting(
+        p.secret, None, "long-lived access token; required with `HA_URL`", group="Home Assistant"
+    )
+    entities: tuple[str, ...] = setting(
+        p.entity_globs,
+        ("*",),
+        "comma-separated globs of the entities exposed at all; nothing else leaves the process",
+        group="Home Assistant",
+    )
+    ha_connect_timeout: float = setting(
+        p.seconds(0.05, 600), 10.0, "seconds for a connect and its handshake", group="Home Assistant"
+    )
+    ha_ping_interval: float = setting(
+        p.seconds(0.05, 3600), 30.0, "seconds between pings to Home Assistant", group="Home Assistant"
+    )
+    ha_pong_timeout: float = setting(
+        p.seconds(0.05, 600), 10.0, "seconds to wait for a pong; a missed pong reconnects", group="Home Assistant"
+    )
+    ha_backoff_max: float = setting(
+        p.seconds(0.01, 3600),
+        30.0,
+        "cap of every reconnect delay ([schedule](#connect-your-home-assistant))",
+        group="Home Assistant",
+    )
+    # Home Assistant bans an address after a few failed logins; retrying at the usual pace would get us banned.
+    ha_auth_retry: float = setting(
+        p.seconds(0.05, 86400),
+        300.0,
+        "after `auth_invalid`, wait this long before trying again (HA bans addresses that retry fast)",
+        group="Home Assistant",
+    )
+    demo_interval: float = setting(p.seconds(0.01, 3600), 1.0, "seconds between demo updates", group="Home Assistant")
+    # --- Server
+    host: str = setting(p.bind_host, "127.0.0.1", "where to listen; `0.0.0.0` for the LAN", group="Server", cli=True)
+    port: int = setting(p.integer(1, 65535), 8000, "port to listen on", group="Server", cli=True)
+    graceful_timeout: float = setting(
+        p.seconds(0, 3600), 10.0, "seconds to drain streams on SIGTERM", group="Server", cli=True
+    )
+    log_level: str = setting(p.log_level, "info", ", ".join(f"`{level}`" for level in p.LOG_LEVELS), group="Server")
+    log_format: str = setting(
+        p.one_of("text", "json"),
+        "text",
+        "or `json`: one JSON object per line, for platform consoles",
+        group="Server",
+    )
+    access_log: bool = setting(
+        p.boolean, True, "`false` drops the access lines of requests other than streams and commands", group="Server"
+    )
+    # A half-open connection must not hold its slot forever.
+    request_timeout: float = setting(
+        p.seconds(0.1, 3600),
+        10.0,
+        "seconds a client has to send a request's line and headers (else its connection is closed)"
+        " and a command's body (else 408)",
+        group="Server",
+    )
+    forwarded_allow_ips: tuple[str, ...] = setting(
+        p.networks,
+        ("127.0.0.1", "::1"),
+        "proxies whose `X-Forwarded-For`/`Forwarded` are believed (CIDRs allowed);"
+        " `*` trusts whoever connects, i.e. a PaaS router",
+        group="Server",
+        cli=True,
+    )
+    # --- Stream
+    heartbeat: float = setting(
+        p.seconds(0.05, 300),
+        15.0,
+        "seconds of silence before an `event: ping` keeps proxies from cutting the stream"
+        " (and tells pages it is alive)",
+        group="Stream",
+    )
+    retry_ms: int = setting(
+        p.integer(100, 600_000),
+        3000,
+        "the `retry:` sent to browsers: how long they wait before reconnecting",
+        group="Stream",
+    )
+    replay_buffer: int = setting(
+        p.integer(0, 1_000_000), 2048, "events kept for `Last-Event-ID` resume", group="Stream"
+    )
+    client_buffer_bytes: int = setting(
+        p.integer(4096, 256 * 1024 * 1024),
+        256 * 1024,
+        "per-client send buffer; past it a slow client is reset with a fresh snapshot",
+        group="Stream",
+    )
+    # Platforms cap a request's duration; ending a stream first lets it resume instead of being cut.
+    max_stream_age: float = setting(
+        p.seconds(0, 7 * 86400),
+        0.0,
+        "end each stream after 85–100 % of this many seconds, to resume at once",
+        group="Stream",
+        cli=True,
+        shown="`0` (off)",
+    )
+    max_streams: int = setting(p.integer(1, 1_000_000), 10_000, "open streams in all", group="Stream")
+    max_streams_per_ip: int = setting(p.integer(1, 1_000_000), 50, "open streams per client address", group="Stream")
+    # Compiling a stream's filter costs time on the event loop in proportion to its length.
+    max_filter_patterns: int = setting(
+        p.integer(1, 10_000),
+        100,
+        "a request's `?entity_id=` and `?domain=` together: at most this many patterns (then 422)",
+        group="Stream",
+    )
+    max_filter_length: int = setting(
+        p.integer(16, 1_000_000),
+        2048,
+        "a request's `?entity_id=` and `?domain=` together: at most this many characters (then 422)",
+        group="Stream",
+    )
+    history_window: float = setting(
+        p.duration(0, 31 * 86400),
+        24 * 3600.0,
+        "how far back the snapshot's history reaches (`90`, `30m`, `24h`, `7d`; `0`: only what the bridge saw)",
+        group="Stream",
+        shown="`24h`",
+    )
+    history_points: int = setting(
+        p.integer(0, 10_000), 120, "points per entity at most in the snapshot (`0`: no history)", group="Stream"
+    )
+    history_entities: int = setting(
+        p.integer(0, 1000),
+        50,
+        "numeric entities whose past is asked of the recorder on each connect",
+        group="Stream",
+    )
+    # --- Access and commands. No keys: anyone who can reach the port may read.
+    read_key: Secret | None = setting(
+        p.key, None, "[key](#keys) for reading; 16 characters or more", group="Access and commands"
+    )
+    write_key: Secret | None = setting(
+        p.key, None, "[key](#keys) for reading and commands; 16 characters or more", group="Access and commands"
+    )
+    # None: the demo's switch services when running the demo, none at all against a real Home Assistant.
+    allowed_services: tuple[str, ...] | None = setting(
+        p.service_globs,
+        None,
+        "`domain.service` globs that may be called, or `none`",
+        group="Access and commands",
+        shown=f"demo: `{','.join(DEMO_SERVICES)}`; else none",
+    )
+    token_secret: Secret | None = setting(
+        p.token_secret,
+        None,
+        "signs and verifies [tokens](#tokens-one-bridge-several-views); 32 bytes or more; must differ from the keys",
+        group="Access and commands",
+        shown="*(none: no tokens)*",
+    )
+    token_revoked: tuple[str, ...] = setting(
+        p.token_names,
+        (),
+        "`jti` or `sub` values of tokens that no longer work; re-read from the `CONFIG_FILE` on `SIGHUP` and when it"
+        " changes; without one, read once at start ([revocation](#tokens-one-bridge-several-views))",
+        group="Access and commands",
+    )
+    cors_origins: tuple[str, ...] = setting(
+        p.origins,
+        (),
+        "origins of pages on other sites that may read and command, e.g. `https://your.site`, or `*`",
+        group="Access and commands",
+    )
+    cors_credentials: bool = setting(
+        p.boolean,
+        False,
+        "`true` lets those pages send the `sse_key` cookie (not with `*`)",
+        group="Access and commands",
+    )
+    command_rate: float = setting(
+        p.seconds(0.01, 1_000_000),
+        60.0,
+        "commands per minute, per client address (per cluster with Redis)",
+        group="Access and commands",
+    )
+    command_burst: int = setting(
+        p.integer(1, 1_000_000),
+        10,
+        "commands a client may send at once before `COMMAND_RATE` paces them",
+        group="Access and commands",
+    )
+    command_timeout: float = setting(
+        p.seconds(0.05, 600),
+        10.0,
+        "seconds to wait for Home Assistant's answer (then 504)",
+        group="Access and commands",
+    )
+    max_body_bytes: int = setting(
+        p.integer(64, 16 * 1024 * 1024), 8192, "largest command body", group="Access and commands"
+    )
+    # --- Scale-out (cluster/): every instance with the same Redis shares one upstream.
+    redis_url: Secret | None = setting(
+        p.redis_url,
+        None,
+        "`redis://[:password@]host[:port][/db]`, `rediss://…` (TLS), `unix:///path/redis.sock`",
+        group="Scale-out",
+        shown="*(none: a single instance, Redis never imported)*",
+    )
+    redis_prefix: str = setting(
+        p.key_prefix,
+        "sse:",
+        "prefix of every key; one prefix per cluster (two bridges may share a Redis)",
+        group="Scale-out",
+    )
+    redis_lease_ttl: float = setting(
+        p.seconds(0.3, 60),
+        3.0,
+        "seconds a leader's lease lasts without renewal: the failover time, roughly",
+        group="Scale-out",
+    )
 
     @property
     def demo(self) -> bool:
@@ -132,288 +260,38 @@ class Settings:
         return DEMO_SERVICES if self.demo else ()
 
     def secrets(self) -> list[str]:
-        """Every secret value, for the log redaction filter."""
-        values = (self.ha_token, self.read_key, self.write_key, self.token_secret)
-        found = [s.reveal() for s in values if s is not None and s.reveal()]
-        if self.redis_url is not None:  # its password (wherever it shows, alone or in the URL); the rest is not secret
-            password = urlsplit(self.redis_url.reveal()).password
-            found += [password] if password else []
+        """Every secret value, for the log redaction filter: that of each setting of type Secret."""
+        found = []
+        for declared in SETTINGS:
+            value = getattr(self, declared.field)
+            if declared.secret and value is not None:
+                text = value.reveal()
+                if declared.field == "redis_url":  # its host and db are what an operator needs to see
+                    text = urlsplit(text).password or ""
+                found += [text] if text else []
         return found
 
 
-DEMO_SERVICES = ("switch.turn_on", "switch.turn_off", "switch.toggle")
+# Every setting, in the order of the Settings fields.
+SETTINGS: tuple[Setting, ...] = declarations_of(Settings)
+_BY_ENV = {s.env: s for s in SETTINGS}
+_BY_FLAG = {s.flag: s for s in SETTINGS if s.flag}
 
 
-# --- parsing helpers -------------------------------------------------------------------
-
-
-def _show(value: str) -> str:
-    return repr(value if len(value) <= 60 else value[:57] + "...")
-
-
-def _int(lo: int, hi: int) -> Callable[[str, str], int]:
-    def parse(name: str, raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ConfigError(name, f"expected an integer from {lo} to {hi}, got {_show(raw)}") from None
-        if not lo <= value <= hi:
-            raise ConfigError(name, f"expected an integer from {lo} to {hi}, got {value}")
-        return value
-
-    return parse
-
-
-def _float(lo: float, hi: float) -> Callable[[str, str], float]:
-    def parse(name: str, raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ConfigError(name, f"expected a number of seconds from {lo:g} to {hi:g}, got {_show(raw)}") from None
-        if not math.isfinite(value) or not lo <= value <= hi:
-            raise ConfigError(name, f"expected a number of seconds from {lo:g} to {hi:g}, got {_show(raw)}")
-        return value
-
-    return parse
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration(lo: float, hi: float) -> Callable[[str, str], float]:
-    """Seconds, or a number with a unit: ``90``, ``30m``, ``24h``, ``7d``."""
-
-    def parse(name: str, raw: str) -> float:
-        text = raw.strip().lower()
-        unit = _UNITS.get(text[-1:], 0)
-        try:
-            value = float(text[:-1] if unit else text) * (unit or 1)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or not lo <= value <= hi:
-            raise ConfigError(
-                name, f"expected a duration from {lo:g} to {hi:g} s (e.g. 3600, 30m, 24h, 7d), got {_show(raw)}"
-            )
-        return value
-
-    return parse
-
-
-def _globs(name: str, raw: str) -> tuple[str, ...]:
-    items = tuple(item.strip() for item in raw.split(",") if item.strip())
-    if not items:
-        raise ConfigError(name, "expected a comma-separated list of entity ids or globs, got an empty list")
-    for item in items:
-        if any(c.isspace() for c in item) or "." not in item and item != "*":
-            expected = "expected entity ids or globs like 'sensor.*' or 'switch.charger'"
-            raise ConfigError(name, f"{expected}, got {_show(item)}")
-    return items
-
-
-def _choice(*options: str) -> Callable[[str, str], str]:
-    def parse(name: str, raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in options:
-            raise ConfigError(name, f"expected one of {', '.join(options)}, got {_show(raw)}")
-        return value
-
-    return parse
-
-
-def _host(name: str, raw: str) -> str:
-    value = raw.strip()
-    if not value or any(c.isspace() or c in "/?#@" for c in value):
-        raise ConfigError(name, f"expected a host name or IP address to bind, got {_show(raw)}")
-    return value
-
-
-def normalize_ha_url(name: str, raw: str) -> str:
-    """Accept ``http(s)://host[:port]`` or a full ``ws(s)://host[:port]/api/websocket``; return the ws(s) URL."""
-    value = raw.strip()
-    expected = "expected http(s)://host[:port] or ws(s)://host[:port]/api/websocket"
-    try:
-        parts = urlsplit(value)
-        port = parts.port  # raises ValueError on a bad port
-    except ValueError:
-        raise ConfigError(name, f"{expected}, got {_show(raw)}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
-        raise ConfigError(name, f"{expected}, got {_show(raw)}")
-    if parts.username is not None or parts.password is not None:
-        # Do not echo the URL: whatever sits before the '@' may be a password.
-        raise ConfigError(name, "must not contain user:password@; put the token in HA_TOKEN")
-    if parts.query or parts.fragment:
-        raise ConfigError(name, f"{expected} (no query or fragment), got {_show(raw)}")
-    ws_scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
-    path = parts.path.rstrip("/")
-    if scheme in ("http", "https") or not path:
-        path += "/api/websocket"
-    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-    if port is not None:
-        netloc += f":{port}"
-    return urlunsplit((ws_scheme, netloc, path, "", ""))
-
-
-def _key(name: str, raw: str) -> Secret:
-    value = raw.strip()
-    # Never echo the value: it is a secret even when it is a bad one.
-    if len(value) < 16 or any(c.isspace() or not c.isprintable() for c in value):
-        raise ConfigError(
-            name,
-            "expected at least 16 printable characters without spaces "
-            "(make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(24))')",
-        )
-    return Secret(value)
-
-
-def _token_secret(name: str, raw: str) -> Secret:
-    value = raw.strip()
-    # HS256 wants a key as long as its hash (RFC 7518, 3.2). Never echo the value.
-    if len(value.encode()) < 32 or any(c.isspace() or not c.isprintable() for c in value):
-        raise ConfigError(
-            name,
-            "expected at least 32 bytes of printable characters without spaces "
-            "(make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
-        )
-    return Secret(value)
-
-
-def _names(name: str, raw: str) -> tuple[str, ...]:
-    items = tuple(item.strip() for item in raw.split(",") if item.strip())
-    for item in items:
-        if not item.isprintable() or len(item) > 200:
-            raise ConfigError(name, f"expected a comma-separated list of token jti or sub values, got {_show(item)}")
-    return items
-
-
-def _services(name: str, raw: str) -> tuple[str, ...]:
-    items = tuple(item.strip() for item in raw.split(",") if item.strip())
-    if items == ("none",):
-        return ()
-    for item in items:
-        domain, dot, service = item.partition(".")
-        if not dot or not domain or not service or any(c.isspace() or c in "/?#" for c in item):
-            raise ConfigError(name, f"expected domain.service entries like 'switch.turn_on', got {_show(item)}")
-    return items
-
-
-def _origins(name: str, raw: str) -> tuple[str, ...]:
-    origins = []
-    for item in (item.strip() for item in raw.split(",")):
-        if not item:
-            continue
-        if item == "*":
-            origins.append(item)
-            continue
-        try:
-            parts = urlsplit(item)
-            parts.port  # noqa: B018 (raises ValueError on a bad port)
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
-            raise ConfigError(name, f"expected origins like 'https://example.com' or '*', got {_show(item)}")
-        if parts.query or parts.fragment or parts.username is not None:
-            raise ConfigError(name, f"expected origins like 'https://example.com' or '*', got {_show(item)}")
-        origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
-    return tuple(origins)
-
-
-def _bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(name, f"expected true or false, got {_show(raw)}")
-
-
-def _networks(name: str, raw: str) -> tuple[str, ...]:
-    items = tuple(item.strip() for item in raw.split(",") if item.strip())
-    for item in items:
-        if item == "*":
-            continue
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            message = f"expected IP addresses or networks like '10.0.0.0/8', or '*', got {_show(item)}"
-            raise ConfigError(name, message) from None
-    return items
-
-
-def _level(name: str, raw: str) -> str:
-    return _choice("critical", "error", "warning", "info", "debug")(name, raw)
-
-
-def _redis_url(name: str, raw: str) -> Secret:
-    value = raw.strip()
-    # Never echo the value: it may hold a password.
-    try:
-        parts = urlsplit(value)
-        _ = parts.port  # raises on a bad port
-    except ValueError:
-        raise ConfigError(name, "is not a valid URL (expected redis://[:password@]host[:port][/db])") from None
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(name, "expected a redis://, rediss:// or unix:// URL")
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ConfigError(name, "has no host (expected redis://[:password@]host[:port][/db])")
-    if parts.scheme == "unix" and not parts.path:
-        raise ConfigError(name, "has no socket path (expected unix:///path/to/redis.sock)")
-    return Secret(value)
-
-
-def _prefix(name: str, raw: str) -> str:
-    value = raw.strip()
-    if len(value) > 64 or any(c.isspace() or not c.isprintable() for c in value):
-        raise ConfigError(name, f"expected up to 64 printable characters without spaces, got {_show(value)}")
-    return value
-
-
-# Setting name -> (Settings field, parser). The names are the environment variables.
-_PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
-    "HA_URL": ("ha_url", normalize_ha_url),
-    "HA_TOKEN": ("ha_token", lambda name, raw: Secret(raw.strip())),
-    "ENTITIES": ("entities", _globs),
-    "HOST": ("host", _host),
-    "PORT": ("port", _int(1, 65535)),
-    "GRACEFUL_TIMEOUT": ("graceful_timeout", _float(0, 3600)),
-    "LOG_LEVEL": ("log_level", _level),
-    "HEARTBEAT": ("heartbeat", _float(0.05, 300)),
-    "RETRY_MS": ("retry_ms", _int(100, 600_000)),
-    "REPLAY_BUFFER": ("replay_buffer", _int(0, 1_000_000)),
-    "CLIENT_BUFFER_BYTES": ("client_buffer_bytes", _int(4096, 256 * 1024 * 1024)),
-    "HA_PING_INTERVAL": ("ha_ping_interval", _float(0.05, 3600)),
-    "HA_PONG_TIMEOUT": ("ha_pong_timeout", _float(0.05, 600)),
-    "HA_CONNECT_TIMEOUT": ("ha_connect_timeout", _float(0.05, 600)),
-    "HA_BACKOFF_MAX": ("ha_backoff_max", _float(0.01, 3600)),
-    "HA_AUTH_RETRY": ("ha_auth_retry", _float(0.05, 86400)),
-    "DEMO_INTERVAL": ("demo_interval", _float(0.01, 3600)),
-    "HISTORY_WINDOW": ("history_window", _duration(0, 31 * 86400)),
-    "HISTORY_POINTS": ("history_points", _int(0, 10_000)),
-    "HISTORY_ENTITIES": ("history_entities", _int(0, 1000)),
-    "READ_KEY": ("read_key", _key),
-    "WRITE_KEY": ("write_key", _key),
-    "TOKEN_SECRET": ("token_secret", _token_secret),
-    "TOKEN_REVOKED": ("token_revoked", _names),
-    "ALLOWED_SERVICES": ("allowed_services", _services),
-    "CORS_ORIGINS": ("cors_origins", _origins),
-    "CORS_CREDENTIALS": ("cors_credentials", _bool),
-    "MAX_STREAMS": ("max_streams", _int(1, 1_000_000)),
-    "MAX_STREAMS_PER_IP": ("max_streams_per_ip", _int(1, 1_000_000)),
-    "COMMAND_TIMEOUT": ("command_timeout", _float(0.05, 600)),
-    "COMMAND_RATE": ("command_rate", _float(0.01, 1_000_000)),
-    "COMMAND_BURST": ("command_burst", _int(1, 1_000_000)),
-    "MAX_BODY_BYTES": ("max_body_bytes", _int(64, 16 * 1024 * 1024)),
-    "REQUEST_TIMEOUT": ("request_timeout", _float(0.1, 3600)),
-    "MAX_FILTER_PATTERNS": ("max_filter_patterns", _int(1, 10_000)),
-    "MAX_FILTER_LENGTH": ("max_filter_length", _int(16, 1_000_000)),
-    "LOG_FORMAT": ("log_format", _choice("text", "json")),
-    "ACCESS_LOG": ("access_log", _bool),
-    "FORWARDED_ALLOW_IPS": ("forwarded_allow_ips", _networks),
-    "MAX_STREAM_AGE": ("max_stream_age", _float(0, 7 * 86400)),
-    "REDIS_URL": ("redis_url", _redis_url),
-    "REDIS_PREFIX": ("redis_prefix", _prefix),
-    "REDIS_LEASE_TTL": ("redis_lease_ttl", _float(0.3, 60)),
-}
+def settings_table() -> str:
+    """The README's table of settings (Markdown), one section per group."""
+    lines = [
+        "| Variable | Default | Meaning |",
+        "|---|---|---|",
+        "| `CONFIG_FILE` | *(none)* | a TOML file with any of the settings below |",
+    ]
+    for group in GROUPS:
+        lines.append(f"| **{group}** | | |")
+        for s in SETTINGS:
+            if s.group == group:
+                flag = f" (`{s.flag}`)" if s.flag else ""
+                lines.append(f"| `{s.env}` | {s.default_markdown} | {s.help}{flag} |")
+    return "\n".join(lines) + "\n"
 
 
 def _read_file(path: str) -> dict[str, str]:
@@ -421,38 +299,42 @@ def _read_file(path: str) -> dict[str, str]:
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except OSError as e:
-        raise ConfigError("CONFIG_FILE", f"cannot read {_show(path)}: {e.strerror or e}") from None
+        raise ConfigError("CONFIG_FILE", f"cannot read {p.show(path)}: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError("CONFIG_FILE", f"{_show(path)} is not valid TOML: {e}") from None
+        raise ConfigError("CONFIG_FILE", f"{p.show(path)} is not valid TOML: {e}") from None
     values: dict[str, str] = {}
     for key, value in data.items():
         name = key.upper()
-        if name not in _PARSERS:
-            raise ConfigError("CONFIG_FILE", f"unknown setting {_show(key)} in {_show(path)}")
+        if name not in _BY_ENV:
+            raise ConfigError("CONFIG_FILE", f"unknown setting {p.show(key)} in {p.show(path)}")
         if isinstance(value, list):
             value = ",".join(str(v) for v in value)
         elif isinstance(value, bool):
             value = "true" if value else "false"
         elif not isinstance(value, str | int | float):
-            raise ConfigError(name, f"expected a string or a number in {_show(path)}")
+            raise ConfigError(name, f"expected a string or a number in {p.show(path)}")
         values[name] = str(value)
     return values
 
 
-def load_settings(environ: Mapping[str, str]) -> Settings:
+def load_settings(environ: Mapping[str, str], flags: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from environment variables (and ``CONFIG_FILE`` if set).
 
-    Environment variables win over the file. Raises :class:`ConfigError` on the first problem.
+    ``flags`` are command-line values by flag (``{"--port": "9000"}``); they win over the
+    environment, which wins over the file, and a bad one is reported under the flag's name.
+    A blank flag stands for its variable unset. Raises :class:`ConfigError` on the first problem.
     """
-    raw: dict[str, str] = {}
-    if environ.get("CONFIG_FILE", "").strip():
-        raw.update(_read_file(environ["CONFIG_FILE"].strip()))
-    raw.update({name: environ[name] for name in _PARSERS if environ.get(name, "").strip()})
+    given = dict(environ)
+    typed: dict[str, str] = {}  # variable -> the flag the user typed for it
+    for flag, value in (flags or {}).items():
+        given[_BY_FLAG[flag].env] = value
+        typed[_BY_FLAG[flag].env] = flag
+    raw: dict[str, tuple[str, str]] = {}  # variable -> (the name a problem is reported under, value)
+    if given.get("CONFIG_FILE", "").strip():
+        raw.update({name: (name, value) for name, value in _read_file(given["CONFIG_FILE"].strip()).items()})
+    raw.update({name: (typed.get(name, name), given[name]) for name in _BY_ENV if given.get(name, "").strip()})
 
-    fields: dict[str, object] = {}
-    for name, value in raw.items():
-        field, parse = _PARSERS[name]
-        fields[field] = parse(name, value)
+    fields = {_BY_ENV[name].field: _BY_ENV[name].parse(label, value) for name, (label, value) in raw.items()}
 
     if "ha_url" in fields and "ha_token" not in fields:
         raise ConfigError("HA_TOKEN", "required when HA_URL is set (a long-lived access token from your HA profile)")

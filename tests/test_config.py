@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
-from sse_service.config import ConfigError, Secret, Settings, load_settings
+from sse_service.__main__ import main
+from sse_service.config import GROUPS, SETTINGS, ConfigError, Secret, Setting, Settings, load_settings, settings_table
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.very-secret-token"
 
@@ -165,3 +168,87 @@ def test_request_timeout_and_filter_caps_have_defaults_and_can_be_set() -> None:
     assert (defaults.request_timeout, defaults.max_filter_patterns, defaults.max_filter_length) == (10.0, 100, 2048)
     settings = load_settings({"REQUEST_TIMEOUT": "2.5", "MAX_FILTER_PATTERNS": "20", "MAX_FILTER_LENGTH": "500"})
     assert (settings.request_timeout, settings.max_filter_patterns, settings.max_filter_length) == (2.5, 20, 500)
+
+
+# --- each setting declared once (issue 24, item 5) -------------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+TABLE = re.compile(r"<!-- settings-table:[^>]*-->\n(.*?)<!-- /settings-table -->\n", re.S)
+
+
+def test_every_settings_field_is_declared_and_every_declaration_is_a_field() -> None:
+    fields = [f.name for f in dataclasses.fields(Settings)]
+    assert fields == [s.field for s in SETTINGS], "a field made without setting() is never read"
+    assert len({s.env for s in SETTINGS}) == len(SETTINGS)
+
+
+def test_the_readme_settings_table_is_the_one_made_from_the_declarations() -> None:
+    found = TABLE.findall(README.read_text())
+    assert len(found) == 1, "README.md has one <!-- settings-table: … --> … <!-- /settings-table --> block"
+    assert found[0] == settings_table(), (
+        "README.md's settings table differs from the declarations in sse_service/config.py; paste the output of "
+        "python -c 'from sse_service.config import settings_table; print(settings_table(), end=\"\")'"
+    )
+
+
+def test_the_table_names_every_setting_once_in_its_group() -> None:
+    rows = [line for line in settings_table().splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == [
+        "CONFIG_FILE",
+        *(s.env for g in GROUPS for s in SETTINGS if s.group == g),
+    ]
+    assert {s.group for s in SETTINGS} == set(GROUPS), "no section of the table is empty"
+
+
+@pytest.mark.parametrize("declared", SETTINGS, ids=lambda s: s.env)
+def test_the_default_the_table_shows_is_the_default_and_the_setting_accepts_it(declared: Setting) -> None:
+    shown = declared.default_markdown
+    if declared.default is None or shown.startswith(("*(none", "demo:")):
+        assert declared.default in (None, ()), shown
+        return
+    text = shown.split("`")[1]  # the value as a user would write it, e.g. 24h for HISTORY_WINDOW
+    assert declared.parse(declared.env, text) == declared.default, shown
+    assert load_settings({declared.env: text}) == Settings(), "the default written out changes nothing"
+
+
+def test_secrets_are_the_settings_of_type_secret_and_each_is_kept_out_of_the_log() -> None:
+    secret = {s.env for s in SETTINGS if s.secret}
+    assert secret == {"HA_TOKEN", "READ_KEY", "WRITE_KEY", "TOKEN_SECRET", "REDIS_URL"}
+    environ = {name: f"{name.lower()}-0123456789abcdef0123456789" for name in secret}
+    environ.update(HA_URL="http://ha:8123", REDIS_URL="redis://:redis-password-0123@localhost")
+    redacted = load_settings(environ).secrets()
+    # A new secret setting must reach the log filter too; of a Redis URL only the password is secret.
+    assert sorted(redacted) == sorted([*(environ[name] for name in secret - {"REDIS_URL"}), "redis-password-0123"])
+
+
+FLAGGED = [s for s in SETTINGS if s.flag]
+
+
+def test_the_five_flags_are_the_ones_declared() -> None:
+    assert [s.flag for s in FLAGGED] == [
+        "--host",
+        "--port",
+        "--graceful-timeout",
+        "--forwarded-allow-ips",
+        "--max-stream-age",
+    ]
+
+
+@pytest.mark.parametrize("declared", FLAGGED, ids=lambda s: str(s.flag))
+def test_a_flag_wins_over_its_variable_and_a_bad_one_is_named_as_typed(declared: Setting) -> None:
+    default = declared.default_markdown.split("`")[1]
+    assert load_settings({declared.env: "not valid!"}, {declared.flag or "": default}) == Settings()
+    with pytest.raises(ConfigError) as caught:
+        load_settings({declared.env: default}, {declared.flag or "": "not valid!"})
+    assert str(caught.value).startswith(f"{declared.flag}: expected ")
+    assert load_settings({declared.env: "not valid!"}, {declared.flag or "": ""}) == Settings(), "blank: unset"
+
+
+def test_help_lists_each_flag_with_its_help_and_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for declared in FLAGGED:
+        assert f"{declared.flag} {declared.env} " in text
+        assert f"({declared.env}; default " in text
+    assert "85–100 % of this many seconds" in text and "* trusts whoever connects" in text

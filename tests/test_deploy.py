@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +27,8 @@ import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML comes with uvicorn[standard]; no stubs
 from packaging.requirements import Requirement
+
+from sse_service.config import SETTINGS
 
 from .helpers import free_port
 
@@ -316,6 +318,38 @@ def test_compose_points_the_service_at_home_assistant_and_keeps_secrets_in_the_e
     example = (ROOT / "deploy/sse-service.env.example").read_text()
     for name in ("HA_TOKEN", "WRITE_KEY"):
         assert re.search(rf"^{name}=$", example, re.M), f"the example leaves {name} for the user"
+
+
+# What the files set for Python or the shell, not for the service.
+NOT_SETTINGS = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
+
+
+def test_the_deploy_files_set_only_declared_settings_and_every_value_parses() -> None:
+    """A renamed or mistyped setting in a platform's file would be ignored there without a word."""
+    (render,) = load_yaml("render.yaml")["services"]
+    unit = unit_settings((ROOT / "deploy/sse-service.service").read_text())
+    example = (ROOT / "deploy/sse-service.env.example").read_text()
+    files: dict[str, Mapping[str, object]] = {
+        "app.json": {
+            name: spec.get("value", "") for name, spec in json.loads((ROOT / "app.json").read_text())["env"].items()
+        },
+        "render.yaml": {variable["key"]: variable.get("value", "") for variable in render["envVars"]},
+        "fly.toml": tomllib.loads((ROOT / "fly.toml").read_text())["env"],
+        "compose.yaml": load_yaml("compose.yaml")["services"]["sse-service"]["environment"],
+        # Its commented-out lines too (# READ_KEY=): they are there to be filled in.
+        "deploy/sse-service.env.example": dict(re.findall(r"^(?:# ?)?([A-Z_]+)=(.*)$", example, re.M)),
+        "deploy/sse-service.service": dict(item.split("=", 1) for item in unit["Environment"][0].split()),
+        "Dockerfile": dockerfile_env(),
+    }
+    declared = {setting.env: setting for setting in SETTINGS}
+    for file, values in files.items():
+        assert values, f"{file} is read"
+        for name, value in values.items():
+            if name in NOT_SETTINGS:
+                continue
+            assert name in declared, f"{file} sets {name}, which is not a setting"
+            if str(value).strip():
+                declared[name].parse(f"{file}: {name}", str(value))
 
 
 def unit_settings(text: str) -> dict[str, list[str]]:
