@@ -243,6 +243,16 @@ async def test_an_ha_stopped_while_still_starting_is_a_plain_outage_that_removes
     assert set(sink.snapshots[-1]) == set(ha.states), "the view once HA runs is HA's whole view"
 
 
+async def test_a_request_that_cannot_be_built_leaves_nothing_pending(ha: DemoHomeAssistant) -> None:
+    sink = Sink()
+    async with running(make_client(ha, sink)) as client:
+        await sink.wait(lambda: client.connected)
+        with pytest.raises((ValueError, OverflowError, OSError)):
+            await client.history(["sensor.battery_level"], 1e15, 1e15 + 60)  # past the year 9999
+        assert client._session is not None and client._session.pending == {}
+        await client.call_service("switch", "turn_on", None, {"entity_id": "switch.charger"})  # ids go on
+
+
 async def test_an_ha_that_cannot_say_its_core_state_is_taken_as_running(ha: DemoHomeAssistant) -> None:
     ha.core_state = ""  # as an HA whose get_config has no state
     sink = Sink()

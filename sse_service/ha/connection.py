@@ -169,14 +169,17 @@ class Connection:
     ) -> int:
         # Taking the id and writing the frame happen under one lock (id_reuse, above).
         async with self._send_lock:
-            self.last_id += 1
-            msg_id = self.last_id
+            msg_id = self.last_id + 1
+            # Built before anything is registered: a message that cannot be built (a time out of
+            # range, a NaN) raises here and leaves no pending call behind.
+            text = _dumps(build(msg_id))
+            self.last_id = msg_id
             if future is not None:
                 self.pending[msg_id] = future
             if handler is not None:
                 self._handlers[msg_id] = (handler, subscription)
             try:
-                await self.ws.send(_dumps(build(msg_id)))
+                await self.ws.send(text)
             except ConnectionClosed:
                 # The connection is going away: the caller gets NotConnected, and the
                 # future is nobody's to await any more.
