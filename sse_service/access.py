@@ -154,18 +154,23 @@ class Keys:
     With ``TOKEN_SECRET`` set nothing is open: reading needs a key or a token (else a token
     for a public page would narrow nothing), and commands a write key or a token whose
     ``services`` allow them.
+
+    ``ingress`` is the credential of requests that came through Home Assistant's Ingress
+    (proxy.IngressMiddleware puts it in their ``Authorization``): random, made at start, never
+    shown. It grants what the write key grants; it is not a key anyone is given.
     """
 
     read: Secret | None = None
     write: Secret | None = None
     tokens: TokenVerifier | None = None
+    ingress: Secret | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Keys:
+    def from_settings(cls, settings: Settings, ingress: Secret | None = None) -> Keys:
         verifier = None
         if settings.token_secret is not None:
             verifier = TokenVerifier(settings.token_secret, revoked=settings.token_revoked)
-        return cls(settings.read_key, settings.write_key, verifier)
+        return cls(settings.read_key, settings.write_key, verifier, ingress)
 
     @property
     def open(self) -> bool:
@@ -177,7 +182,7 @@ class Keys:
         When none is valid, the refusal of the first token given (it says exactly what is
         wrong with it), else a plain "a key is required".
         """
-        if self.open:
+        if self.open or _same(_bearer(headers), self.ingress):
             return EVERYTHING
         given = (_bearer(headers), query.get(TOKEN_PARAM), query.get(KEY_PARAM), _cookie(headers, KEY_COOKIE))
         refused: Denied | None = None
@@ -197,7 +202,7 @@ class Keys:
         if self.open:
             return EVERYTHING
         given = _bearer(headers)
-        if _same(given, self.write) or self.write is None and _same(given, self.read):
+        if _same(given, self.ingress) or _same(given, self.write) or self.write is None and _same(given, self.read):
             return EVERYTHING
         if given is not None and (grant := self._token(given)) is not None:
             return grant

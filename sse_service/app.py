@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .logs import AccessLogMiddleware
-from .proxy import ProxyHeadersMiddleware, TrustedProxies
+from .proxy import Ingress, IngressMiddleware, ProxyHeadersMiddleware, TrustedProxies
 from .responses import error_response
 from .service import Service
 from .untrusted import loggable
@@ -72,10 +72,12 @@ def _route_path(scope: Scope) -> str:
     return path[len(root) :] if root and path.startswith(root + "/") else path
 
 
-def create_app(service: Service, *, web_dir: Path | None = WEB_DIR) -> Starlette:
+def create_app(service: Service, *, web_dir: Path | None = WEB_DIR, ingress: Ingress | None = None) -> Starlette:
     """Lay the service's endpoints out as routes, with the middleware and error pages around them.
 
-    Nothing global: several services can run side by side (the tests do).
+    Nothing global: several services can run side by side (the tests do). With ``ingress``,
+    requests on its port are Home Assistant's Ingress (proxy.IngressMiddleware), the service's
+    ``Keys`` made with its credential.
     """
     settings = service.settings
 
@@ -132,6 +134,8 @@ def create_app(service: Service, *, web_dir: Path | None = WEB_DIR) -> Starlette
         "max_age": 600,
     }
     middleware = [Middleware(ProxyHeadersMiddleware, trusted=trusted)]
+    if ingress is not None:
+        middleware.insert(0, Middleware(IngressMiddleware, ingress=ingress))
     if settings.access_log:
         middleware.append(Middleware(AccessLogMiddleware))
     if settings.cors_origins:
@@ -139,8 +143,9 @@ def create_app(service: Service, *, web_dir: Path | None = WEB_DIR) -> Starlette
     # /events, ahead of the stack: the same forwarded headers and CORS, nothing else.
     events: ASGIApp = service.events
     events_app: ASGIApp = CORSMiddleware(events, **cors) if settings.cors_origins else events
+    events_app = ProxyHeadersMiddleware(events_app, trusted)
     app = _App(
-        events=ProxyHeadersMiddleware(events_app, trusted),
+        events=IngressMiddleware(events_app, ingress) if ingress is not None else events_app,
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,

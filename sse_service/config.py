@@ -6,8 +6,13 @@ flag. Its environment variable (and TOML key) is the field's name, upper-cased. 
 is read from that declaration (:data:`SETTINGS`): :func:`load_settings`, the flags in
 ``__main__``, and the README's table (:func:`settings_table`, checked by a test).
 
-Every problem is reported as one line that names the setting (or the flag typed), e.g. ``PORT:
-expected an integer from 1 to 65535, got 'abc'``. Secret values are never echoed back.
+Every problem is reported as one line that names the setting (or the flag typed, or the add-on
+option), e.g. ``PORT: expected an integer from 1 to 65535, got 'abc'``. Secret values are never
+echoed back.
+
+Inside a Home Assistant add-on the settings are the add-on's options (``/data/options.json``,
+keys the lower-cased names, read with :func:`read_options`), and without ``HA_URL``/``HA_TOKEN``
+the Supervisor's own ``SUPERVISOR_TOKEN`` opens Home Assistant at :data:`SUPERVISOR_URL`.
 
 Past 300 lines because the declarations of all the settings are most of it, and they read best
 as one list; the parsers (parsers.py) and the shape of a declaration (declaration.py) are apart.
@@ -16,6 +21,7 @@ as one list; the parsers (parsers.py) and the shape of a declaration (declaratio
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -24,9 +30,22 @@ from . import parsers as p
 from .declaration import GROUPS, Setting, declarations_of, setting
 from .parsers import ConfigError, Secret
 
-__all__ = ["GROUPS", "SETTINGS", "ConfigError", "Secret", "Setting", "Settings", "load_settings", "settings_table"]
+__all__ = [
+    "GROUPS",
+    "SETTINGS",
+    "SUPERVISOR_URL",
+    "ConfigError",
+    "Secret",
+    "Setting",
+    "Settings",
+    "load_settings",
+    "read_options",
+    "settings_table",
+]
 
 DEMO_SERVICES = ("switch.turn_on", "switch.turn_off", "switch.toggle")
+# Where an add-on reaches Home Assistant's WebSocket API through the Supervisor (homeassistant_api: true).
+SUPERVISOR_URL = "ws://supervisor/core/websocket"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -294,6 +313,21 @@ def settings_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _as_text(name: str, value: object, source: str) -> str | None:
+    """A TOML or JSON value as the environment would hold it (a list comma-joined); None: not given."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in value):
+            raise ConfigError(name, f"expected a list of strings in {source}")
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, str | int | float):
+        raise ConfigError(name, f"expected a string or a number in {source}")
+    return str(value)
+
+
 def _read_file(path: str) -> dict[str, str]:
     try:
         with open(path, "rb") as f:
@@ -307,22 +341,39 @@ def _read_file(path: str) -> dict[str, str]:
         name = key.upper()
         if name not in _BY_ENV:
             raise ConfigError("CONFIG_FILE", f"unknown setting {p.show(key)} in {p.show(path)}")
-        if isinstance(value, list):
-            value = ",".join(str(v) for v in value)
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
-        elif not isinstance(value, str | int | float):
-            raise ConfigError(name, f"expected a string or a number in {p.show(path)}")
-        values[name] = str(value)
+        text = _as_text(name, value, p.show(path))
+        if text is not None:
+            values[name] = text
     return values
 
 
-def load_settings(environ: Mapping[str, str], flags: Mapping[str, str] | None = None) -> Settings:
+def read_options(path: str) -> dict[str, object]:
+    """A Home Assistant add-on's options (``/data/options.json``), for ``load_settings(options=…)``."""
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise ConfigError("options", f"cannot read {p.show(path)}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise ConfigError("options", f"{p.show(path)} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("options", f"{p.show(path)} is not a JSON object")
+    return data
+
+
+def load_settings(
+    environ: Mapping[str, str], flags: Mapping[str, str] | None = None, options: Mapping[str, object] | None = None
+) -> Settings:
     """Build :class:`Settings` from environment variables (and ``CONFIG_FILE`` if set).
 
     ``flags`` are command-line values by flag (``{"--port": "9000"}``); they win over the
-    environment, which wins over the file, and a bad one is reported under the flag's name.
-    A blank flag stands for its variable unset. Raises :class:`ConfigError` on the first problem.
+    environment, which wins over an add-on's ``options`` (:func:`read_options`), which win over
+    the file. A bad flag or option is reported under the name the user typed. A blank value
+    stands for its variable unset. Raises :class:`ConfigError` on the first problem.
+
+    With neither ``HA_URL`` nor ``HA_TOKEN`` and a ``SUPERVISOR_TOKEN`` in the environment (a
+    Home Assistant add-on with ``homeassistant_api: true``), Home Assistant is the Supervisor's
+    proxy at :data:`SUPERVISOR_URL` with that token; it is then ``ha_token``, a secret like any.
     """
     given = dict(environ)
     typed: dict[str, str] = {}  # variable -> the flag the user typed for it
@@ -332,9 +383,21 @@ def load_settings(environ: Mapping[str, str], flags: Mapping[str, str] | None = 
     raw: dict[str, tuple[str, str]] = {}  # variable -> (the name a problem is reported under, value)
     if given.get("CONFIG_FILE", "").strip():
         raw.update({name: (name, value) for name, value in _read_file(given["CONFIG_FILE"].strip()).items()})
+    for key, option in (options or {}).items():
+        if key.upper() not in _BY_ENV:
+            raise ConfigError(key, "is not an option of this add-on")
+        text = _as_text(key, option, "the add-on's options")
+        if text is not None and text.strip():
+            raw[key.upper()] = (key, text)
     raw.update({name: (typed.get(name, name), given[name]) for name in _BY_ENV if given.get(name, "").strip()})
 
-    fields = {_BY_ENV[name].field: _BY_ENV[name].parse(label, value) for name, (label, value) in raw.items()}
+    fields: dict[str, object] = {
+        _BY_ENV[name].field: _BY_ENV[name].parse(label, value) for name, (label, value) in raw.items()
+    }
+
+    supervisor_token = given.get("SUPERVISOR_TOKEN", "").strip()
+    if supervisor_token and "ha_url" not in fields and "ha_token" not in fields:
+        fields["ha_url"], fields["ha_token"] = SUPERVISOR_URL, Secret(supervisor_token)
 
     if "ha_url" in fields and "ha_token" not in fields:
         raise ConfigError("HA_TOKEN", "required when HA_URL is set (a long-lived access token from your HA profile)")

@@ -12,21 +12,26 @@ spelling): anything else (``unknown``, an obfuscated ``_id``, any string) would 
 client id of its own choosing and sidestep the per-address caps. Then the peer's own address
 is used, and the first such header is logged. Only the right-most ``MAX_HOPS`` entries are
 read: a 200 KB chain of trusted addresses took 50 ms to walk.
+
+:class:`IngressMiddleware` is Home Assistant's Ingress, on a port of its own (see there).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import re
 from collections.abc import Awaitable, Iterable
 
 from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .parsers import Secret
 from .untrusted import loggable
 
-__all__ = ["ProxyHeadersMiddleware", "TrustedProxies"]
+__all__ = ["Ingress", "IngressMiddleware", "ProxyHeadersMiddleware", "TrustedProxies"]
 
 _FORWARDED_FOR = re.compile(r'(?i)(?:^|[;\s])for=(?:"([^"]*)"|([^;,\s]*))')
 _FORWARDED_PROTO = re.compile(r'(?i)(?:^|[;\s])proto=(?:"([^"]*)"|([^;,\s]*))')
@@ -151,4 +156,65 @@ class ProxyHeadersMiddleware:
                 if proto:
                     scheme = proto if scope["type"] == "http" else {"http": "ws", "https": "wss"}[proto]
                     scope = dict(scope, scheme=scheme)
+        return self.app(scope, receive, send)
+
+
+# What the Supervisor sends as X-Ingress-Path: /api/hassio_ingress/<token>. Anything else is ignored.
+_INGRESS_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
+
+
+@dataclasses.dataclass(frozen=True)
+class Ingress:
+    """Home Assistant's Ingress: the port it is served on, who may connect to it, and the
+    credential a request on it is given (``Keys.ingress``: random, made at start, never shown)."""
+
+    port: int
+    peers: TrustedProxies
+    credential: Secret
+
+
+class IngressMiddleware:
+    """Requests on the ingress port: only from the Supervisor, and already authenticated.
+
+    Home Assistant's Supervisor proxies ``/api/hassio_ingress/<token>/…`` to this port after its
+    own login, with the prefix stripped and named in ``X-Ingress-Path``. So on this port, and
+    only here (the port the socket was accepted on, ``scope["server"]``, which no header can
+    change): a peer other than the Supervisor's address gets 403 before anything else runs; a
+    request from it carries the ingress credential in place of any ``Authorization`` it had, so
+    the routes' usual key check lets it read and command; and the prefix becomes the
+    ``root_path``. Requests on the main port pass through untouched: nothing said there can
+    make a request count as one from Ingress. Goes outside ``ProxyHeadersMiddleware``: the
+    address checked is the connection's, not a forwarded one.
+    """
+
+    def __init__(self, app: ASGIApp, ingress: Ingress) -> None:
+        self.app = app
+        self.ingress = ingress
+        self._bearer = b"Bearer " + ingress.credential.reveal().encode()
+        self._refused_logged = False
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        server = scope.get("server")
+        if scope["type"] not in ("http", "websocket") or not server or server[1] != self.ingress.port:
+            return self.app(scope, receive, send)
+        peer = scope.get("client")
+        host = str(peer[0]) if peer else ""
+        if host not in self.ingress.peers:
+            if not self._refused_logged:
+                self._refused_logged = True
+                log.warning(
+                    "Refused a request to the ingress port from %s: only the Supervisor may use it (logged once)",
+                    loggable(host or "unknown", 64),
+                )
+            body = {"error": {"code": "forbidden", "message": "this port is only for Home Assistant's Ingress"}}
+            return JSONResponse(body, status_code=403)(scope, receive, send)
+        headers = [(name, value) for name, value in scope["headers"] if name != b"authorization"]
+        headers.append((b"authorization", self._bearer))
+        scope = dict(scope, headers=headers)
+        prefix = Headers(scope=scope).get("x-ingress-path", "").rstrip("/")
+        if prefix and _INGRESS_PATH.fullmatch(prefix) and ".." not in prefix.split("/"):
+            # As ASGI has it: the path includes the root_path (Starlette's routing strips it).
+            scope["root_path"] = prefix
+            scope["path"] = prefix + scope["path"]
+            scope["raw_path"] = prefix.encode() + scope.get("raw_path", scope["path"].encode())
         return self.app(scope, receive, send)

@@ -185,8 +185,11 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
     )
 
 
-def serve(service: Service, app: Starlette) -> int:
-    """Run until SIGTERM (0) or until a background part of the service fails (1, for a supervisor)."""
+def serve(service: Service, app: Starlette, *, also: socket.socket | None = None) -> int:
+    """Run until SIGTERM (0) or until a background part of the service fails (1, for a supervisor).
+
+    ``also``: a second listening socket served by the same app (the add-on's ingress port).
+    """
     settings = service.settings
     server = Server(uvicorn_config(app, settings), drain=service.drain)
 
@@ -196,7 +199,7 @@ def serve(service: Service, app: Starlette) -> int:
     service.on_failure = stop
     sock = listening_socket(settings.host, settings.port)
     log.info("%s", where_to_look(settings, sock.getsockname()[1]))
-    server.run(sockets=[sock])
+    server.run(sockets=[sock] if also is None else [sock, also])
     return 1 if service.failure is not None else 0
 
 

@@ -27,7 +27,7 @@ from .access import Keys, RateLimiter, StreamLimits
 from .api import StateRoutes
 from .changelog import MemoryLog
 from .commands import CommandEndpoint
-from .config import Settings
+from .config import Secret, Settings
 from .filters import EntityPattern, FilterLimits
 from .ha.client import HAClient, UpstreamSink
 from .ha.demo import BatteryHome, DemoHomeAssistant
@@ -63,9 +63,11 @@ class Service:
         *,
         reload: Callable[[], Settings] | None = None,
         watch: Path | None = None,
+        ingress: Secret | None = None,
     ) -> None:
         """``reload`` reads the settings again, for ``TOKEN_REVOKED`` on SIGHUP and whenever the
-        file ``watch`` (the ``CONFIG_FILE``) changes."""
+        file ``watch`` (the ``CONFIG_FILE``) changes. ``ingress``: the credential of requests
+        through Home Assistant's Ingress (``Keys.ingress``)."""
         self.settings = settings
         self.hub = Hub(
             replay_size=settings.replay_buffer,
@@ -78,7 +80,7 @@ class Service:
         if settings.ha_url is None or settings.ha_token is None:
             self.demo = DemoHomeAssistant()
             self.demo.bind()
-        self.keys = Keys.from_settings(settings)
+        self.keys = Keys.from_settings(settings, ingress)
         self.limits = StreamLimits(settings.max_streams, settings.max_streams_per_ip)
         self.filter_limits = FilterLimits(settings.max_filter_patterns, settings.max_filter_length)
 

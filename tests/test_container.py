@@ -1,10 +1,7 @@
 """The Dockerfile, built and run for real with podman.
 
-No registry is reachable from CI, so the base is built from Debian packages with mmdebstrap
-once and kept (the tarball in ~/.cache/sse_service/, the image as localhost/debian-python:bookworm);
-``CONTAINER_TEST_BASE=python:3.12-slim`` uses another base instead. What this test creates
-(the image tag, the containers) it removes by name. Skips without podman, except under
-``CI=true`` where it fails (tests/run installs podman, runc and mmdebstrap as root).
+The offline base and the podman flags this sandbox needs are in tests/podman.py (shared with
+tests/test_addon.py). What this test creates (the image tag, the containers) it removes by name.
 
 Measurements (build time, image size, run to first byte, drain time) are printed and written
 to test-artifacts/container.json.
@@ -13,65 +10,27 @@ to test-artifacts/container.json.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from .helpers import free_port
+from .podman import ARTIFACTS, ROOT, build_flags, need, podman, runtime_flags
+from .podman import base_image as podman_base_image
 from .test_deploy import read_events
 
 pytestmark = pytest.mark.timeout(900)  # the first run builds the base image
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sse_service"
-BASE_IMAGE = "localhost/debian-python:bookworm"
-BASE_TARBALL = CACHE / "debian-python-bookworm.tar"
-DEBIAN = "http://deb.debian.org/debian"
-# The sandbox re-signs HTTPS with a CA only the host trusts: lend its bundle to the build's RUN steps.
-HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 GRACE = 10  # seconds podman stop waits before SIGKILL (its default)
 MEASURED: dict[str, Any] = {}
 _names = itertools.count()
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def need(tool: str) -> str:
-    found = shutil.which(tool)
-    if found is None:
-        reason = f"{tool} is not installed (tests/run installs podman, runc and mmdebstrap as root with apt-get)"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
-
-
-def runtime_flags() -> list[str]:
-    """What podman needs in this sandbox: runc (crun cannot do hybrid cgroups here) and limits it may set."""
-    flags = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
-    if shutil.which("runc"):
-        flags[:0] = ["--runtime", "runc"]
-    return flags
-
-
-def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([need("podman"), *args], capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert result.returncode == 0, f"podman {' '.join(args)}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
-    return result
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -85,51 +44,13 @@ def _report() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def base_image() -> str:
-    if override := os.environ.get("CONTAINER_TEST_BASE"):
-        return override
-    need("podman")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with (CACHE / "base.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two runs at once build it once
-        if podman("image", "exists", BASE_IMAGE, check=False).returncode == 0:
-            MEASURED["base"] = "cached image"
-            return BASE_IMAGE
-        started = time.monotonic()
-        if not BASE_TARBALL.exists():
-            partial = BASE_TARBALL.with_suffix(".partial.tar")
-            built = subprocess.run(
-                [
-                    need("mmdebstrap"),
-                    "--variant=minbase",
-                    "--include=python3,python3-venv,ca-certificates",
-                    *(f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "info", "locale")),
-                    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-                    '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*',
-                    "bookworm",
-                    str(partial),
-                    f"deb {DEBIAN} bookworm main",
-                    f"deb {DEBIAN} bookworm-updates main",
-                    "deb http://deb.debian.org/debian-security bookworm-security main",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
-            assert built.returncode == 0, built.stderr[-4000:]
-            partial.replace(BASE_TARBALL)
-            MEASURED["base_mmdebstrap_s"] = round(time.monotonic() - started, 1)
-        podman("import", str(BASE_TARBALL), BASE_IMAGE, timeout=300)
-        MEASURED["base"] = "built" if "base_mmdebstrap_s" in MEASURED else "imported from the cached tarball"
-        MEASURED["base_ready_s"] = round(time.monotonic() - started, 1)
-        return BASE_IMAGE
+    return podman_base_image(MEASURED)
 
 
 @pytest.fixture(scope="module")
 def image(base_image: str) -> Iterator[str]:
     tag = f"localhost/sse-service-test:{os.getpid()}"
-    build = ["build", *runtime_flags(), "--format", "docker", "--layers=false", "--build-arg", f"BASE={base_image}"]
-    if HOST_CA_BUNDLE.is_file():
-        build += ["-v", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
+    build = ["build", *build_flags(), "--build-arg", f"BASE={base_image}"]
     started = time.monotonic()
     try:
         podman(*build, "-t", tag, str(ROOT), timeout=600)

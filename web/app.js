@@ -8,7 +8,8 @@
 "use strict";
 
 const params = new URLSearchParams(location.search);
-const BRIDGE = (params.get("bridge") || "").replace(/\/+$/, "");
+// Default ".": the folder this page came from, so it also works under a prefix (Home Assistant's Ingress).
+const BRIDGE = (params.get("bridge") || ".").replace(/\/+$/, "") || ".";
 const KEY = params.get("key");
 const SWITCHES = ["switch", "input_boolean"]; // domains that get a toggle (turn_on / turn_off)
 const CONFIRM_MS = 10000; // how long a toggle waits for the stream to confirm it
