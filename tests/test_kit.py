@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from .test_tabs import wait_streams
 
 pytestmark = pytest.mark.timeout(90)
 
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "embedding.md"
 SECRET = "kit-token-secret-0123456789abcdef"
 SERVICES = ("switch.turn_on", "switch.turn_off", "light.turn_on", "light.turn_off")
 # Ten elements: a value of each kind of entity, an attribute, two charts, two toggles, the connection.
@@ -377,3 +379,20 @@ async def test_screenshots_light_dark_and_a_host_with_its_own_font_and_colours(
                 )
                 assert ("Georgia" in font) == (name == "host-styled"), "the elements take the page's font"
                 await page.screenshot(path=ARTIFACTS / f"kit-{name}.png", full_page=True)
+
+
+async def test_the_plain_html_example_of_the_docs_runs_as_written(
+    ha: DemoHomeAssistant, browser: Browser, tmp_path: Path
+) -> None:
+    example = re.search(r"<!-- kit-example -->\n```html\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    assert example is not None, "docs/embedding.md marks its plain-HTML example with <!-- kit-example -->"
+    async with sites(ha, tmp_path) as (site, bridge), new_context(browser) as context:
+        html = example.group(1).replace("https://bridge.example.com", bridge.url)
+        html = html.replace("YOUR_READ_KEY_OR_TOKEN", token())
+        (tmp_path / "index.html").write_text(f"<!doctype html><meta charset=utf-8>{html}")
+        page = await context.new_page()
+        await page.goto(site + "/")
+        await expect(page.locator("#battery")).to_have_text("50.0 %")
+        await expect(page.locator("#solar")).to_have_text("1,200 W")
+        await expect(page.locator("live-status")).to_have_text("Live")
+        await expect(page.locator("live-chart svg.plot")).to_be_visible()
