@@ -1,4 +1,4 @@
-"""The typed contract (issue 25): web/schema/events.json, served by the bridge, holds for a live stream.
+"""The typed contract (issue 25): web/schema.json, served by the bridge, holds for a live stream.
 
 Every kind of event is provoked on a stream from the demo Home Assistant (a recorded past,
 a change, a removal, an outage, pings, a busy bridge, an expired token) and each event's data
@@ -58,10 +58,10 @@ async def test_a_live_stream_from_the_demo_and_the_command_answers_hold_to_the_s
     key = jwt.encode({"sub": "schema", "entities": ["*"], "services": ["switch.*"]}, SECRET, algorithm="HS256")
     seen: dict[str, list[Any]] = {}
     async with live_server(settings, web_dir=WEB_DIR) as live, httpx.AsyncClient() as client:
-        served = await client.get(live.url + "/schema/events.json")
+        served = await client.get(live.url + "/schema.json")
         assert served.status_code == 200
         schema = served.json()
-        assert schema == json.loads((WEB_DIR / "schema" / "events.json").read_text())
+        assert schema == json.loads((WEB_DIR / "schema.json").read_text())
         jsonschema.Draft202012Validator.check_schema(schema)
 
         async with open_stream(f"{live.url}/events?key={key}") as stream:

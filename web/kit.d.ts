@@ -1,4 +1,4 @@
-// Types for the element kit (kit.js) and the stream's payloads (schema/events.json says the same
+// Types for the element kit (kit.js) and the stream's payloads (schema.json says the same
 // as JSON Schema). Copy this file into a TypeScript app, or reference it:
 //   /// <reference path="./kit.d.ts" />
 
