@@ -70,31 +70,10 @@ function attach() {
   else ownFeed();
 }
 
-// Without SharedWorker (Chrome on Android, some WebViews) the tabs still share one stream: the
-// tab that holds a Web Lock runs the Feed and passes on everything it says on a BroadcastChannel;
-// the others listen, and a new one says hello to get the current view at once. When the
-// holder closes or crashes the browser gives the lock to the next tab, which resumes from its
-// own last event id. (Web Locks need a secure context: plain http on a LAN gets ownFeed.)
+// Without SharedWorker, the tab that holds a Web Lock holds the stream for all (stream.js, lockedRelay).
+// (Web Locks need a secure context: plain http on a LAN gets ownFeed.)
 function lockedFeed() {
-  const name = `sse_service/${PROTOCOL} ${STREAM}`;
-  const channel = new BroadcastChannel(name);
-  const relay = { feed: null, release: null };
-  relay.stop = () => { relay.feed?.stop(); relay.release?.(); channel.close(); };
-  link = relay;
-  channel.onmessage = ({ data }) => {
-    if (link !== relay) return;
-    if (!relay.feed) receive(data);
-    else if (data.kind === "hello") channel.postMessage(relay.feed.current());
-  };
-  navigator.locks.request(name, () => new Promise((release) => {
-    if (link !== relay) { release(); return; }
-    relay.release = release;
-    const feed = relay.feed = new Feed(STREAM, (message) => { receive(message); channel.postMessage(message); });
-    const resume = seed();
-    if (resume) feed.seed(structuredClone(resume)); // a copy: the Feed reduces each event into its own view, then this tab into its
-    feed.start();
-  }));
-  channel.postMessage({ kind: "hello" });
+  link = lockedRelay(`sse_service/${PROTOCOL} ${STREAM}`, STREAM, receive, seed);
   document.documentElement.dataset.stream = "lock";
 }
 

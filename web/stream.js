@@ -173,6 +173,34 @@ class Feed {
   }
 }
 
+// Without SharedWorker (Chrome on Android, some WebViews; any page that embeds the kit, since a
+// SharedWorker must come from the page's own origin) the tabs still share one stream: the tab
+// that holds the Web Lock `name` runs the Feed and passes on everything it says on a
+// BroadcastChannel; the others listen, and a new one says hello to get the current view at
+// once. When the holder closes or crashes the browser gives the lock to the next tab, which
+// resumes from seed() ({id, view} of what it shows, or null). Web Locks need a secure context.
+// app.js (the bridge's page) and kit.js (the elements on any page) both use it.
+function lockedRelay(name, url, receive, seed) {
+  const channel = new BroadcastChannel(name);
+  const relay = { feed: null, release: null, stopped: false };
+  relay.stop = () => { relay.stopped = true; relay.feed?.stop(); relay.release?.(); channel.close(); };
+  channel.onmessage = ({ data }) => {
+    if (relay.stopped) return;
+    if (!relay.feed) receive(data);
+    else if (data.kind === "hello") channel.postMessage(relay.feed.current());
+  };
+  navigator.locks.request(name, () => new Promise((release) => {
+    if (relay.stopped) { release(); return; }
+    relay.release = release;
+    const feed = relay.feed = new Feed(url, (message) => { receive(message); channel.postMessage(message); });
+    const resume = seed();
+    if (resume) feed.seed(structuredClone(resume)); // a copy: the Feed reduces each event into its own view, then the tab into its
+    feed.start();
+  }));
+  channel.postMessage({ kind: "hello" });
+  return relay;
+}
+
 // --- the SharedWorker ---------------------------------------------------------------------
 // Tabs connect with {kind: "hello", url, seed}; each gets current() at once, then every message of
 // the Feed. {kind: "bye"} (the tab's pagehide) lets go of a tab; with no tab left the stream is
