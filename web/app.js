@@ -51,7 +51,7 @@ const STREAM = streamUrl();
 function attach() {
   if (typeof SharedWorker === "function") {
     try {
-      const worker = new SharedWorker("stream.js", { name: `sse_service/${PROTOCOL} ${STREAM}` });
+      const worker = new SharedWorker("worker.js", { name: `sse_service/${PROTOCOL} ${STREAM}` });
       const port = worker.port;
       worker.onerror = () => { if (link === port) ownFeed(); }; // the script did not load
       port.onmessage = ({ data }) => {

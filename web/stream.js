@@ -1,22 +1,13 @@
-// The page's connection to the bridge: one EventSource and what it has said so far. Plain JS, no build step.
-//
-// Browsers open at most six HTTP/1.1 connections per host, and an EventSource holds one for as
-// long as its tab is open: a seventh tab of the page would never connect, and with six open no
-// command gets through. So the stream lives in a SharedWorker, one per bridge and stream URL,
-// that every tab of the origin shares: it relays each event to every tab, and gives a tab that
-// joins late the current view at once (the last snapshot with every later event merged in).
-// Where there is no SharedWorker, app.js runs a Feed in the tab itself: a stream per tab, as
-// before. This one file is both: loaded by index.html for the Feed and reduce(), and the worker's script.
+// One EventSource and what it has said: reduce() applies the events, Feed holds the stream,
+// lockedRelay() shares it between tabs. Loaded by the page, kit.js and worker.js. No build step.
 "use strict";
 
-const KEEP = 2000; // points per chart kept: the snapshot's history (HISTORY_POINTS) and what the stream adds
-const NUMBER = /^-?\d+(\.\d+)?(e[-+]?\d+)?$/i; // the bridge's rule for what a numeric state is
+const KEEP = 2000;
+const NUMBER = /^-?\d+(\.\d+)?(e[-+]?\d+)?$/i;
 const EVENTS = ["snapshot", "state", "remove", "status", "history", "ping", "busy", "expired", "revoked"];
-const HEARTBEAT = 15; // seconds between pings at most, until a snapshot says the bridge's own
-const ALIVE_MS = 250; // how often the worker tells its tabs it lives (app.js: WORKER_SILENCE_MS)
-const PROTOCOL = 3; // of the messages below: part of the worker's name, so an old worker is never reused
+const HEARTBEAT = 15;
+const PROTOCOL = 3;
 
-// A chart gets a point each time the number changes, as the bridge's history does.
 function addPoint(points, state) {
   if (!NUMBER.test(state.state)) return;
   const value = Number(state.state);
@@ -24,8 +15,7 @@ function addPoint(points, state) {
   if (points.length > KEEP) thin(points);
 }
 
-// Past KEEP points (a tab open for days), the older half is halved: of every four points the
-// lowest and the highest stay, in time order, so the chart keeps its shape (as the bridge does).
+// Past KEEP points the older half is halved: of every four, the lowest and highest stay, in order.
 function thin(points) {
   const half = points.length >> 1, kept = [];
   for (let i = 0; i < half; i += 4) {
@@ -40,22 +30,20 @@ function thin(points) {
   points.splice(0, half, ...kept);
 }
 
-// What the stream has said so far, {status, reason, cause, since, heartbeat, entities, history},
-// or null before the first snapshot. This is the only place its events are applied: the Feed keeps
-// a view for tabs that join late, the page renders from its own, and so the two cannot disagree.
-// A snapshot makes a new view; the other events change the one given; the rest (ping, busy…) leave it.
+// The view, {status, reason, cause, since, heartbeat, entities, history}, or null before a snapshot.
+// The only place events are applied: a snapshot makes a new view, the others change the one given.
 function reduce(view, name, data) {
   if (name === "snapshot") {
     const history = {};
     for (const state of Object.values(data.entities)) {
       addPoint(history[state.entity_id] = (data.history?.[state.entity_id] ?? []).slice(-KEEP), state);
     }
-    // The bridge's snapshot has no `since`, so an unchanged status keeps its own; a view passed on by a Feed has one.
+    // The bridge's snapshot has no `since`: an unchanged status keeps its own. A Feed's view has one.
     const since = data.since ?? (view?.status === data.status ? view.since : Date.now());
     const heartbeat = data.heartbeat || view?.heartbeat || 0;
     return { status: data.status, reason: data.reason ?? "", cause: data.cause ?? "", since, heartbeat, entities: { ...data.entities }, history };
   }
-  if (!view) return view; // a stream always starts with a snapshot
+  if (!view) return view;
   if (name === "state") {
     view.entities[data.entity_id] = data;
     addPoint(view.history[data.entity_id] ??= [], data);
@@ -70,27 +58,23 @@ function reduce(view, name, data) {
   return view;
 }
 
-// One EventSource to `url` (absolute), its reconnects, and the current view. It tells `emit`:
-//   {kind: "event", name, id, data}            every event, parsed, as it arrives
-//   {kind: "conn", open, refused, busy, lastHeard}  the connection, on each change and every second
-// and current() is {kind: "view", id, snapshot, conn}: a snapshot of now (null before the first).
+// One EventSource to `url` and its reconnects. It tells `emit` {kind: "event", name, id, data}
+// and {kind: "conn", open, refused, ended, busy, lastHeard}; current() is {kind: "view", id, snapshot, conn}.
 class Feed {
   constructor(url, emit) {
     this.url = url;
     this.emit = emit;
     this.source = null;
     this.lastEventId = "";
-    this.lastHeard = Date.now(); // any event at all, pings included
-    this.busy = ""; // the bridge's message when it is at its stream limit (it asks us to come back later)
-    this.refused = false; // the bridge answered 401: the key is missing or wrong; retrying will not help
-    this.ended = ""; // why the bridge ended the stream for good (the token expired or was revoked)
+    this.lastHeard = Date.now();
+    this.busy = "";
+    this.refused = false;
+    this.ended = "";
     this.retry = 0;
     this.watchdog = 0;
-    this.view = null; // see reduce()
+    this.view = null;
   }
 
-  // A worker that starts after another died (its process crashed) picks up where a tab was:
-  // its view and last event id, so the stream resumes with exactly the events missed since.
   seed({ id, view }) {
     if (this.view || this.lastEventId || !id) return;
     this.view = view;
@@ -113,7 +97,6 @@ class Feed {
   connect() {
     this.source?.close();
     clearTimeout(this.retry);
-    // A stream we open ourselves resumes from the query; the browser's own reconnects send Last-Event-ID.
     const url = new URL(this.url);
     if (this.lastEventId) url.searchParams.set("last_event_id", this.lastEventId);
     const source = this.source = new EventSource(url.href);
@@ -123,20 +106,17 @@ class Feed {
     this.conn();
   }
 
-  // A network error leaves readyState CONNECTING and the browser retries by itself. An HTTP
-  // error closes the EventSource for good: a refused key stays refused, but anything else (a
-  // proxy's 502 while the bridge restarts) is worth another try.
+  // An HTTP error closes the EventSource for good: a 401 stays refused, anything else (a proxy's 502) is retried.
   async closed(source, url) {
     const status = await fetch(url, { method: "HEAD" }).then((r) => r.status, () => 0);
-    if (source !== this.source) return; // stopped or replaced meanwhile
+    if (source !== this.source) return;
     if (status === 401) this.refused = true;
     else this.retry = setTimeout(() => this.connect(), 5000);
     this.conn();
   }
 
-  // A half-open connection never errors: if even the pings stopped, start over (resuming).
   watch() {
-    const silent = Date.now() - this.lastHeard > (this.view?.heartbeat || HEARTBEAT) * 2000 + 1000; // a ping comes every `heartbeat` s at most
+    const silent = Date.now() - this.lastHeard > (this.view?.heartbeat || HEARTBEAT) * 2000 + 1000;
     if (silent && this.source?.readyState === EventSource.OPEN) this.connect();
     this.conn();
   }
@@ -150,8 +130,7 @@ class Feed {
     else if (name === "busy") this.busy = data.message;
     this.emit({ kind: "event", name, id: event.lastEventId, data });
     if ((name === "expired" || name === "revoked") && /[?&](key|token)=/.test(this.url)) {
-      // The token in the URL is over: reconnecting would only be refused. Say why, and stop.
-      // (With a cookie instead, the browser's reconnect carries the one its backend renewed.)
+      // The token in the URL is over: stop. (With a cookie, the browser's reconnect carries a renewed one.)
       this.source?.close();
       this.refused = true;
       this.ended = data.message || "the token is no longer valid";
@@ -173,13 +152,9 @@ class Feed {
   }
 }
 
-// Without SharedWorker (Chrome on Android, some WebViews; any page that embeds the kit, since a
-// SharedWorker must come from the page's own origin) the tabs still share one stream: the tab
-// that holds the Web Lock `name` runs the Feed and passes on everything it says on a
-// BroadcastChannel; the others listen, and a new one says hello to get the current view at
-// once. When the holder closes or crashes the browser gives the lock to the next tab, which
-// resumes from seed() ({id, view} of what it shows, or null). Web Locks need a secure context.
-// app.js (the bridge's page) and kit.js (the elements on any page) both use it.
+// Tabs share one stream without a SharedWorker (another origin's page, Chrome on Android): the tab
+// holding the Web Lock `name` runs the Feed and relays it on a BroadcastChannel; a new tab says hello
+// and gets the view at once; the next holder resumes from seed() ({id, view} or null). Needs https.
 function lockedRelay(name, url, receive, seed) {
   const channel = new BroadcastChannel(name);
   const relay = { feed: null, release: null, stopped: false };
@@ -194,41 +169,9 @@ function lockedRelay(name, url, receive, seed) {
     relay.release = release;
     const feed = relay.feed = new Feed(url, (message) => { receive(message); channel.postMessage(message); });
     const resume = seed();
-    if (resume) feed.seed(structuredClone(resume)); // a copy: the Feed reduces each event into its own view, then the tab into its
+    if (resume) feed.seed(structuredClone(resume));
     feed.start();
   }));
   channel.postMessage({ kind: "hello" });
   return relay;
-}
-
-// --- the SharedWorker ---------------------------------------------------------------------
-// Tabs connect with {kind: "hello", url, seed}; each gets current() at once, then every message of
-// the Feed. {kind: "bye"} (the tab's pagehide) lets go of a tab; with no tab left the stream is
-// closed, and the next hello opens it again, resuming from the last event id.
-
-if (typeof SharedWorkerGlobalScope === "function" && self instanceof SharedWorkerGlobalScope) {
-  const ports = new Set();
-  let feed = null;
-  const broadcast = (message) => { for (const port of ports) port.postMessage(message); };
-  // A tab cannot see a worker die (its process crashed): it hears this four times a second,
-  // and after three missed it starts another worker, which resumes from the tab's last id.
-  setInterval(() => broadcast({ kind: "alive" }), ALIVE_MS);
-  self.addEventListener("error", (event) => broadcast({ kind: "error", message: String(event.message) }));
-  self.addEventListener("unhandledrejection", (event) => broadcast({ kind: "error", message: String(event.reason) }));
-
-  self.onconnect = ({ ports: [port] }) => {
-    port.onmessage = ({ data }) => {
-      if (data.kind === "hello") {
-        if (typeof EventSource !== "function") { port.postMessage({ kind: "unsupported" }); return; }
-        feed ??= new Feed(data.url, broadcast);
-        if (data.seed) feed.seed(data.seed);
-        ports.add(port);
-        port.postMessage(feed.current());
-        feed.start();
-      } else if (data.kind === "bye") {
-        ports.delete(port);
-        if (!ports.size) feed?.stop();
-      }
-    };
-  };
 }
