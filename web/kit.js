@@ -1,50 +1,36 @@
-// Live values on any page: <script src="https://bridge/kit.js" data-key="…"></script>, then
-// <live-value entity="…">, <live-chart entity="…">, <live-toggle entity="…">, <live-status>.
-// Plain JS, no build step. Types: kit.d.ts; how to use it: docs/embedding.md.
-//
-// The bridge is where this script came from. The key (or token) is given once, as data-key on
-// the script or on a wrapping element; every element under one key shares one stream of the
-// union of their entities, applied by the one reducer (stream.js, loaded from the bridge). Tabs
-// of the page share that stream through a Web Lock (lockedRelay in stream.js): a SharedWorker
-// must come from the page's own origin, so it cannot be the bridge's. An element whose entity
-// the stream already carries shows its value at once; one for a new entity reopens the stream
-// with the larger union, and its snapshot replaces the view: every element has the current
-// state, none has lost one. Values go in as text only; styles are constructed sheets, which a
-// strict Content-Security-Policy allows (no inline style or script, no eval).
+// Live values on any page: <script src="https://bridge/kit.js" data-key="…"></script>, then <live-value>,
+// <live-chart>, <live-toggle>, <live-status>. No build step. Types: kit.d.ts; how it works: docs/embedding.md.
 "use strict";
 (() => {
-  if (customElements.get("live-value")) return; // the kit loaded twice: the first one serves
+  if (customElements.get("live-value")) return;
   const script = document.currentScript;
   const BASE = new URL(".", script.src).href;
   const SCRIPT_KEY = script.dataset.key || "";
-  const SWITCHES = ["switch", "input_boolean", "light", "fan"]; // domains whose turn_on / turn_off a toggle calls
-  const CONFIRM_MS = 10000; // how long a toggle waits for the stream to confirm it
+  const SWITCHES = ["switch", "input_boolean", "light", "fan"];
+  const CONFIRM_MS = 10000;
   const RANGES = [3600, 21600, 86400];
 
   const load = (name) => new Promise((resolve, reject) => {
-    const tag = Object.assign(document.createElement("script"), { src: BASE + name, onload: resolve, onerror: reject });
-    document.head.append(tag);
+    document.head.append(Object.assign(document.createElement("script"), { src: BASE + name, onload: resolve, onerror: reject }));
   });
   const streamJs = load("stream.js");
-  let chartJs = null; // loaded only for a page with a chart
+  let chartJs = null;
 
-  // --- one stream per key --------------------------------------------------------------------
+  // One stream per key, of the union of its elements' entities; a new entity reopens it with the larger union.
   const hubs = new Map();
   class Hub {
     constructor(key) {
       this.key = key;
       this.els = new Set();
-      this.view = null; // see reduce() in stream.js
+      this.view = null;
       this.conn = { open: false, refused: false, ended: "", busy: "" };
       this.link = null;
-      this.ids = null; // the entities the open stream carries
+      this.ids = null;
       this.lastId = "";
     }
     add(el) { this.els.add(el); this.schedule(); }
     remove(el) { this.els.delete(el); }
     schedule() { clearTimeout(this.timer); this.timer = setTimeout(() => streamJs.then(() => this.connect()), 0); }
-    // A new stream only for an entity the open one does not carry: one stream for what is on the page at
-    // load, and one more for each later batch of new entities (a removed element leaves a harmless extra).
     connect() {
       const wanted = new Set([...this.els].map((el) => el.entity).filter(Boolean));
       if (this.link && [...wanted].every((id) => this.ids.has(id))) return;
@@ -54,10 +40,10 @@
       if (wanted.size) query.set("entity_id", [...wanted].sort().join(","));
       if (this.key) query.set("key", this.key);
       const url = `${BASE}events?${query}`;
-      const seed = () => (this.view && this.lastId && sameKeys(this.view.entities, wanted) ? { id: this.lastId, view: this.view } : null);
+      const seed = () => (this.view && this.lastId && [...wanted].every((id) => id in this.view.entities) ? { id: this.lastId, view: this.view } : null);
       if (navigator.locks && typeof BroadcastChannel === "function") {
         this.link = lockedRelay(`sse_service/kit/${PROTOCOL} ${url}`, url, (m) => this.receive(m), seed);
-      } else { // plain http on a LAN (no secure context, no Web Locks): a stream per tab
+      } else { // no secure context, no Web Locks: a stream per tab
         this.link = new Feed(url, (m) => this.receive(m));
         this.link.start();
       }
@@ -76,12 +62,10 @@
       if (id) this.lastId = id;
       this.view = reduce(this.view, name, data);
       for (const el of this.els) if (!data.entity_id || data.entity_id === el.entity || !el.entity) el.render(name);
-      // Scripts of the page can follow the stream too (the tests record the event ids).
       document.dispatchEvent(new CustomEvent("live-event", { detail: { name, id, data } }));
     }
     get live() { return this.conn.open && this.view?.status === "connected"; }
   }
-  const sameKeys = (entities, wanted) => [...wanted].every((id) => id in entities);
   const hubFor = (el) => {
     const key = el.closest("[data-key]")?.dataset.key ?? SCRIPT_KEY;
     if (!hubs.has(key)) hubs.set(key, new Hub(key));
@@ -89,58 +73,48 @@
   };
   setInterval(() => { for (const hub of hubs.values()) for (const el of hub.els) el.tick?.(); }, 1000);
 
-  // --- looks ----------------------------------------------------------------------------------
-  // Colours through custom properties (--live-accent, --live-ok, --live-bad, --live-muted,
-  // --live-line, --live-surface), shapes through ::part; the font is the page's.
-  const CSS = `
-:host { --a: var(--live-accent, #2563eb); --ok: var(--live-ok, #15803d); --bad: var(--live-bad, #b91c1c);
-  --m: var(--live-muted, #6b7280); --l: var(--live-line, #e5e7eb); --s: var(--live-surface, #fff); --t: var(--live-text, currentColor) }
-@media (prefers-color-scheme: dark) { :host { --a: var(--live-accent, #58a6ff); --ok: var(--live-ok, #3fb950);
-  --bad: var(--live-bad, #f85149); --m: var(--live-muted, #8b949e); --l: var(--live-line, #30363d); --s: var(--live-surface, #161b22) } }
-:host([hidden]) { display: none }
-[part~=value] { font-variant-numeric: tabular-nums }
-[part~=unit] { color: var(--m); font-size: .8em }
-:host([data-state=unavailable]) [part~=value] { color: var(--m) }
-button { font: inherit; color: inherit }
-[part~=switch] { position: relative; width: 3.25em; height: 1.9em; padding: 0; border: 0; border-radius: 999px;
-  background: var(--l); cursor: pointer; vertical-align: middle; transition: background .2s }
-[part~=switch][aria-checked=true] { background: var(--ok) }
-[part~=switch]:disabled { cursor: not-allowed; opacity: .45 }
-[part~=switch]:focus-visible, .plot:focus-visible, [part~=ranges] button:focus-visible { outline: 3px solid var(--a); outline-offset: 2px }
-[part~=knob] { position: absolute; top: .2em; left: .2em; width: 1.5em; height: 1.5em; border-radius: 50%; background: #fff;
-  box-shadow: 0 1px 3px #0004; transition: transform .2s }
-[aria-checked=true] [part~=knob] { transform: translateX(1.35em) }
-[aria-busy=true] [part~=knob] { transform: translateX(.675em) }
-[part~=note] { margin-left: .6em; font-size: .85em; color: var(--m) }
-:host([data-phase=failed]) [part~=note] { color: var(--bad) }
-[part~=dot] { display: inline-block; width: .6em; height: .6em; margin-right: .4em; border-radius: 50%; background: var(--m) }
-:host([data-state=live]) [part~=dot] { background: var(--ok) }
-:host([data-state=down]) [part~=dot], :host([data-state=refused]) [part~=dot] { background: var(--bad) }
-:host(live-chart) { display: block }
-[part~=ranges] { display: inline-flex; border: 1px solid var(--l); border-radius: 999px; overflow: hidden }
-[part~=ranges] button { border: 0; background: none; padding: .15em .6em; font-size: .8em; cursor: pointer }
-[part~=ranges] button[aria-pressed=true] { background: var(--a); color: var(--s) }
-.chart { position: relative; height: var(--live-chart-height, 7.5em); margin: .25em 0 }
-.chart[hidden] { display: none }
-.plot { display: block; width: 100%; height: 100%; overflow: visible; touch-action: pan-y; cursor: crosshair }
-.plot:focus { outline: none }
-.line { fill: none; stroke: var(--a); stroke-width: 2; stroke-linejoin: round }
-.area { fill: color-mix(in srgb, var(--a) 14%, transparent) }
-.grid line { stroke: var(--l); shape-rendering: crispEdges }
-.grid .axis, .grid .tick { stroke: var(--m) }
-.plot text { fill: var(--m); font-size: 11px; font-variant-numeric: tabular-nums }
-.value-label { text-anchor: end; dominant-baseline: middle }
-.time-label { text-anchor: middle }
-.last { fill: var(--a); stroke: var(--s); stroke-width: 1.5 }
-.rule { stroke: var(--m); stroke-dasharray: 3 3 }
-.mark { fill: var(--s); stroke: var(--a); stroke-width: 2 }
-.tip { position: absolute; z-index: 1; pointer-events: none; display: flex; flex-direction: column; padding: .25em .5em;
-  border: 1px solid var(--l); border-radius: .4em; white-space: nowrap; background: var(--s); font-size: .8em }
-.tip[hidden] { display: none }
-.tip span { color: var(--m) }
-@media (prefers-reduced-motion: reduce) { * { transition: none !important } }`;
+  // Colours: --live-accent, -ok, -bad, -muted, -line, -surface; shapes: ::part; the font is the page's.
   const sheet = new CSSStyleSheet();
-  sheet.replaceSync(CSS);
+  sheet.replaceSync(`
+:host{--a:var(--live-accent,#2563eb);--ok:var(--live-ok,#15803d);--bad:var(--live-bad,#b91c1c);--m:var(--live-muted,#6b7280);--l:var(--live-line,#e5e7eb);--s:var(--live-surface,#fff)}
+@media (prefers-color-scheme:dark){:host{--a:var(--live-accent,#58a6ff);--ok:var(--live-ok,#3fb950);--bad:var(--live-bad,#f85149);--m:var(--live-muted,#8b949e);--l:var(--live-line,#30363d);--s:var(--live-surface,#161b22)}}
+:host([hidden]),[hidden]{display:none!important}
+[part~=value]{font-variant-numeric:tabular-nums}
+[part~=unit]{color:var(--m);font-size:.8em}
+:host([data-state=unavailable]) [part~=value]{color:var(--m)}
+button{font:inherit;color:inherit}
+[part~=switch]{position:relative;width:3.25em;height:1.9em;padding:0;border:0;border-radius:999px;background:var(--l);cursor:pointer;vertical-align:middle;transition:background .2s}
+[part~=switch][aria-checked=true]{background:var(--ok)}
+[part~=switch]:disabled{cursor:not-allowed;opacity:.45}
+:focus-visible{outline:3px solid var(--a);outline-offset:2px}
+[part~=knob]{position:absolute;top:.2em;left:.2em;width:1.5em;height:1.5em;border-radius:50%;background:#fff;box-shadow:0 1px 3px #0004;transition:transform .2s}
+[aria-checked=true] [part~=knob]{transform:translateX(1.35em)}
+[aria-busy=true] [part~=knob]{transform:translateX(.675em)}
+[part~=note]{margin-left:.6em;font-size:.85em;color:var(--m)}
+:host([data-phase=failed]) [part~=note]{color:var(--bad)}
+[part~=dot]{display:inline-block;width:.6em;height:.6em;margin-right:.4em;border-radius:50%;background:var(--m)}
+:host([data-state=live]) [part~=dot]{background:var(--ok)}
+:host([data-state=down]) [part~=dot],:host([data-state=refused]) [part~=dot]{background:var(--bad)}
+:host(live-chart){display:block}
+[part~=ranges]{display:inline-flex;border:1px solid var(--l);border-radius:999px;overflow:hidden}
+[part~=ranges] button{border:0;background:none;padding:.15em .6em;font-size:.8em;cursor:pointer}
+[part~=ranges] button[aria-pressed=true]{background:var(--a);color:var(--s)}
+.chart{position:relative;height:var(--live-chart-height,7.5em);margin:.25em 0}
+.plot{display:block;width:100%;height:100%;overflow:visible;touch-action:pan-y;cursor:crosshair}
+.plot:focus{outline:none}
+.line{fill:none;stroke:var(--a);stroke-width:2;stroke-linejoin:round}
+.area{fill:color-mix(in srgb,var(--a) 14%,transparent)}
+.grid line{stroke:var(--l);shape-rendering:crispEdges}
+.grid .axis,.grid .tick{stroke:var(--m)}
+.plot text{fill:var(--m);font-size:11px;font-variant-numeric:tabular-nums}
+.value-label{text-anchor:end;dominant-baseline:middle}
+.time-label{text-anchor:middle}
+.last{fill:var(--a);stroke:var(--s);stroke-width:1.5}
+.rule{stroke:var(--m);stroke-dasharray:3 3}
+.mark{fill:var(--s);stroke:var(--a);stroke-width:2}
+.tip{position:absolute;z-index:1;pointer-events:none;display:flex;flex-direction:column;padding:.25em .5em;border:1px solid var(--l);border-radius:.4em;white-space:nowrap;background:var(--s);font-size:.8em}
+.tip span{color:var(--m)}
+@media (prefers-reduced-motion:reduce){*{transition:none!important}}`);
 
   const words = (text) => (text.charAt(0).toUpperCase() + text.slice(1)).replaceAll("_", " ");
   const put = (el, text) => { if (el.textContent !== text) el.textContent = text; };
@@ -150,7 +124,6 @@ button { font: inherit; color: inherit }
     parent.append(el);
     return el;
   };
-  // An attribute the page did not set itself (its own aria-label wins).
   const own = (el, name, value) => { if (!el.hasAttribute(name) || el[`kit-${name}`]) { el.setAttribute(name, value); el[`kit-${name}`] = true; } };
 
   class LiveElement extends HTMLElement {
@@ -166,11 +139,9 @@ button { font: inherit; color: inherit }
     get entity() { return this.getAttribute("entity") || ""; }
     get state() { return this.hub?.view?.entities[this.entity]; }
     get label() { return this.getAttribute("label") || this.state?.attributes?.friendly_name || this.entity; }
-    // The page's locale: the nearest lang, else the browser's.
     get locale() { return this.closest("[lang]")?.lang || undefined; }
   }
 
-  // The state (or an attribute) with its unit, numbers in the page's locale.
   class LiveValue extends LiveElement {
     build(root) {
       this.value = make(root, "span", "value");
@@ -179,25 +150,24 @@ button { font: inherit; color: inherit }
     }
     render() {
       const state = this.state;
-      own(this, "role", "status"); // a polite live region: a screen reader says each new value when idle
+      own(this, "role", "status");
       own(this, "aria-label", this.label);
       if (!state) { put(this.number, this.hub?.view ? "—" : "…"); put(this.unit, ""); return; }
       const name = this.getAttribute("attribute");
-      const raw = name ? state.attributes?.[name] : state.state;
-      const text = String(raw ?? "");
+      const text = String((name ? state.attributes?.[name] : state.state) ?? "");
       put(this.number, NUMBER.test(text) ? format(text, this.getAttribute("digits"), this.locale) : words(text));
       const unit = name ? this.getAttribute("unit") : state.attributes?.unit_of_measurement;
-      put(this.unit, unit ? ` ${unit}` : ""); // a space, not a margin: copied or read aloud, "50 %" stays two words
+      put(this.unit, unit ? ` ${unit}` : ""); // a space: copied or read aloud, "50 %" stays two words
       this.dataset.state = state.state === "unavailable" || state.state === "unknown" ? "unavailable" : "ok";
     }
   }
-  // digits="1" fixes the decimals; without it a value keeps as many as the bridge gave ("50.0" stays 50.0).
+  // digits="1" fixes the decimals; without it a value keeps those the bridge gave ("50.0" stays 50.0).
   const format = (text, digits, locale) => {
     const places = digits != null && digits !== "" ? Number(digits) : (text.split(".")[1] ?? "").replace(/e.*/i, "").length;
     return new Intl.NumberFormat(locale, { minimumFractionDigits: places, maximumFractionDigits: places }).format(Number(text));
   };
 
-  // A switch: calls turn_on / turn_off, shows pending, confirmed (by the stream) or failed.
+  // A switch: calls turn_on / turn_off, data-phase pending, confirmed (by the stream) or failed.
   class LiveToggle extends LiveElement {
     build(root) {
       this.button = make(root, "button", "switch", { type: "button" });
@@ -216,7 +186,7 @@ button { font: inherit; color: inherit }
       if (this.pending && state?.state === this.pending) this.settle("confirmed", "");
       const unavailable = !state || state.state === "unavailable" || state.state === "unknown";
       this.button.disabled = !this.allowed || !this.hub?.live || unavailable || Boolean(this.pending);
-      this.button.hidden = !this.allowed; // a viewer who may not call services gets the state, not a switch
+      this.button.hidden = !this.allowed;
       put(this.note, this.pending ? `Turning ${this.pending}…` : !this.allowed ? (state ? words(state.state) : "") : this.message || "");
     }
     async toggle() {
@@ -250,8 +220,7 @@ button { font: inherit; color: inherit }
       this.render();
     }
   }
-  // What a key may call, as far as the page can tell: a token's `services` claim says it; a plain
-  // key cannot be read, so its toggle is offered and the bridge's answer (403) says no.
+  // What a key may call: a token's `services` claim says; a plain key cannot be read, so the bridge's 403 says no.
   const mayCall = (key, domain) => {
     if (!SWITCHES.includes(domain)) return false;
     const parts = (key || "").split(".");
@@ -263,7 +232,6 @@ button { font: inherit; color: inherit }
     } catch { return true; }
   };
 
-  // The connection, in words: live, reconnecting, Home Assistant down, refused.
   class LiveStatus extends LiveElement {
     build(root) { make(root, "span", "dot"); this.text = make(root, "span", "text"); }
     render() {
@@ -282,12 +250,11 @@ button { font: inherit; color: inherit }
     }
   }
 
-  // The entity's chart (chart.js) with its history and a 1 h / 6 h / 24 h switch.
   class LiveChart extends LiveElement {
     build(root) {
       this.range = RANGES.includes(Number(this.getAttribute("range"))) ? Number(this.getAttribute("range")) : 86400;
       this.extra = new Map();
-      const ranges = make(root, "div", "ranges");
+      const ranges = this.buttons = make(root, "div", "ranges");
       ranges.setAttribute("role", "group");
       ranges.setAttribute("aria-label", "Chart range");
       for (const seconds of RANGES) {
@@ -295,11 +262,8 @@ button { font: inherit; color: inherit }
         button.dataset.range = seconds;
         button.addEventListener("click", () => { this.range = seconds; this.render("snapshot"); this.more(); });
       }
-      this.buttons = ranges;
-      this.box = make(root, "div", "chart");
-      this.box.className = "chart";
-      chartJs ??= load("chart.js");
-      chartJs.then(() => this.render("snapshot"));
+      this.box = make(root, "div", "chart", { className: "chart" });
+      (chartJs ??= load("chart.js")).then(() => this.render("snapshot"));
     }
     points() {
       const points = this.hub?.view?.history[this.entity] ?? [];
@@ -308,10 +272,10 @@ button { font: inherit; color: inherit }
     }
     render(name) {
       for (const b of this.buttons.children) b.setAttribute("aria-pressed", String(Number(b.dataset.range) === this.range));
-      const state = this.state, points = this.points();
+      const points = this.points();
       this.box.hidden = !points.length || typeof Chart !== "function";
       if (this.box.hidden) return;
-      const unit = state?.attributes?.unit_of_measurement || "";
+      const unit = this.state?.attributes?.unit_of_measurement || "";
       this.chart ??= new Chart(this.box, { name: this.label });
       this.chart.name = this.label;
       if (name === "state" && this.chart.series.length && unit === this.chart.unit) this.chart.append(points.at(-1));
