@@ -345,9 +345,10 @@ async def test_the_size_of_everything_a_page_loads_from_the_bridge(
                 raw, gzipped = raw + len(body), gzipped + len(gzip.compress(body, 9))
                 print(f"{url.rsplit('/', 1)[1]}: {len(body)} B raw, {len(gzip.compress(body, 9))} B gzipped")
         print(f"kit, everything a page loads: {raw} B raw, {gzipped} B gzipped")
-        # The issue aims at 12 KB gzipped, charts included: 16.2 KB when first written, 13.0 KB once the
-        # SharedWorker went to worker.js (the bridge's page only) and the comments were cut back.
-        assert gzipped <= 13 * 1024
+        # The issue aims at 12 KB gzipped, charts included: 16.2 KB when first written; 13.1 KB once the
+        # SharedWorker went to worker.js (the bridge's page only), the comments were cut back, and the kit
+        # took over the bridge page's cards (LiveKit.feed, the recorder's ranges). This holds it there.
+        assert gzipped <= 13.1 * 1024
 
 
 async def test_screenshots_light_dark_and_a_host_with_its_own_font_and_colours(

@@ -27,10 +27,11 @@
       this.link = null;
       this.ids = null;
       this.lastId = "";
+      this.base = BASE; // where commands and history go
     }
     add(el) { this.els.add(el); this.schedule(); }
     remove(el) { this.els.delete(el); }
-    schedule() { clearTimeout(this.timer); this.timer = setTimeout(() => streamJs.then(() => this.connect()), 0); }
+    schedule() { if (this.fed) return; clearTimeout(this.timer); this.timer = setTimeout(() => streamJs.then(() => this.connect()), 0); }
     connect() {
       const wanted = new Set([...this.els].map((el) => el.entity).filter(Boolean));
       if (this.link && [...wanted].every((id) => this.ids.has(id))) return;
@@ -61,7 +62,7 @@
     apply(name, data, id) {
       if (id) this.lastId = id;
       this.view = reduce(this.view, name, data);
-      for (const el of this.els) if (!data.entity_id || data.entity_id === el.entity || !el.entity) el.render(name);
+      for (const el of this.els) if (!data.entity_id || data.entity_id === el.entity || !el.entity) el.render(name, data);
       document.dispatchEvent(new CustomEvent("live-event", { detail: { name, id, data } }));
     }
     get live() { return this.conn.open && this.view?.status === "connected"; }
@@ -132,10 +133,10 @@ button{font:inherit;color:inherit}
       if (!this.shadowRoot) { this.attachShadow({ mode: "open" }).adoptedStyleSheets = [sheet]; this.build(this.shadowRoot); }
       this.hub = hubFor(this);
       this.hub.add(this);
-      this.render("snapshot");
+      this.render("draw");
     }
     disconnectedCallback() { this.hub?.remove(this); }
-    attributeChangedCallback() { if (this.hub) { this.hub.schedule(); this.render("snapshot"); } }
+    attributeChangedCallback() { if (this.hub) { this.hub.schedule(); this.render("draw"); } }
     get entity() { return this.getAttribute("entity") || ""; }
     get state() { return this.hub?.view?.entities[this.entity]; }
     get label() { return this.getAttribute("label") || this.state?.attributes?.friendly_name || this.entity; }
@@ -185,7 +186,7 @@ button{font:inherit;color:inherit}
       this.button.setAttribute("aria-busy", String(Boolean(this.pending)));
       if (this.pending && state?.state === this.pending) this.settle("confirmed", "");
       const unavailable = !state || state.state === "unavailable" || state.state === "unknown";
-      this.button.disabled = !this.allowed || !this.hub?.live || unavailable || Boolean(this.pending);
+      this.button.disabled = !this.allowed || !this.hub?.live || unavailable;
       this.button.hidden = !this.allowed;
       put(this.note, this.pending ? `Turning ${this.pending}…` : !this.allowed ? (state ? words(state.state) : "") : this.message || "");
     }
@@ -199,7 +200,7 @@ button{font:inherit;color:inherit}
       try {
         const headers = { "content-type": "application/json" };
         if (this.hub.key) headers.authorization = `Bearer ${this.hub.key}`;
-        const response = await fetch(`${BASE}api/services/${state.entity_id.split(".")[0]}/turn_${want}`, {
+        const response = await fetch(`${this.hub.base}api/services/${state.entity_id.split(".")[0]}/turn_${want}`, {
           method: "POST", headers, body: JSON.stringify({ entity_id: state.entity_id }),
         });
         if (!response.ok) {
@@ -217,6 +218,7 @@ button{font:inherit;color:inherit}
       this.pending = null;
       this.message = message;
       this.dataset.phase = phase;
+      this.note.className = phase === "failed" ? "error" : "";
       this.render();
     }
   }
@@ -250,51 +252,72 @@ button{font:inherit;color:inherit}
     }
   }
 
+  // The entity's chart (chart.js) with its history and a 1 h / 6 h / 24 h switch (or the range attribute).
   class LiveChart extends LiveElement {
+    static observedAttributes = ["entity", "range"];
+    get range() { const range = Number(this.getAttribute("range")); return RANGES.includes(range) ? range : 86400; }
     build(root) {
-      this.range = RANGES.includes(Number(this.getAttribute("range"))) ? Number(this.getAttribute("range")) : 86400;
       this.extra = new Map();
-      const ranges = this.buttons = make(root, "div", "ranges");
-      ranges.setAttribute("role", "group");
-      ranges.setAttribute("aria-label", "Chart range");
+      const ranges = this.buttons = make(root, "div", "ranges", { role: "group", ariaLabel: "Chart range" });
       for (const seconds of RANGES) {
         const button = make(ranges, "button", "range", { type: "button", textContent: `${seconds / 3600} h` });
         button.dataset.range = seconds;
-        button.addEventListener("click", () => { this.range = seconds; this.render("snapshot"); this.more(); });
+        button.addEventListener("click", () => this.setAttribute("range", seconds));
       }
       this.box = make(root, "div", "chart", { className: "chart" });
-      (chartJs ??= load("chart.js")).then(() => this.render("snapshot"));
+      (chartJs ??= load("chart.js")).then(() => this.render("draw"));
+    }
+    connectedCallback() { super.connectedCallback(); if (this.range !== 86400) this.more(); }
+    attributeChangedCallback(name) {
+      if (name !== "range" || !this.box) return super.attributeChangedCallback();
+      this.render("draw");
+      this.more();
     }
     points() {
       const points = this.hub?.view?.history[this.entity] ?? [];
       const extra = this.extra.get(this.range);
       return extra?.points ? [...extra.points, ...points.filter(([t]) => t > extra.until)] : points;
     }
-    render(name) {
+    render(name, data) {
       for (const b of this.buttons.children) b.setAttribute("aria-pressed", String(Number(b.dataset.range) === this.range));
+      if (name === "history" && !data.history[this.entity]) return;
+      if (name === "snapshot" || name === "history") {
+        this.extra.clear();
+        if (this.range !== 86400) this.more();
+      } else if (name !== "state" && name !== "draw") return;
       const points = this.points();
       this.box.hidden = !points.length || typeof Chart !== "function";
       if (this.box.hidden) return;
       const unit = this.state?.attributes?.unit_of_measurement || "";
       this.chart ??= new Chart(this.box, { name: this.label });
       this.chart.name = this.label;
-      if (name === "state" && this.chart.series.length && unit === this.chart.unit) this.chart.append(points.at(-1));
-      else this.chart.draw(points, { range: this.range, unit });
-      if (name === "snapshot" && !this.asked) { this.asked = true; this.more(); }
+      if (name !== "state" || !this.chart.series.length || unit !== this.chart.unit) this.chart.draw(points, { range: this.range, unit });
+      else if (points.at(-1) !== this.chart.series.at(-1)) this.chart.append(points.at(-1));
     }
     tick() { this.chart?.tick(); }
-    // A range the stream's history holds too little of is asked of the recorder (GET /api/history).
+    // A range the stream's history holds too little of is asked of the recorder, again after five minutes.
     async more() {
-      const now = Date.now() / 1000, asked = this.range, points = this.hub?.view?.history[this.entity] ?? [];
-      if (!points.length || this.extra.has(asked) || (points[0][0] <= now - asked * 0.9 && points.length >= 60)) return;
-      this.extra.set(asked, {});
-      const query = new URLSearchParams({ since: String(Math.floor(now - asked)), points: String(Math.max(120, 2 * (this.box.clientWidth || 300))) });
+      const now = Date.now() / 1000, asked = this.range, known = this.extra.get(asked), points = this.hub?.view?.history[this.entity] ?? [];
+      if (!points.length || this.fetching === asked || (known && now - known.at < 300)) return;
+      if (points.filter(([t]) => t >= now - asked).length >= 60 && points[0][0] <= now - asked * 0.9) return;
+      this.fetching = asked;
+      const query = new URLSearchParams({ since: String(Math.floor(now - asked)), points: String(Math.min(1000, Math.max(120, 2 * (this.box.clientWidth || 300)))) });
       if (this.hub.key) query.set("key", this.hub.key);
-      const body = await fetch(`${BASE}api/history/${encodeURIComponent(this.entity)}?${query}`).then((r) => (r.ok ? r.json() : null), () => null);
+      const body = await fetch(`${this.hub.base}api/history/${encodeURIComponent(this.entity)}?${query}`).then((r) => (r.ok ? r.json() : null), () => null);
       const until = Date.parse(body?.until) / 1000;
-      if (body?.points?.length && until) { this.extra.set(asked, { until, points: body.points }); if (this.range === asked) this.render("snapshot"); }
+      this.extra.set(asked, body?.points?.length && until ? { at: now, until, points: body.points } : { at: now });
+      this.fetching = 0;
+      if (this.range === asked) this.render("draw");
     }
   }
+
+  // A page that holds the stream itself (the bridge's own) feeds a hub: LiveKit.feed(key, base).receive(message).
+  window.LiveKit = {
+    feed(key, base) {
+      if (!hubs.has(key)) hubs.set(key, new Hub(key));
+      return Object.assign(hubs.get(key), { fed: true, base });
+    },
+  };
 
   streamJs.then(() => {
     customElements.define("live-value", LiveValue);
