@@ -635,13 +635,13 @@ async def test_through_an_ingress_proxy_the_page_is_live_and_a_toggle_works(addo
             charger = page.locator('.card[data-entity="switch.charger"]')
             battery = page.locator('.card[data-entity="sensor.battery_level"]')
             await expect(battery).to_be_visible(timeout=15_000)
-            before = await battery.locator(".state").text_content()
-            toggle = charger.locator(".toggle")
+            before = await battery.locator("[part=number]").text_content()
+            toggle = charger.locator("[part=switch]")
             await expect(toggle).to_be_enabled()
             was = await toggle.get_attribute("aria-checked")
             await toggle.click()
             await expect(toggle).to_have_attribute("aria-checked", "false" if was == "true" else "true", timeout=10_000)
-            await expect(battery.locator(".state")).not_to_have_text(before or "", timeout=15_000)  # live
+            await expect(battery.locator("[part=number]")).not_to_have_text(before or "", timeout=15_000)  # live
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=ARTIFACTS / "addon-ingress.png")
             await toggle.click()  # back as it was

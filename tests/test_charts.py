@@ -92,7 +92,8 @@ async def drawn(page: Page, entity_id: str = BATTERY) -> list[list[float]]:
 DAY_DRAWN = """([id, n]) => {
   const chart = cards.get(id)?.chart;
   const points = chart ? chart.series.slice(chart.first) : [];
-  const shown = Number(document.querySelector(`[data-entity='${id}'] .plot`)?.dataset.points);
+  const graph = document.querySelector(`[data-entity='${id}'] live-chart`);
+  const shown = Number(graph?.shadowRoot.querySelector(".plot")?.dataset.points);
   return shown >= n || (points.length > 1 && points.at(-1)[0] - points[0][0] > 23 * 3600);
 }"""
 
@@ -184,7 +185,7 @@ async def test_the_keyboard_reaches_the_chart_and_arrows_move_the_tooltip(new_pa
         chart, tip = plot(page), card(page, BATTERY).locator(".tip")
         for _ in range(10):  # Tab from the top of the page reaches it
             await page.keyboard.press("Tab")
-            if await chart.evaluate("(el) => el === document.activeElement"):
+            if await chart.evaluate("(el) => el === el.getRootNode().activeElement"):  # in the chart's shadow root
                 break
         await expect(chart).to_be_focused()
         points = await drawn(page)
@@ -229,7 +230,7 @@ async def test_a_live_value_moves_the_last_point_without_redrawing_the_chart(
         assert line is not None
 
         ha.set_state(BATTERY, "70.5")  # inside the value axis: one more segment
-        await expect(card(page, BATTERY).locator(".state")).to_have_text("70.5")
+        await expect(card(page, BATTERY).locator("[part=number]")).to_have_text("70.5")
         await expect(chart).to_have_attribute("data-appends", str(int(appends) + 1))
         assert await number(chart, "data-draws") == draws, "not drawn again"
         new_line = await chart.locator(".line").get_attribute("d")
@@ -344,7 +345,7 @@ async def test_a_bridge_whose_home_assistant_is_down_says_it_is_waiting_for_it(
         await page.screenshot(path=ARTIFACTS / "charts-ha-down-phone.png", full_page=True)
         await ha.start()
         await bridge_has(live, BATTERY, "50.0")
-        await expect(card(page, BATTERY).locator(".state")).to_have_text("50.0")
+        await expect(card(page, BATTERY).locator("[part=number]")).to_have_text("50.0")
         await expect(page.locator("#empty")).to_be_hidden()
         await expect(page.locator("#stale")).to_be_hidden()
 
@@ -369,7 +370,8 @@ async def test_screenshots_of_the_demo_light_dark_and_phone(new_page: Any) -> No
             assert await page.evaluate(LABELS_OVERLAP) == [], f"{name}: axis labels run into each other"
             await plot(page).hover()
             inside = await card(page, BATTERY).evaluate(
-                "(el) => { const c = el.getBoundingClientRect(), t = el.querySelector('.tip').getBoundingClientRect();"
+                "(el) => { const c = el.getBoundingClientRect();"
+                " const t = el.querySelector('live-chart').shadowRoot.querySelector('.tip').getBoundingClientRect();"
                 " return t.left >= c.left && t.right <= c.right && t.top >= c.top; }"
             )
             assert inside, f"{name}: the tooltip leaves its card"

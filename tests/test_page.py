@@ -53,11 +53,13 @@ BOTH_WAYS = pytest.mark.parametrize("page", ["shared", "per-tab"], indirect=True
 # Every pair of axis labels of a chart whose boxes overlap, as "entity: text / text".
 LABELS_OVERLAP = """() => {
   const problems = [];
-  for (const svg of document.querySelectorAll(".plot")) {
+  for (const graph of document.querySelectorAll("live-chart")) {
+    const svg = graph.shadowRoot.querySelector(".plot");
+    if (!svg) continue;
     const boxes = [...svg.querySelectorAll("text")].map((t) => [t.textContent, t.getBoundingClientRect()]);
     boxes.forEach(([a, p], i) => boxes.slice(i + 1).forEach(([b, q]) => {
       if (p.left < q.right && q.left < p.right && p.top < q.bottom && q.top < p.bottom) {
-        problems.push(`${svg.closest(".card").dataset.entity}: ${a} / ${b}`);
+        problems.push(`${graph.closest(".card").dataset.entity}: ${a} / ${b}`);
       }
     }));
   }
@@ -165,19 +167,19 @@ async def test_the_snapshot_renders_at_once_with_full_charts_and_changes_follow(
         started = time.monotonic()
         await page.goto(live.url + "/")
         battery = card(page, "sensor.battery_level")
-        await expect(battery.locator(".state")).to_have_text("53.5", timeout=2000)
+        await expect(battery.locator("[part=number]")).to_have_text("53.5", timeout=2000)
         assert time.monotonic() - started < 2.0
         await expect(battery.locator(".name")).to_have_text("Home battery")
-        await expect(battery.locator(".unit")).to_have_text("%")
+        await expect(battery.locator("[part=unit]")).to_have_text("%")
         assert await points_drawn(battery.locator(".plot")) == 4, "the chart starts with the bridge's history"
         await expect(battery.locator(".range")).to_have_text("min 50 · max 53.5 %")
         await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
         await expect(page.locator("#stale")).to_be_hidden()
         await expect(card(page, "switch.charger").locator(".chart")).to_be_hidden()
-        await expect(card(page, "light.kitchen").locator(".state")).to_have_text("On")
+        await expect(card(page, "light.kitchen").locator("[part=number]")).to_have_text("On")
 
         ha.set_state("sensor.battery_level", "54.25")
-        await expect(battery.locator(".state")).to_have_text("54.25", timeout=2000)
+        await expect(battery.locator("[part=number]")).to_have_text("54.25", timeout=2000)
         await expect(battery.locator(".plot")).to_have_attribute("data-points", "5")
         ha.remove_state("light.kitchen")
         await expect(card(page, "light.kitchen")).to_have_count(0)
@@ -189,7 +191,7 @@ async def test_home_assistant_down_shows_in_the_indicator_and_banner_until_it_is
 ) -> None:
     async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
         await page.goto(live.url + "/")
-        conn, stale, toggle = page.locator("#conn"), page.locator("#stale"), page.locator(".toggle")
+        conn, stale, toggle = page.locator("#conn"), page.locator("#stale"), page.locator("[part=switch]")
         await expect(conn).to_have_attribute("data-state", "live")
         await expect(toggle).to_be_enabled()
 
@@ -204,7 +206,7 @@ async def test_home_assistant_down_shows_in_the_indicator_and_banner_until_it_is
         await ha.start()
         await expect(conn).to_have_attribute("data-state", "live")
         await expect(stale).to_be_hidden()
-        await expect(card(page, "sensor.solar_power").locator(".state")).to_have_text("999")
+        await expect(card(page, "sensor.solar_power").locator("[part=number]")).to_have_text("999")
         await expect(toggle).to_be_enabled()
 
 
@@ -261,13 +263,13 @@ async def test_the_page_reconnects_by_itself_when_the_bridge_restarts(ha: DemoHo
     async with live_server(settings, web_dir=WEB_DIR) as live:
         port = live.port
         await page.goto(live.url + "/")
-        await expect(card(page, "sensor.battery_level").locator(".state")).to_have_text("50.0")
+        await expect(card(page, "sensor.battery_level").locator("[part=number]")).to_have_text("50.0")
         await page.evaluate("window.sameDocument = true")
     await expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
     await expect(page.locator("#stale")).to_contain_text("No connection to the bridge")
     ha.set_state("sensor.battery_level", "42.0")
     async with live_server(settings, port=port, web_dir=WEB_DIR):
-        await expect(card(page, "sensor.battery_level").locator(".state")).to_have_text("42.0")
+        await expect(card(page, "sensor.battery_level").locator("[part=number]")).to_have_text("42.0")
         await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
         await expect(page.locator("#stale")).to_be_hidden()
         assert await page.evaluate("window.sameDocument") is True, "no reload"
@@ -320,7 +322,7 @@ async def test_the_toggle_goes_through_pending_to_the_state_the_stream_confirms(
     async with live_server(settings, web_dir=WEB_DIR) as live:
         await page.goto(f"{live.url}/?key={KEY}")
         charger = card(page, "switch.charger")
-        toggle, note = charger.locator(".toggle"), charger.locator(".note")
+        toggle, note = charger.locator("[part=switch]"), charger.locator("[part=note]")
         await expect(toggle).to_have_attribute("aria-checked", "false")
         await expect(toggle).to_have_accessible_name("Battery charger")
 
@@ -333,7 +335,7 @@ async def test_the_toggle_goes_through_pending_to_the_state_the_stream_confirms(
         gate.set()
         await expect(toggle).to_have_attribute("aria-checked", "true")
         await expect(toggle).to_have_attribute("aria-busy", "false")
-        await expect(charger.locator(".state")).to_have_text("On")
+        await expect(charger.locator("[part=number]")).to_have_text("On")
         await expect(note).to_have_text("")
         assert [(c.service, c.entity_ids) for c in ha.service_calls] == [("turn_on", ["switch.charger"])]
 
@@ -406,7 +408,7 @@ async def test_another_bridge_is_reached_with_the_bridge_parameter(ha: DemoHomeA
         other = settings_for(ha, cors_origins=(site.url,))
         async with live_server(other) as bridge:
             await page.goto(f"{site.url}/?bridge={bridge.url}/&entity_id=sensor.*")
-            await expect(card(page, "sensor.house_load").locator(".state")).to_have_text("640")
+            await expect(card(page, "sensor.house_load").locator("[part=number]")).to_have_text("640")
             await expect(page.locator(".card")).to_have_count(3)
             assert (bridge.service.hub.client_count, site.service.hub.client_count) == (1, 0)
 
@@ -453,8 +455,8 @@ async def test_entity_text_is_shown_as_text_never_as_markup(ha: DemoHomeAssistan
         await page.goto(live.url + "/")
         evil = card(page, "sensor.evil")
         await expect(evil.locator(".name")).to_have_text(name)
-        await expect(evil.locator(".state")).to_have_text("<b>1</b>")
-        await expect(evil.locator(".unit")).to_have_text("<i>u</i>")
+        await expect(evil.locator("[part=number]")).to_have_text("<b>1</b>")
+        await expect(evil.locator("[part=unit]")).to_have_text("<i>u</i>")
         chart = card(page, "sensor.evil_number").locator(".plot")
         await expect(chart.locator(".value-label").last).to_have_text(re.compile(r" <i>u</i>$"))
         await expect(chart).to_have_attribute("aria-label", re.compile(r"^<img src=x onerror=alert\(1\)>: chart"))
@@ -487,7 +489,9 @@ async def test_screenshots_at_desktop_and_phone_widths(ha: DemoHomeAssistant, br
             page = await context.new_page()
             await page.goto(live.url + "/")
             await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
-            await expect(card(page, "switch.charger").locator(".toggle")).to_have_attribute("aria-checked", "true")
+            await expect(card(page, "switch.charger").locator("[part=switch]")).to_have_attribute(
+                "aria-checked", "true"
+            )
             await expect(card(page, "sensor.house_load").locator(".plot")).to_have_attribute(
                 "data-points", re.compile(r"^[4-9]\d$")
             )

@@ -42,7 +42,8 @@ document.addEventListener("bridge-event", ({ detail: { name, id } }) => {
 # Click the charger's toggle; resolves with the milliseconds until the page shows the new state.
 TOGGLE_AND_TIME = """
 () => new Promise((resolve, reject) => {
-  const toggle = document.querySelector('[data-entity="switch.charger"] .toggle');
+  const host = document.querySelector('[data-entity="switch.charger"] live-toggle');
+  const toggle = host.shadowRoot.querySelector("[part=switch]");
   const before = toggle.getAttribute("aria-checked");
   const started = performance.now();
   new MutationObserver((_, observer) => {
@@ -96,7 +97,7 @@ async def open_tab(context: BrowserContext, url: str) -> tuple[Page, float]:
     page = await context.new_page()
     await page.goto(url)
     await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
-    await expect(card(page, "sensor.battery_level").locator(".state")).not_to_be_empty()
+    await expect(card(page, "sensor.battery_level").locator("[part=number]")).not_to_be_empty()
     return page, time.monotonic() - started
 
 
@@ -170,7 +171,7 @@ async def all_caught_up(ha: DemoHomeAssistant, live: LiveServer, pages: list[Pag
     truth = ha.states["sensor.house_load"]["state"]
     await bridge_has(live, "sensor.house_load", truth)
     for page in pages:
-        await expect(card(page, "sensor.house_load").locator(".state")).to_have_text(truth)
+        await expect(card(page, "sensor.house_load").locator("[part=number]")).to_have_text(truth)
         async with asyncio.timeout(5):
             while await last_seq(page) != hub.seq:
                 await asyncio.sleep(0.05)
@@ -193,7 +194,9 @@ async def test_eight_tabs_share_one_stream_and_a_toggle_from_the_eighth_answers_
 
             ha.set_state("sensor.battery_level", "49.0")
             for page in pages:
-                await expect(card(page, "sensor.battery_level").locator(".state")).to_have_text("49.0", timeout=2000)
+                await expect(card(page, "sensor.battery_level").locator("[part=number]")).to_have_text(
+                    "49.0", timeout=2000
+                )
             # A tab that opened late drew the same chart as the first, which saw the changes live.
             charts = [await chart_points(p, "sensor.battery_level") for p in pages]
             assert all(chart == charts[0] for chart in charts) and len(charts[0]) == 5, charts
@@ -202,7 +205,7 @@ async def test_eight_tabs_share_one_stream_and_a_toggle_from_the_eighth_answers_
             print(f"eight tabs: the toggle in tab 8 answered in {latency:.0f} ms")
             assert latency < 1000
             for page in pages:
-                toggle = card(page, "switch.charger").locator(".toggle")
+                toggle = card(page, "switch.charger").locator("[part=switch]")
                 await expect(toggle).to_have_attribute("aria-checked", "true", timeout=2000)
             latency = await pages[0].evaluate(TOGGLE_AND_TIME)
             assert latency < 1000, "and from tab 1"
@@ -237,7 +240,7 @@ async def test_a_tab_opened_late_shows_the_current_view_at_once_even_with_home_a
             await expect(late.locator(".card")).to_have_count(4)
             solar = await chart_points(first, "sensor.solar_power")
             assert await chart_points(late, "sensor.solar_power") == solar and len(solar) > 10
-            await expect(card(late, "switch.charger").locator(".toggle")).to_be_disabled()
+            await expect(card(late, "switch.charger").locator("[part=switch]")).to_be_disabled()
             await late.screenshot(path=ARTIFACTS / "tabs-late-tab-ha-down.png", full_page=True)
 
         # A browser with no tab open yet, opened while Home Assistant is down: the bridge's snapshot says so.
@@ -262,11 +265,11 @@ async def test_every_tab_shows_the_shared_stream_going_away_and_coming_back(
         for page in pages:  # the bridge is gone
             await expect(page.locator("#conn")).to_have_text("Reconnecting…")
             await expect(page.locator("#stale")).to_contain_text("No connection to the bridge")
-            await expect(card(page, "switch.charger").locator(".toggle")).to_be_disabled()
+            await expect(card(page, "switch.charger").locator("[part=switch]")).to_be_disabled()
         ha.set_state("sensor.battery_level", "42.0")
         async with live_server(settings, port=port, web_dir=WEB_DIR) as live:
             for page in pages:
-                await expect(card(page, "sensor.battery_level").locator(".state")).to_have_text("42.0")
+                await expect(card(page, "sensor.battery_level").locator("[part=number]")).to_have_text("42.0")
                 await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
                 await expect(page.locator("#stale")).to_be_hidden()
             assert await server_streams(live.url) == 1
@@ -303,12 +306,12 @@ async def test_closing_the_tab_that_opened_the_stream_loses_no_event_in_the_othe
                 await pages[0].close()  # the tab that started the worker
                 count = len(values)
                 for page in pages[1:]:  # still live: changes keep coming
-                    await expect(card(page, "sensor.house_load").locator(".state")).not_to_have_text(str(count))
+                    await expect(card(page, "sensor.house_load").locator("[part=number]")).not_to_have_text(str(count))
                 await asyncio.sleep(1.0)
                 ha.set_state("sensor.battery_level", "12.5")
             await all_caught_up(ha, live, pages[1:])
             for page in pages[1:]:
-                await expect(card(page, "sensor.battery_level").locator(".state")).to_have_text("12.5")
+                await expect(card(page, "sensor.battery_level").locator("[part=number]")).to_have_text("12.5")
                 assert await snapshots_seen(page) == 1
             assert await server_streams(live.url) == 1
             assert live.service.hub.snapshots == 1 and live.service.hub.replays == 0
@@ -366,7 +369,9 @@ async def test_without_shared_worker_each_tab_holds_its_own_stream(ha: DemoHomeA
             assert await server_streams(live.url) == 2
             latency: float = await pages[1].evaluate(TOGGLE_AND_TIME)
             assert latency < 1000
-            await expect(card(pages[0], "switch.charger").locator(".toggle")).to_have_attribute("aria-checked", "true")
+            await expect(card(pages[0], "switch.charger").locator("[part=switch]")).to_have_attribute(
+                "aria-checked", "true"
+            )
             async with changes(ha):
                 await asyncio.sleep(0.5)
             await all_caught_up(ha, live, pages)
@@ -383,7 +388,9 @@ async def test_without_shared_worker_the_tabs_share_one_stream_through_a_web_loc
             latency: float = await pages[2].evaluate(TOGGLE_AND_TIME)
             assert latency < 1000
             for page in pages:
-                await expect(card(page, "switch.charger").locator(".toggle")).to_have_attribute("aria-checked", "true")
+                await expect(card(page, "switch.charger").locator("[part=switch]")).to_have_attribute(
+                    "aria-checked", "true"
+                )
             hub = live.service.hub
             async with changes(ha):
                 await asyncio.sleep(0.3)
@@ -415,7 +422,7 @@ async def test_eight_tabs_through_nginx_over_http2(
                 print(f"http/2: the toggle in tab 8 answered in {latency:.0f} ms")
                 assert latency < 1000
                 for page in pages:
-                    await expect(card(page, "switch.charger").locator(".toggle")).to_have_attribute(
+                    await expect(card(page, "switch.charger").locator("[part=switch]")).to_have_attribute(
                         "aria-checked", "true"
                     )
                 async with changes(ha):

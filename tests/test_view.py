@@ -174,19 +174,20 @@ async def test_the_page_holds_the_same_view_as_the_feed_it_listens_to(ha: DemoHo
         await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
         for value in ("61.0", "62.5"):
             ha.set_state("sensor.battery_level", value)
-            await expect(card(page, "sensor.battery_level").locator(".state")).to_have_text(value)
+            await expect(card(page, "sensor.battery_level").locator("[part=number]")).to_have_text(value)
         ha.remove_state("light.kitchen")
         await expect(card(page, "light.kitchen")).to_have_count(0)
         await bridge_has(live, "sensor.battery_level", "62.5")
 
-        mine = await page.evaluate(f"({VIEW})(view)")
+        # The page's view is the one its kit elements render from (app.js feeds the kit's hub).
+        mine = await page.evaluate(f"({VIEW})(hub.view)")
         if await page.evaluate("link instanceof Feed"):  # per tab: the page's Feed is right here
             feeds = await page.evaluate(f"({VIEW})(link.view)")
         else:  # shared: a tab that joins now gets the worker's view
             late = await page.context.new_page()
             await late.goto(live.url + "/")
             await expect(late.locator("#conn")).to_have_attribute("data-state", "live")
-            feeds = await late.evaluate(f"({VIEW})(view)")
+            feeds = await late.evaluate(f"({VIEW})(hub.view)")
         assert mine == feeds
         assert "light.kitchen" not in mine["entities"] and mine["entities"]["sensor.battery_level"]["state"] == "62.5"
         assert mine["history"]["sensor.battery_level"][-1][1] == 62.5

@@ -1,10 +1,11 @@
-// The live page: one card per entity, fed by the bridge's stream. Plain JS, no build step.
-// Numbers get a chart (chart.js) of the snapshot's history, the live values appended as they come.
+// The live page: one card per entity, made of the kit's elements (kit.js: <live-value>, <live-chart>,
+// <live-toggle>), fed by the bridge's stream. Plain JS, no build step. This file holds the stream
+// (a SharedWorker shared by every tab, or without one the tab that holds a Web Lock, or a stream in
+// this tab), hands what it says to the kit (LiveKit.feed), and shows what the cards do not: the
+// connection, the banner, the range switch for every chart, when each entity last changed.
 //
-// Query parameters: ?bridge=https://other.bridge (default: this origin), ?key=… (sent as
+// Query parameters: ?bridge=https://other.bridge (default: this page's folder), ?key=… (sent as
 // ?key= on the stream and as a Bearer token on commands), ?entity_id=…&domain=… (stream filters).
-// The stream itself is in stream.js: one EventSource shared by every tab (a SharedWorker, or
-// without one the tab that holds a Web Lock), or one in this tab where neither can be had.
 "use strict";
 
 const params = new URLSearchParams(location.search);
@@ -12,30 +13,28 @@ const params = new URLSearchParams(location.search);
 const BRIDGE = (params.get("bridge") || ".").replace(/\/+$/, "") || ".";
 const KEY = params.get("key");
 const SWITCHES = ["switch", "input_boolean"]; // domains that get a toggle (turn_on / turn_off)
-const CONFIRM_MS = 10000; // how long a toggle waits for the stream to confirm it
 const WORKER_SILENCE_MS = 750; // the worker says "alive" every 250 ms: three missed and it is gone (its process crashed)
-
 const RANGES = [3600, 21600, 86400]; // the range switch: 1 h, 6 h, 24 h
-const MORE_AFTER = 300; // seconds before a range's history is asked for again
 
-const cards = new Map(); // entity_id -> {el, state, points, chart, extra, pending, note}: state and points are the view's
+const cards = new Map(); // entity_id -> {el, graph (its <live-chart>), chart (the graph's Chart)}
 const RANGE_KEY = "sse_service/range"; // the range chosen last, kept in this browser (a wall tablet keeps its 6 h)
 const remembered = (() => { try { return Number(localStorage.getItem(RANGE_KEY)); } catch { return 0; } })();
 let range = RANGES.includes(remembered) ? remembered : RANGES.at(-1); // seconds of history the charts show
+let hub = null; // the kit's hub for this page: it applies each event (reduce(), stream.js) and renders the elements
 let link = null; // where this tab's events come from: the shared worker's port, or a Feed of its own
 let linkHeard = Date.now(); // the last message from it
 let conn = { open: false, refused: false, ended: "", busy: "" }; // the stream's state, as the Feed reports it
-// What the stream has said, applied by reduce() (stream.js) as the Feed applies it; the cards show it.
-let view = { status: "connecting", reason: "", cause: "", since: Date.now(), heartbeat: 0, entities: {}, history: {} };
+const loaded = Date.now();
 let lastHeard = Date.now(); // any event at all, pings included
 let lastEventId = ""; // of the last event shown
 let started = false; // a snapshot has arrived
 
 const $ = (root, selector) => root.querySelector(selector);
-// Entity text only ever goes in as textContent, never as HTML. Unchanged text is not rewritten,
-// so live regions do not repeat themselves every second.
+// Entity text only ever goes in as textContent. Unchanged text is not rewritten.
 const put = (el, text) => { if (el.textContent !== text) el.textContent = text; };
 const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto", style: "short" });
+// What the stream has said (hub.view), or before a snapshot what the page assumes.
+const view = () => hub?.view ?? { status: "connecting", reason: "", cause: "", since: loaded, entities: {}, history: {} };
 
 // --- the stream -------------------------------------------------------------------------
 
@@ -86,7 +85,7 @@ function ownFeed() {
 
 // What this tab shows: a new worker resumes from it (see Feed.seed).
 function seed() {
-  return started && lastEventId ? { id: lastEventId, view } : null;
+  return started && lastEventId ? { id: lastEventId, view: hub.view } : null;
 }
 
 function detach() {
@@ -94,9 +93,6 @@ function detach() {
   else link?.stop();
   link = null;
 }
-
-addEventListener("pagehide", detach);
-addEventListener("pageshow", (event) => { if (event.persisted) attach(); }); // back from the back-forward cache
 
 function receive(message) {
   linkHeard = Date.now();
@@ -116,71 +112,43 @@ function receive(message) {
   render();
 }
 
-// What each event changes on screen, once reduce() has applied it to the view (status: render() reads it).
-const HANDLERS = {
-  snapshot: onSnapshot,
-  state: onState,
-  remove: ({ entity_id }) => drop(entity_id),
-  history: ({ history }) => {
-    for (const id of Object.keys(history)) {
-      if (cards.has(id)) { const card = cardFor(id); card.extra.clear(); drawChart(card); }
-    }
-    offerRanges();
-  },
-};
-
+// The kit applies the event and renders its elements; the page adds or drops cards around them.
 function handle(name, data, id) {
   if (id) lastEventId = id;
-  // A state event redraws only what changed: what its card showed before is noted first.
-  const before = name === "state" ? cards.get(data.entity_id) : null;
-  const unit = before?.state?.attributes?.unit_of_measurement, last = before?.points.at(-1);
-  view = reduce(view, name, data);
-  HANDLERS[name]?.(data, unit, last);
+  hub.receive({ kind: "event", name, data, id });
+  if (name === "snapshot") onSnapshot();
+  else if (name === "state") cardFor(data.entity_id);
+  else if (name === "remove") drop(data.entity_id);
+  else if (name === "history") offerRanges();
   // Other scripts on this page can use its stream instead of opening one more.
   document.dispatchEvent(new CustomEvent("bridge-event", { detail: { name, id, data } }));
 }
 
 function onSnapshot() {
   started = true;
-  for (const id of cards.keys()) if (!(id in view.entities)) drop(id);
-  for (const state of Object.values(view.entities)) {
-    const card = cardFor(state.entity_id);
-    card.extra.clear();
-    if (card.pending === state.state) settle(card, "");
-    paint(card);
-    drawChart(card);
-  }
+  for (const id of cards.keys()) if (!(id in hub.view.entities)) drop(id);
+  for (const id of Object.keys(hub.view.entities)) cardFor(id);
   offerRanges();
-  if (range !== RANGES.at(-1)) for (const card of cards.values()) more(card);
   whoIsUpstream();
-}
-
-function onState(state, unit, last) {
-  const card = cardFor(state.entity_id);
-  if (card.pending === state.state) settle(card, "");
-  paint(card);
-  // A new point: one more segment on the chart, not a new chart.
-  if (!card.chart || unit !== state.attributes?.unit_of_measurement) drawChart(card);
-  else if (card.points.at(-1) !== last) { card.chart.append(card.points.at(-1)); extent(card); }
 }
 
 // --- cards ------------------------------------------------------------------------------
 
-// An entity's card, made if it has none, pointed at what the view now holds for it. (A card
-// that is gone keeps what it last showed: a toggle still waiting for its answer can end on it.)
+// An entity's card: its name, then the kit's elements for it (a toggle for a switch only).
 function cardFor(id) {
   let card = cards.get(id);
   if (!card) {
     const el = document.getElementById("card").content.firstElementChild.cloneNode(true);
     el.dataset.entity = id;
-    card = { el, chart: null, extra: new Map(), pending: null, note: "", timer: 0, toggle: $(el, ".toggle") };
-    if (SWITCHES.includes(id.split(".")[0])) card.toggle.addEventListener("click", () => toggle(card));
-    else { $(el, ".control").remove(); card.toggle = null; }
+    for (const live of el.querySelectorAll("live-value, live-chart, live-toggle")) live.setAttribute("entity", id);
+    if (!SWITCHES.includes(id.split(".")[0])) $(el, ".control").remove();
+    const graph = $(el, "live-chart");
+    graph.setAttribute("range", range);
+    card = { id, el, graph, get chart() { return graph.chart; } };
     cards.set(id, card);
     document.getElementById("cards").append(el);
   }
-  card.state = view.entities[id];
-  card.points = view.history[id];
+  paint(card);
   return card;
 }
 
@@ -189,59 +157,29 @@ function drop(id) {
   cards.delete(id);
 }
 
+// What the card shows around the elements: the name, when it changed, the chart's lowest and highest.
 function paint(card) {
-  const { el, state } = card;
-  const attributes = state.attributes || {};
-  const name = attributes.friendly_name || state.entity_id;
-  const on = state.state === "on";
-  put($(el, ".name"), name);
-  put($(el, ".state"), NUMBER.test(state.state) ? state.state : words(state.state));
-  put($(el, ".unit"), attributes.unit_of_measurement || "");
-  el.classList.toggle("unavailable", state.state === "unavailable" || state.state === "unknown");
-  if (card.toggle) {
-    card.toggle.setAttribute("aria-checked", String(on));
-    card.toggle.setAttribute("aria-label", name);
-    card.toggle.setAttribute("aria-busy", String(Boolean(card.pending)));
-    put($(el, ".note"), card.pending ? `Turning ${card.pending}…` : card.note);
-    $(el, ".note").classList.toggle("error", Boolean(card.note) && !card.pending);
-  }
-  ago(card);
-}
-
-// "on" -> "On", "not_home" -> "Not home": HA's machine words, readable.
-const words = (text) => (text.charAt(0).toUpperCase() + text.slice(1)).replaceAll("_", " ");
-
-// --- charts -----------------------------------------------------------------------------
-
-// What a card's chart shows: its points, or for a range the snapshot did not hold, the
-// recorder's answer (GET /api/history) followed by the points that came since.
-function series(card) {
-  const extra = card.extra.get(range);
-  if (!extra?.points) return card.points;
-  return [...extra.points, ...card.points.filter(([t]) => t > extra.until)];
-}
-
-function drawChart(card) {
-  const box = $(card.el, ".chart");
-  box.hidden = card.points.length === 0;
-  if (box.hidden) { put($(card.el, ".range"), ""); return; }
-  const name = card.state?.attributes?.friendly_name || card.state?.entity_id || "";
-  card.chart ??= new Chart(box, { name });
-  card.chart.name = name;
-  card.chart.draw(series(card), { range, unit: card.state?.attributes?.unit_of_measurement || "" });
-  extent(card);
-}
-
-// Beside the chart: the lowest and highest value in it, labelled.
-function extent(card) {
+  const state = hub.view?.entities[card.id];
+  if (!state) return;
+  put($(card.el, ".name"), state.attributes?.friendly_name || state.entity_id);
+  const seconds = Math.max(0, (Date.now() - Date.parse(state.last_changed)) / 1000);
+  const [value, unit] =
+    seconds < 60 ? [seconds, "second"] : seconds < 3600 ? [seconds / 60, "minute"]
+    : seconds < 86400 ? [seconds / 3600, "hour"] : [seconds / 86400, "day"];
+  const ago = $(card.el, ".ago");
+  put(ago, `Changed ${relative.format(-Math.floor(value), unit)}`);
+  const title = new Date(state.last_changed).toLocaleString();
+  if (ago.title !== title) ago.title = title;
   const [lo, hi] = card.chart?.extent() ?? [];
-  const unit = card.state?.attributes?.unit_of_measurement;
-  put($(card.el, ".range"), lo === hi ? "" : `min ${lo} · max ${hi}${unit ? ` ${unit}` : ""}`); // a flat line: the value says it all
+  const measure = state.attributes?.unit_of_measurement;
+  put($(card.el, ".range"), lo === hi ? "" : `min ${lo} · max ${hi}${measure ? ` ${measure}` : ""}`); // a flat line: the value says it all
 }
 
-// The range switch shows once the history reaches back further than half an hour.
+// --- the range switch -------------------------------------------------------------------
+
+// Shown once the history reaches back further than half an hour.
 function offerRanges() {
-  const oldest = Math.min(...[...cards.values()].map((card) => card.points[0]?.[0] ?? Infinity));
+  const oldest = Math.min(...[...cards.keys()].map((id) => hub.view.history[id]?.[0]?.[0] ?? Infinity));
   const ranges = document.getElementById("ranges");
   if (ranges.hidden && (oldest < Date.now() / 1000 - 1800 || range !== RANGES.at(-1))) ranges.hidden = false;
 }
@@ -252,33 +190,7 @@ function chooseRange(seconds) {
   for (const button of document.querySelectorAll("#ranges button")) {
     button.setAttribute("aria-pressed", String(Number(button.dataset.range) === seconds));
   }
-  for (const card of cards.values()) { drawChart(card); more(card); }
-}
-
-// A range the snapshot holds too little of (not back far enough, or a handful of points in a
-// long-sampled day) is asked of the recorder, with the page's read key; until it answers, and
-// if it cannot (HA has no recorder), the chart shows what the snapshot had.
-async function more(card) {
-  const now = Date.now() / 1000, asked = range, id = card.state?.entity_id;
-  const known = card.extra.get(asked);
-  if (!id || !card.points.length || card.fetching === asked || (known && now - known.at < MORE_AFTER)) return;
-  const inRange = card.points.filter(([t]) => t >= now - asked).length;
-  if (inRange >= 60 && card.points[0][0] <= now - asked * 0.9) return;
-  card.fetching = asked;
-  const width = $(card.el, ".chart").clientWidth || 300;
-  const query = new URLSearchParams({ since: String(Math.floor(now - asked)), points: String(Math.min(1000, Math.max(120, 2 * width))) });
-  if (KEY) query.set("key", KEY);
-  try {
-    const response = await fetch(`${BRIDGE}/api/history/${encodeURIComponent(id)}?${query}`);
-    const body = response.ok ? await response.json() : null;
-    const until = Date.parse(body?.until) / 1000;
-    card.extra.set(asked, body?.points?.length && until ? { at: now, until, points: body.points } : { at: now });
-  } catch {
-    card.extra.set(asked, { at: now }); // the bridge is away: the stream's reconnect brings a new snapshot
-  } finally {
-    card.fetching = 0;
-  }
-  if (range === asked && cards.get(id) === card) drawChart(card);
+  for (const card of cards.values()) card.graph.setAttribute("range", seconds); // each chart asks the recorder if it must
 }
 
 // "Demo" in the header and footer when the bridge runs its embedded demo (GET /healthz says).
@@ -288,49 +200,6 @@ async function whoIsUpstream() {
   const demo = Boolean(health.upstream.demo);
   document.getElementById("demo").hidden = !demo;
   put(document.getElementById("source"), demo ? "Demo data from a simulated home (no HA_URL set)" : "Live from Home Assistant");
-}
-
-function ago({ el, state }) {
-  const seconds = Math.max(0, (Date.now() - Date.parse(state.last_changed)) / 1000);
-  const [value, unit] =
-    seconds < 60 ? [seconds, "second"] : seconds < 3600 ? [seconds / 60, "minute"]
-    : seconds < 86400 ? [seconds / 3600, "hour"] : [seconds / 86400, "day"];
-  put($(el, ".ago"), `Changed ${relative.format(-Math.floor(value), unit)}`);
-  $(el, ".ago").title = new Date(state.last_changed).toLocaleString();
-}
-
-// --- commands ---------------------------------------------------------------------------
-
-async function toggle(card) {
-  if (card.pending || !card.state) return;
-  const [domain] = card.state.entity_id.split(".");
-  const want = card.state.state === "on" ? "off" : "on";
-  card.pending = want;
-  card.note = "";
-  paint(card);
-  try {
-    const headers = { "content-type": "application/json" };
-    if (KEY) headers.authorization = `Bearer ${KEY}`;
-    const response = await fetch(`${BRIDGE}/api/services/${domain}/turn_${want}`, {
-      method: "POST", headers, body: JSON.stringify({ entity_id: card.state.entity_id }),
-    });
-    if (!response.ok) {
-      const body = await response.json().catch(() => null);
-      throw new Error(body?.error?.message || `HTTP ${response.status}`);
-    }
-    if (card.state.state === want) settle(card, ""); // the stream was faster than the answer
-    else card.timer = setTimeout(() => settle(card, "Not confirmed by Home Assistant"), CONFIRM_MS);
-  } catch (error) {
-    settle(card, error instanceof TypeError ? "The bridge is unreachable" : error.message);
-  }
-  paint(card);
-}
-
-function settle(card, note) {
-  clearTimeout(card.timer);
-  card.pending = null;
-  card.note = note;
-  paint(card);
 }
 
 // --- connection indicator and stale banner ---------------------------------------------------
@@ -347,11 +216,14 @@ const REDIS_DOWN = ["Bridge lost Redis", "The bridge cannot reach its Redis"];
 
 function render() {
   const { refused, ended, busy } = conn;
+  const { status, cause, reason, since } = view();
   // A silent stream counts as closed (the Feed reopens it), and so does a silent worker (we join a new one).
   const open = conn.open && !(link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS);
-  const haUp = view.status === "connected";
-  const redis = view.cause ? view.cause === "redis" : /^Redis\b/.test(view.reason);
-  const haDown = redis ? REDIS_DOWN : HA_DOWN[view.status] ?? HA_DOWN.disconnected;
+  // The toggles follow the connection as this page sees it.
+  if (hub.conn.open !== open || hub.conn.refused !== refused) hub.receive({ ...conn, kind: "conn", open });
+  const haUp = status === "connected";
+  const redis = cause ? cause === "redis" : /^Redis\b/.test(reason);
+  const haDown = redis ? REDIS_DOWN : HA_DOWN[status] ?? HA_DOWN.disconnected;
   const [state, text] =
     refused ? ["refused", ended ? "Access ended" : "Key refused"]
     : !open && !busy && !started && performance.now() < 1500 ? ["connecting", "Connecting…"] // the first try
@@ -364,29 +236,33 @@ function render() {
   // The banner: what is on screen may be old.
   const banner = document.getElementById("stale");
   const why = open ? haDown[1] : ended ? `The bridge ended this view (${ended})` : busy ? `The bridge is busy (${busy})` : "No connection to the bridge";
-  const since = new Date(open ? view.since : lastHeard).toLocaleTimeString();
   banner.hidden = !started || (open && haUp);
-  put(banner, `${why} since ${since}. Values may be out of date.`);
+  put(banner, `${why} since ${new Date(open ? since : lastHeard).toLocaleTimeString()}. Values may be out of date.`);
 
   const empty = document.getElementById("empty");
   empty.hidden = cards.size > 0;
   put(empty, ended ? `The bridge ended this view: ${ended}.` : refused ? "The bridge refused the key: open this page with ?key=<read key>."
     : started && !haUp ? "Waiting for Home Assistant…" : started ? "No entities to show." : busy ? `The bridge is busy (${busy}); retrying…` : "Waiting for data…");
-  for (const { toggle, el } of cards.values()) {
-    if (toggle) toggle.disabled = !open || !haUp || el.classList.contains("unavailable");
-  }
 }
 
-setInterval(() => {
-  for (const card of cards.values()) { ago(card); card.chart?.tick(); }
-  render();
-}, 1000);
-// A shared worker dies with its process (a tab's crash can take it along): join a new one.
-setInterval(() => {
-  if (link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS) { detach(); attach(); render(); }
-}, 250);
-for (const button of document.querySelectorAll("#ranges button")) {
-  button.addEventListener("click", () => chooseRange(Number(button.dataset.range)));
-  button.setAttribute("aria-pressed", String(Number(button.dataset.range) === range));
-}
-attach();
+// The kit defines its elements once it has stream.js; then this page starts.
+customElements.whenDefined("live-value").then(() => {
+  const cardsEl = document.getElementById("cards");
+  cardsEl.dataset.key = KEY ?? ""; // the kit's elements find their hub by key
+  hub = LiveKit.feed(cardsEl.dataset.key, new URL(`${BRIDGE}/`, location.href).href);
+  addEventListener("pagehide", detach);
+  addEventListener("pageshow", (event) => { if (event.persisted) attach(); }); // back from the back-forward cache
+  setInterval(() => {
+    for (const card of cards.values()) paint(card);
+    render();
+  }, 1000);
+  // A shared worker dies with its process (a tab's crash can take it along): join a new one.
+  setInterval(() => {
+    if (link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS) { detach(); attach(); render(); }
+  }, 250);
+  for (const button of document.querySelectorAll("#ranges button")) {
+    button.addEventListener("click", () => chooseRange(Number(button.dataset.range)));
+    button.setAttribute("aria-pressed", String(Number(button.dataset.range) === range));
+  }
+  attach();
+});
