@@ -250,6 +250,8 @@ customElements.whenDefined("live-value").then(() => {
   const cardsEl = document.getElementById("cards");
   cardsEl.dataset.key = KEY ?? ""; // the kit's elements find their hub by key
   hub = LiveKit.feed(cardsEl.dataset.key, new URL(`${BRIDGE}/`, location.href).href);
+  // A chart drawn (chart.js loaded, the recorder answered): its lowest and highest beside it at once.
+  cardsEl.addEventListener("draw", ({ target }) => { const card = cards.get(target.entity); if (card) paint(card); }, true);
   addEventListener("pagehide", detach);
   addEventListener("pageshow", (event) => { if (event.persisted) attach(); }); // back from the back-forward cache
   setInterval(() => {

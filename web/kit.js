@@ -293,6 +293,7 @@ button{font:inherit;color:inherit}
       this.chart.name = this.label;
       if (name !== "state" || !this.chart.series.length || unit !== this.chart.unit) this.chart.draw(points, { range: this.range, unit });
       else if (points.at(-1) !== this.chart.series.at(-1)) this.chart.append(points.at(-1));
+      this.dispatchEvent(new Event("draw"));
     }
     tick() { this.chart?.tick(); }
     // A range the stream's history holds too little of is asked of the recorder, again after five minutes.
