@@ -22,32 +22,38 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import dataclasses
 import json
 import os
 import re
-import shlex
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from subscribers import raise_nofile  # bench/ is on sys.path: this file runs as a script
+# bench/ is on sys.path: this file runs as a script
+from procs import (
+    HERE,
+    LOOPBACK,
+    PY,
+    Procs,
+    child_env,
+    fake_ha_argv,
+    free_port,
+    http_get,
+    kill,
+    raise_nofile,
+    redis_argv,
+    service_argv,
+    wait_port,
+)
+from wire import SSEReader, WireError, parse_event
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-PY = sys.executable
-LOOPBACK = "127.0.0.1"
 TOKEN = "bench-token"
-PR_SET_PDEATHSIG = 1
 
 
 # --------------------------------------------------------------------------- scenarios --
@@ -81,103 +87,6 @@ SCENARIOS = [
 GROUPS = {"filter": [("filter", 1), ("filter-ref", 1), ("filter-ref", 2), ("filter", 2)]}
 
 
-# ----------------------------------------------------------------------------- helpers --
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_port(port: int, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def http_get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, b""
-    except (urllib.error.URLError, OSError):
-        return 0, b""
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class Procs:
-    """Starts processes pinned to a CPU, remembers them, and stops exactly those, by PID."""
-
-    def __init__(self, logdir: Path) -> None:
-        self.logdir = logdir
-        self.procs: list[subprocess.Popen[bytes]] = []
-        logdir.mkdir(parents=True, exist_ok=True)
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._prctl = libc.prctl
-
-    def spawn(
-        self, name: str, argv: list[str], cpus: set[int], env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        prctl = self._prctl
-
-        def pin_and_tie() -> None:
-            os.sched_setaffinity(0, cpus)  # what `taskset -c` does
-            prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # if this script dies, so does the child
-
-        with open(self.logdir / f"{name}.log", "ab") as log:
-            log.write(f"$ {shlex.join(argv)}  (cpus {sorted(cpus)})\n".encode())
-            log.flush()
-            p = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env or child_env(),
-                cwd=ROOT,
-                preexec_fn=pin_and_tie,
-            )
-        self.procs.append(p)
-        return p
-
-    def stop_all(self, grace: float = 8.0) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is not None:
-                continue
-            kids = children(p.pid)
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    p.kill()
-                p.wait(5)
-            for k in kids:  # none expected; only ones this process started
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(k, signal.SIGKILL)
-        self.procs.clear()
-
-
 # ----------------------------------------------------------------------------- targets --
 class Target:
     name = ""
@@ -200,7 +109,7 @@ class Ours(Target):
     desc = "sse_service: python -m sse_service (uvicorn, uvloop + httptools, 1 worker)"
 
     def argv(self, port: int) -> list[str]:
-        return [PY, "-m", "sse_service", "--host", LOOPBACK, "--port", str(port), "--graceful-timeout", "2"]
+        return service_argv(port)
 
     def env(self, port: int, ha_url: str) -> dict[str, str]:
         # Every bench client comes from 127.0.0.1: lift the per-address cap on streams.
@@ -267,21 +176,7 @@ TARGETS: dict[str, Target] = {
 def start_redis(procs: Procs, cpus: set[int], logdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Debian's redis-server on a free loopback port, no persistence; stopped by PID with the rest."""
     port = free_port()
-    data = logdir / "redis-data"
-    data.mkdir(parents=True, exist_ok=True)
-    argv = [
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        LOOPBACK,
-        "--dir",
-        str(data),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
+    argv = redis_argv(port, logdir / "redis-data")
     proc = procs.spawn("redis", argv, cpus)
     if not wait_port(port, 10):
         raise RuntimeError("redis-server did not come up (is the redis-server package installed?)")
@@ -324,15 +219,9 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: Target, rep: int, lo
     try:
         ha_port, port = free_port(), free_port()
         status_file = logdir / "fake_ha-status.json"
-        fake = procs.spawn(
-            "fake_ha",
-            [
-                PY, str(HERE / "fake_ha.py"), "--port", str(ha_port), "--token", TOKEN, "--rate", str(sc.rate),
-                "--entities", str(args.entities), "--max-seconds", str(limit + 30), "--status-file", str(status_file),
-            ]
-            + (["--wait-signal"] if wait_signal else []),
-            args.load_cpus,
-        )  # fmt: skip
+        more = ["--status-file", str(status_file)] + (["--wait-signal"] if wait_signal else [])
+        argv = fake_ha_argv(ha_port, TOKEN, sc.rate, args.entities, limit + 30, *more)
+        fake = procs.spawn("fake_ha", argv, args.load_cpus)
         if not wait_port(ha_port, 15):
             raise RuntimeError("fake_ha did not come up")
         ha_url = f"ws://{LOOPBACK}:{ha_port}/api/websocket"
@@ -610,8 +499,7 @@ class StreamWatch:
             self._sock.close()
 
     def _run(self) -> None:
-        raw, body, head = b"", b"", True
-        chunked = False
+        wire = SSEReader()
         try:
             while not self._stop.is_set():
                 try:
@@ -622,41 +510,15 @@ class StreamWatch:
                 if not data:
                     self.error = "the server closed the stream"
                     return
-                raw += data
-                if head:
-                    i = raw.find(b"\r\n\r\n")
-                    if i < 0:
-                        continue
-                    status = raw.split(b" ", 2)[1]
-                    if status != b"200":
-                        self.error = f"http {status.decode(errors='replace')}"
-                        return
-                    chunked = b"transfer-encoding: chunked" in raw[:i].lower()
-                    raw, head = raw[i + 4 :], False
-                if chunked:  # de-chunk what is complete: SIZE\r\nDATA\r\n
-                    while True:
-                        j = raw.find(b"\r\n")
-                        if j < 0:
-                            break
-                        size = int(raw[:j].split(b";")[0], 16)
-                        if size == 0:
-                            self.error = "the server ended the stream"
-                            return
-                        if len(raw) < j + 2 + size + 2:
-                            break
-                        body += raw[j + 2 : j + 2 + size]
-                        raw = raw[j + 2 + size + 2 :]
-                else:
-                    body, raw = body + raw, b""
-                *frames, body = re.split(rb"\r?\n\r?\n", body)
-                for fr in frames:
-                    name = "message"
-                    for ln in fr.splitlines():
-                        if ln.startswith(b"event:"):
-                            name = ln[6:].strip().decode(errors="replace")
+                for fr in wire.feed(data):
                     m = STAMP.search(fr)
-                    self.frames.append((now, name, int(m.group(1)) if m else None))
-        except (OSError, ValueError, IndexError) as e:
+                    self.frames.append((now, parse_event(fr).event, int(m.group(1)) if m else None))
+                if wire.ended:
+                    self.error = "the server ended the stream"
+                    return
+        except WireError as e:
+            self.error = f"http {wire.head.status}" if wire.head and wire.head.status != 200 else str(e)
+        except OSError as e:
             self.error = repr(e)
 
     def states(self) -> int:
@@ -692,14 +554,7 @@ def failover_once(args: argparse.Namespace, ttl: float | None, rep: int, logroot
     target = TARGETS["ours-redis"]
     try:
         ha_port = free_port()
-        procs.spawn(
-            "fake_ha",
-            [
-                PY, str(HERE / "fake_ha.py"), "--port", str(ha_port), "--token", TOKEN, "--rate", "10",
-                "--entities", str(args.entities), "--max-seconds", str(60 + limit),
-            ],
-            args.load_cpus,
-        )  # fmt: skip
+        procs.spawn("fake_ha", fake_ha_argv(ha_port, TOKEN, 10, args.entities, 60 + limit), args.load_cpus)
         if not wait_port(ha_port, 15):
             raise RuntimeError("fake_ha did not come up")
         _, redis_url = start_redis(procs, args.server_cpus, logdir)
@@ -729,8 +584,7 @@ def failover_once(args: argparse.Namespace, ttl: float | None, rep: int, logroot
             time.sleep(0.05)
         kill_ns = time.time_ns()
         t_kill = time.monotonic()
-        os.kill(leader.pid, signal.SIGKILL)
-        leader.wait(5)
+        kill(leader, 5)
         seen = len(watch.frames)
         first_event: float | None = None
         leader_role: float | None = None

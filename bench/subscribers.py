@@ -58,7 +58,8 @@ try:
 except ImportError:  # still usable, only slower
     uvloop = None  # type: ignore[assignment]
 
-from wire import Head, SSEReader, WireError  # bench/ is on sys.path: this file runs as a script
+from procs import raise_nofile, rss_kib  # bench/ is on sys.path: this file runs as a script
+from wire import Head, SSEReader, WireError
 
 PAIR = re.compile(rb'"t"\s*:\s*(\d+)\s*,\s*"seq"\s*:\s*(\d+)')
 PAIR_SEARCH = PAIR.search
@@ -239,19 +240,6 @@ def cpu_ns(pids: list[int]) -> int | None:
     return total if seen else None
 
 
-def rss_kib(pids: list[int]) -> int | None:
-    total = None
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for ln in f:
-                    if ln.startswith("VmRSS:"):
-                        total = (total or 0) + int(ln.split()[1])
-        except OSError:
-            continue
-    return total
-
-
 def cpu_times(cpus: set[int]) -> dict[int, tuple[int, int, int]]:
     """{cpu: (busy ticks, irq + softirq ticks, total ticks)} from /proc/stat."""
     out = {}
@@ -297,15 +285,6 @@ def pct(sorted_vals: list[Any], q: float) -> Any:
 def self_cpu_s() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
-
-
-def raise_nofile(need: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need:
-        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def final_states(last_seq: int, entities: int) -> list[int]:
