@@ -187,12 +187,12 @@ class SSEReader(_Chunks):
             whole = False
             if not self._mid:
                 i = data.find(b"\r\n")
-                if 0 < i <= 8 and data[-2:] == b"\r\n":
+                if 0 < i <= 8:
                     try:
                         size = int(data[:i], 16)
                     except ValueError:
                         size = 0
-                    if size > 0 and len(data) == i + size + 4:
+                    if size > 0 and len(data) == i + size + 4 and data[-2:] == b"\r\n":
                         data = data[i + 2 : -2]
                         whole = True
             if not whole:
