@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """The fan-out benchmark: our service next to the textbook sse-starlette app, on loopback.
 
+Longer than most files here: it holds every scenario (fanout, 5k, idle, ramp, Redis, failover)
+and their shared measuring loop; the wire parser (wire.py), processes (procs.py) and the table
+(report.py) live apart.
+
 For every scenario, and for each server in turn (ours, then the baseline), it starts a
 fake Home Assistant (``fake_ha.py``) and the server, connects many raw SSE clients
 (``subscribers.py``), measures, and stops every process it started, by PID. The server runs

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """The soak test: the bridge under upstream kills, resumes, non-readers and hostile requests.
 
+Long because each phase is a scenario with its own checks and table rows, read top to bottom
+as the run goes; what phases share is in soak_clients.py, soak_hostile.py and procs.py.
+
 One command, loopback only, bounded in time; it stops every process it started, by PID:
 
     .venv/bin/python bench/soak.py            # the full run, about 2 minutes

@@ -1,5 +1,7 @@
 """Clients for the soak test (bench/soak.py): SSE viewers, non-readers, raw HTTP requests.
 
+Past 300 lines: three kinds of client, each a small state machine over raw sockets.
+
 No HTTP library: a hostile request must go out byte for byte as written, and the SSE
 clients must be cheap enough to run a few hundred in the soak's own process.
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """The cluster soak: three instances through Redis while the leader and Redis are SIGKILLed.
 
+Long for the same reason as soak.py: one file reads as the run, phase by phase.
+
 One command, loopback only, bounded in time; it stops every process it started, by PID:
 
     .venv/bin/python bench/soak_cluster.py            # the full run, about 2-3 minutes

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """SSE load generator: N concurrent EventSource-like subscribers in one process.
 
+Past 300 lines: the load generator is its own process with its own CLI, stats and latency
+collection; the parsing is wire.py's.
+
 Adapted from the ssebench harness. Raw asyncio Protocols on uvloop, no HTTP client library,
 so the load side stays cheap. Each connection sends one HTTP/1.1 GET and reads the response
 with ``wire.SSEReader`` (head, ``Transfer-Encoding: chunked``, SSE frames); it searches each
