@@ -651,13 +651,13 @@ async def test_a_relayed_command_nobody_takes_is_refused_before_the_timeout(redi
     keys = Keys("relay-test:")
     async with redis_client(redis_server, decode_responses=True) as redis:
         await redis.set(keys.lease, "a-dead-leader:1", px=10_000)  # killed: its lease has not expired yet
-        relay = Relay(redis, redis, keys, timeout=0.5)
+        relay = Relay(redis, redis, keys, timeout=2.0)  # gives up at 1.75 s: slack for a loaded CI machine
         loop = asyncio.get_running_loop()
         started = loop.time()
-        with pytest.raises(NotConnected, match="no instance took the call within 0.5 s"):
-            async with asyncio.timeout(0.5):
+        with pytest.raises(NotConnected, match="no instance took the call within 2 s"):
+            async with asyncio.timeout(2.0):
                 await relay.ask("call_service", {"domain": "switch", "service": "turn_on"})
-        assert loop.time() - started < 0.5
+        assert loop.time() - started < 2.0
 
 
 async def test_every_reader_numbers_the_writers_batches_alike(redis_server: RedisServer, caplog: Any) -> None:
