@@ -33,6 +33,7 @@ from sse_service.stream import EventsEndpoint
 
 from .helpers import LiveServer, live_server, open_stream, settings_for
 from .redis_server import RedisServer, redis_server_fixture  # noqa: F401  (the redis_server fixture)
+from .samples import sample
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_ARGS = [
@@ -415,15 +416,12 @@ ENTITIES = ("sensor.battery_level", "sensor.solar_power", "sensor.house_load")  
 
 
 def write_embed_page(directory: Path, bridge_url: str) -> None:
-    """index.html holding the README's embed snippet, pointed at ``bridge_url``."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    snippet = re.search(r"<!-- embed-snippet -->\n```html\n(.*?)```", readme, re.DOTALL)
-    assert snippet is not None, "the README's embed snippet is marked with <!-- embed-snippet -->"
-    html = snippet.group(1).replace("https://bridge.example.com", bridge_url)
+    """index.html holding the docs' embed snippet (docs/eventsource.md), pointed at ``bridge_url``."""
+    html = sample("embed-snippet").replace("https://bridge.example.com", bridge_url)
     (directory / "index.html").write_text(f"<!doctype html><meta charset=utf-8>{html}")
 
 
-async def test_the_readme_embed_snippet_works_from_another_origin(
+async def test_the_docs_embed_snippet_works_from_another_origin(
     ha: DemoHomeAssistant, page: Page, tmp_path: Path
 ) -> None:
     async with live_server(settings_for(ha), web_dir=tmp_path) as site:
