@@ -440,6 +440,19 @@ async def test_the_docs_embed_snippet_works_from_another_origin(
             assert bridge.service.hub.client_count == 1, "three values, one stream"
 
 
+async def test_the_readmes_embed_lines_show_the_battery_from_another_origin(
+    ha: DemoHomeAssistant, page: Page, tmp_path: Path
+) -> None:
+    async with live_server(settings_for(ha), web_dir=tmp_path) as site:
+        async with live_server(settings_for(ha, cors_origins=(site.url,))) as bridge:
+            html = sample("readme-embed").replace("https://bridge.example.com", bridge.url)
+            (tmp_path / "index.html").write_text(f"<!doctype html><meta charset=utf-8>{html}")
+            await page.goto(site.url + "/")
+            await expect(page.locator("#battery")).to_have_text("50.0")
+            ha.set_state("sensor.battery_level", "49.5")
+            await expect(page.locator("#battery")).to_have_text("49.5")
+
+
 async def test_entity_text_is_shown_as_text_never_as_markup(ha: DemoHomeAssistant, page: Page) -> None:
     name = "<img src=x onerror=alert(1)>"
     ha.set_state("sensor.evil", "<b>1</b>", {"friendly_name": name, "unit_of_measurement": "<i>u</i>"})
