@@ -356,6 +356,30 @@ async def test_the_toggle_goes_through_pending_to_the_state_the_stream_confirms(
         await expect(toggle).to_have_attribute("aria-busy", "false")
 
 
+async def test_a_read_only_screen_shows_its_toggle_disabled_and_says_so(ha: DemoHomeAssistant, page: Page) -> None:
+    """Seen: with the read key the toggle flipped when tapped, then showed a header recipe."""
+    settings = settings_for(
+        ha, read_key=Secret(KEY), write_key=Secret("w" * 24), allowed_services=("switch.turn_on", "switch.turn_off")
+    )
+    async with live_server(settings, web_dir=WEB_DIR) as live:
+        await page.goto(f"{live.url}/?key={KEY}")
+        charger = card(page, "switch.charger")
+        await expect(page.locator("#conn")).to_have_text("Live")
+        await expect(charger.locator(".toggle")).to_be_disabled()
+        await expect(charger.locator(".note")).to_have_text("read-only")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=ARTIFACTS / "page-read-only.png", full_page=True)
+        await charger.locator(".toggle").click(force=True)  # a tap on the disabled control
+        await page.wait_for_timeout(300)
+        assert ha.service_calls == []
+        await expect(charger.locator(".toggle")).to_have_attribute("aria-checked", "false")
+
+        # The phone next to it, with the write key, keeps a working toggle.
+        await page.goto(f"{live.url}/?key={'w' * 24}")
+        await expect(charger.locator(".toggle")).to_be_enabled()
+        await expect(charger.locator(".note")).to_have_text("")
+
+
 @BOTH_WAYS
 async def test_a_refused_key_is_said_plainly_and_not_retried(
     ha: DemoHomeAssistant, page: Page, monkeypatch: pytest.MonkeyPatch

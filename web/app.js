@@ -222,7 +222,7 @@ function paint(card) {
     card.toggle.setAttribute("aria-checked", String(on));
     card.toggle.setAttribute("aria-label", name);
     card.toggle.setAttribute("aria-busy", String(Boolean(card.pending)));
-    put($(el, ".note"), card.pending ? `Turning ${card.pending}…` : card.note);
+    put($(el, ".note"), card.pending ? `Turning ${card.pending}…` : card.note || (readOnly() ? "read-only" : ""));
     $(el, ".note").classList.toggle("error", Boolean(card.note) && !card.pending);
   }
   ago(card);
@@ -336,7 +336,9 @@ async function toggle(card) {
     });
     if (!response.ok) {
       const body = await response.json().catch(() => null);
-      throw new Error(body?.error?.message || `HTTP ${response.status}`);
+      // A person reads this: the bridge's message for a refused key is a recipe for programs.
+      throw new Error(response.status === 401 || response.status === 403 ? "Not allowed with this page's key"
+        : body?.error?.message || `HTTP ${response.status}`);
     }
     if (card.state.state === want) settle(card, ""); // the stream was faster than the answer
     else card.timer = setTimeout(() => settle(card, "Not confirmed by Home Assistant"), CONFIRM_MS);
@@ -345,6 +347,9 @@ async function toggle(card) {
   }
   paint(card);
 }
+
+// The snapshot says when this viewer's key or token may call no service: its toggles are never live.
+const readOnly = () => view?.can_call === false;
 
 function settle(card, note) {
   clearTimeout(card.timer);
@@ -393,7 +398,7 @@ function render() {
   put(empty, ended ? `The bridge ended this view: ${ended}.` : refused ? "The bridge refused the key: open this page with ?key=<read key>."
     : started && !haUp ? "Waiting for Home Assistant…" : started ? "No entities to show." : busy ? `The bridge is busy (${busy}); retrying…` : "Waiting for data…");
   for (const { toggle, el } of cards.values()) {
-    if (toggle) toggle.disabled = !open || !haUp || el.classList.contains("unavailable");
+    if (toggle) toggle.disabled = readOnly() || !open || !haUp || el.classList.contains("unavailable");
   }
 }
 

@@ -53,7 +53,9 @@ function reduce(view, name, data) {
     // The bridge's snapshot has no `since`, so an unchanged status keeps its own; a view passed on by a Feed has one.
     const since = data.since ?? (view?.status === data.status ? view.since : Date.now());
     const heartbeat = data.heartbeat || view?.heartbeat || 0;
-    return { status: data.status, reason: data.reason ?? "", cause: data.cause ?? "", since, heartbeat, entities: { ...data.entities }, history };
+    // can_call: whether this viewer's key or token may call a service at all (false: a read-only screen).
+    const can_call = data.can_call ?? view?.can_call ?? true;
+    return { status: data.status, reason: data.reason ?? "", cause: data.cause ?? "", since, heartbeat, can_call, entities: { ...data.entities }, history };
   }
   if (!view) return view; // a stream always starts with a snapshot
   if (name === "state") {
