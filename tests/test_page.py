@@ -17,6 +17,7 @@ import math
 import os
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -188,7 +189,8 @@ async def test_the_snapshot_renders_at_once_with_full_charts_and_changes_follow(
 async def test_home_assistant_down_shows_in_the_indicator_and_banner_until_it_is_back(
     ha: DemoHomeAssistant, page: Page
 ) -> None:
-    async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
+    # A service to call: with none allowed the page is read-only and its toggle never enabled.
+    async with live_server(settings_for(ha, allowed_services=("switch.*",)), web_dir=WEB_DIR) as live:
         await page.goto(live.url + "/")
         conn, stale, toggle = page.locator("#conn"), page.locator("#stale"), page.locator(".toggle")
         await expect(conn).to_have_attribute("data-state", "live")
@@ -536,3 +538,33 @@ async def test_screenshots_at_desktop_and_phone_widths(ha: DemoHomeAssistant, br
                 await page.screenshot(path=ARTIFACTS / "page-phone-ha-down.png", full_page=True)
                 await ha.start()
             await context.close()
+
+
+# --- kiosk captures (issue 28) -----------------------------------------------------------------
+
+# How e-ink frames and kiosk scripts capture a page. As root Chromium also needs --no-sandbox.
+KIOSK = ["--headless", "--screenshot", "--virtual-time-budget=8000"]
+
+
+def kiosk(args: list[str], url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = [chromium_executable(), *KIOSK, *args, *(["--no-sandbox"] if os.geteuid() == 0 else []), url]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+async def test_a_headless_capture_with_virtual_time_shows_the_live_values(
+    ha: DemoHomeAssistant, tmp_path: Path
+) -> None:
+    """Seen: "Reconnecting…" forever, and five streams opened and closed within 0.2 s."""
+    async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
+        before = live.service.hub.snapshots
+        shot = await asyncio.to_thread(kiosk, [], live.url + "/", tmp_path)
+        assert shot.returncode == 0, shot.stderr[-2000:]
+        assert (tmp_path / "screenshot.png").stat().st_size > 10_000
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "screenshot.png", ARTIFACTS / "kiosk-virtual-time.png")
+        # The same capture, its DOM instead of its pixels: what the screenshot shows, in text.
+        dom = await asyncio.to_thread(kiosk, ["--dump-dom"], live.url + "/", tmp_path)
+        opened = live.service.hub.snapshots - before
+    assert '<span class="state">50.0</span>' in dom.stdout and '<span class="state">640</span>' in dom.stdout
+    # Per capture: the worker's stream and the page's own request that holds the clock, no more.
+    assert opened <= 4, f"{opened} streams for two captures"

@@ -199,6 +199,8 @@ if (typeof SharedWorkerGlobalScope === "function" && self instanceof SharedWorke
         ports.add(port);
         port.postMessage(feed.current());
         feed.start();
+      } else if (data.kind === "ping") {
+        port.postMessage({ kind: "alive" }); // app.js asks: a tab's timers may run ahead of the clock
       } else if (data.kind === "bye") {
         ports.delete(port);
         if (!ports.size) feed?.stop();
