@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from .helpers import free_port
+from .samples import sample
 from .test_deploy import read_events
 
 pytestmark = pytest.mark.timeout(900)  # the first run builds the base image
@@ -97,23 +98,14 @@ def base_image() -> str:
         started = time.monotonic()
         if not BASE_TARBALL.exists():
             partial = BASE_TARBALL.with_suffix(".partial.tar")
+            need("mmdebstrap")
+            # The recipe users run too (docs/deploying.md): one script, so the two cannot drift.
             built = subprocess.run(
-                [
-                    need("mmdebstrap"),
-                    "--variant=minbase",
-                    "--include=python3,python3-venv,ca-certificates",
-                    *(f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "info", "locale")),
-                    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-                    '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*',
-                    "bookworm",
-                    str(partial),
-                    f"deb {DEBIAN} bookworm main",
-                    f"deb {DEBIAN} bookworm-updates main",
-                    "deb http://deb.debian.org/debian-security bookworm-security main",
-                ],
+                ["bash", str(ROOT / "deploy" / "base-image.sh"), str(partial)],
                 capture_output=True,
                 text=True,
                 timeout=900,
+                env={**os.environ, "DEBIAN_MIRROR": DEBIAN},
             )
             assert built.returncode == 0, built.stderr[-4000:]
             partial.replace(BASE_TARBALL)
@@ -122,6 +114,16 @@ def base_image() -> str:
         MEASURED["base"] = "built" if "base_mmdebstrap_s" in MEASURED else "imported from the cached tarball"
         MEASURED["base_ready_s"] = round(time.monotonic() - started, 1)
         return BASE_IMAGE
+
+
+def test_the_docs_offline_recipe_is_the_one_this_test_builds_with() -> None:
+    """docs/deploying.md: the script, the import as BASE_IMAGE, the build on it, as base_image() does."""
+    script, imported, build = sample("base-image").strip().splitlines()
+    assert script.startswith("deploy/base-image.sh ") and (ROOT / "deploy" / "base-image.sh").stat().st_mode & 0o111
+    assert imported.startswith("podman import ") and imported.endswith(f" {BASE_IMAGE}")
+    assert f"--build-arg BASE={BASE_IMAGE}" in build
+    syntax = subprocess.run(["bash", "-n", str(ROOT / "deploy" / "base-image.sh")], capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr
 
 
 @pytest.fixture(scope="module")
