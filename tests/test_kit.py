@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from sse_service.ha.demo import DemoHomeAssistant
 from sse_service.stream import EventsEndpoint
 
 from .helpers import LiveServer, live_server, settings_for
+from .samples import sample
 from .test_page import ARTIFACTS, chromium
 from .test_tabs import wait_streams
 
@@ -285,8 +285,9 @@ async def test_three_tabs_of_the_host_share_one_stream(ha: DemoHomeAssistant, br
             assert await missed_events(page) == []
 
 
+@pytest.mark.parametrize("policy", ["strict", "the docs'"])
 async def test_a_page_with_a_strict_content_security_policy_works(
-    ha: DemoHomeAssistant, browser: Browser, tmp_path: Path
+    ha: DemoHomeAssistant, browser: Browser, tmp_path: Path, policy: str
 ) -> None:
     async with sites(ha, tmp_path) as (site, bridge), new_context(browser) as context:
         # Nothing inline, no eval, no style attribute: only the bridge's scripts and connections.
@@ -294,6 +295,9 @@ async def test_a_page_with_a_strict_content_security_policy_works(
             f"default-src 'none'; script-src {bridge.url}; connect-src {bridge.url}; style-src 'none'; "
             "img-src 'none'; base-uri 'none'; form-action 'none'"
         )
+        if policy == "the docs'":
+            csp = sample("kit-csp").strip().removeprefix("Content-Security-Policy: ")
+            csp = csp.replace("https://bridge.example.com", bridge.url)
         head = f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
         (tmp_path / "index.html").write_text(host_page(bridge.url, token(), TEN, head=head))
         page = await context.new_page()
@@ -357,9 +361,8 @@ async def test_screenshots_light_dark_and_a_host_with_its_own_font_and_colours(
     (tmp_path / "host.css").write_text(
         "body { font: 18px/1.5 Georgia, serif; background: #fdf6e3; color: #073642; margin: 2rem; }"
         "live-value { display: block; font-size: 1.6rem; }"
-        "live-value::part(unit) { color: #b58900; }"
-        "live-chart { --live-accent: #d33682; --live-line: #eee8d5; width: 420px; }"
-        "live-toggle { --live-ok: #859900; }"
+        "live-chart { --live-line: #eee8d5; width: 420px; }"
+        "live-toggle { --live-ok: #859900; }" + sample("kit-css")  # the docs' example: gold units, a magenta chart
     )
     styled = '<link rel="stylesheet" href="host.css">'
     async with sites(ha, tmp_path) as (site, bridge):
@@ -384,10 +387,9 @@ async def test_screenshots_light_dark_and_a_host_with_its_own_font_and_colours(
 async def test_the_plain_html_example_of_the_docs_runs_as_written(
     ha: DemoHomeAssistant, browser: Browser, tmp_path: Path
 ) -> None:
-    example = re.search(r"<!-- kit-example -->\n```html\n(.*?)```", DOCS.read_text(), re.DOTALL)
-    assert example is not None, "docs/embedding.md marks its plain-HTML example with <!-- kit-example -->"
+    example = sample("kit-example")
     async with sites(ha, tmp_path) as (site, bridge), new_context(browser) as context:
-        html = example.group(1).replace("https://bridge.example.com", bridge.url)
+        html = example.replace("https://bridge.example.com", bridge.url)
         html = html.replace("YOUR_READ_KEY_OR_TOKEN", token())
         (tmp_path / "index.html").write_text(f"<!doctype html><meta charset=utf-8>{html}")
         page = await context.new_page()

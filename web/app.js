@@ -13,7 +13,8 @@ const BRIDGE = (params.get("bridge") || ".").replace(/\/+$/, "") || ".";
 const KEY = params.get("key");
 const SWITCHES = ["switch", "input_boolean"]; // domains that get a toggle (turn_on / turn_off)
 const CONFIRM_MS = 10000; // how long a toggle waits for the stream to confirm it
-const WORKER_SILENCE_MS = 750; // the worker says "alive" every 250 ms: three missed and it is gone (its process crashed)
+const WORKER_CHECK_MS = 250; // how often this tab asks the worker whether it lives
+const WORKER_MISSES = 3; // questions left unanswered in a row: it is gone (its process crashed)
 
 const RANGES = [3600, 21600, 86400]; // the range switch: 1 h, 6 h, 24 h
 const MORE_AFTER = 300; // seconds before a range's history is asked for again
@@ -23,7 +24,9 @@ const RANGE_KEY = "sse_service/range"; // the range chosen last, kept in this br
 const remembered = (() => { try { return Number(localStorage.getItem(RANGE_KEY)); } catch { return 0; } })();
 let range = RANGES.includes(remembered) ? remembered : RANGES.at(-1); // seconds of history the charts show
 let link = null; // where this tab's events come from: the shared worker's port, or a Feed of its own
-let linkHeard = Date.now(); // the last message from it
+let unanswered = 0; // questions the worker has not answered since it last said anything
+let lastCheck = 0; // Date.now() of the last question
+let heard = false; // any message from the stream's holder yet
 let conn = { open: false, refused: false, ended: "", busy: "" }; // the stream's state, as the Feed reports it
 // What the stream has said, applied by reduce() (stream.js) as the Feed applies it; the cards show it.
 let view = { status: "connecting", reason: "", cause: "", since: Date.now(), heartbeat: 0, entities: {}, history: {} };
@@ -60,7 +63,7 @@ function attach() {
         else receive(data);
       };
       link = port;
-      linkHeard = Date.now();
+      unanswered = 0;
       port.postMessage({ kind: "hello", url: STREAM, seed: seed() });
       document.documentElement.dataset.stream = "shared";
       return;
@@ -99,7 +102,8 @@ addEventListener("pagehide", detach);
 addEventListener("pageshow", (event) => { if (event.persisted) attach(); }); // back from the back-forward cache
 
 function receive(message) {
-  linkHeard = Date.now();
+  unanswered = 0;
+  heard = true;
   if (message.kind === "alive") return;
   if (message.kind === "event") {
     lastHeard = Date.now();
@@ -202,7 +206,7 @@ function paint(card) {
     card.toggle.setAttribute("aria-checked", String(on));
     card.toggle.setAttribute("aria-label", name);
     card.toggle.setAttribute("aria-busy", String(Boolean(card.pending)));
-    put($(el, ".note"), card.pending ? `Turning ${card.pending}…` : card.note);
+    put($(el, ".note"), card.pending ? `Turning ${card.pending}…` : card.note || (readOnly() ? "read-only" : ""));
     $(el, ".note").classList.toggle("error", Boolean(card.note) && !card.pending);
   }
   ago(card);
@@ -316,7 +320,9 @@ async function toggle(card) {
     });
     if (!response.ok) {
       const body = await response.json().catch(() => null);
-      throw new Error(body?.error?.message || `HTTP ${response.status}`);
+      // A person reads this: the bridge's message for a refused key is a recipe for programs.
+      throw new Error(response.status === 401 || response.status === 403 ? "Not allowed with this page's key"
+        : body?.error?.message || `HTTP ${response.status}`);
     }
     if (card.state.state === want) settle(card, ""); // the stream was faster than the answer
     else card.timer = setTimeout(() => settle(card, "Not confirmed by Home Assistant"), CONFIRM_MS);
@@ -325,6 +331,9 @@ async function toggle(card) {
   }
   paint(card);
 }
+
+// The snapshot says when this viewer's key or token may call no service: its toggles are never live.
+const readOnly = () => view?.can_call === false;
 
 function settle(card, note) {
   clearTimeout(card.timer);
@@ -348,7 +357,7 @@ const REDIS_DOWN = ["Bridge lost Redis", "The bridge cannot reach its Redis"];
 function render() {
   const { refused, ended, busy } = conn;
   // A silent stream counts as closed (the Feed reopens it), and so does a silent worker (we join a new one).
-  const open = conn.open && !(link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS);
+  const open = conn.open && !(link instanceof MessagePort && unanswered >= WORKER_MISSES);
   const haUp = view.status === "connected";
   const redis = view.cause ? view.cause === "redis" : /^Redis\b/.test(view.reason);
   const haDown = redis ? REDIS_DOWN : HA_DOWN[view.status] ?? HA_DOWN.disconnected;
@@ -373,7 +382,7 @@ function render() {
   put(empty, ended ? `The bridge ended this view: ${ended}.` : refused ? "The bridge refused the key: open this page with ?key=<read key>."
     : started && !haUp ? "Waiting for Home Assistant…" : started ? "No entities to show." : busy ? `The bridge is busy (${busy}); retrying…` : "Waiting for data…");
   for (const { toggle, el } of cards.values()) {
-    if (toggle) toggle.disabled = !open || !haUp || el.classList.contains("unavailable");
+    if (toggle) toggle.disabled = readOnly() || !open || !haUp || el.classList.contains("unavailable");
   }
 }
 
@@ -382,9 +391,53 @@ setInterval(() => {
   render();
 }, 1000);
 // A shared worker dies with its process (a tab's crash can take it along): join a new one.
+// Asked, not timed: a silence measured by the clock is also what timers that fire at once look
+// like (a wake from sleep, a throttled tab, a headless capture's virtual time), and a live worker
+// must not be left for it. Checks that come at once count as one; a live worker answers between.
 setInterval(() => {
-  if (link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS) { detach(); attach(); render(); }
-}, 250);
+  if (!heard && !holding && unanswered >= 2) holdUntilStarted(); // not a word from a new worker: see below
+  if (!(link instanceof MessagePort)) return;
+  const now = Date.now(), spread = now - lastCheck >= WORKER_CHECK_MS / 2;
+  lastCheck = now;
+  if (spread && unanswered >= WORKER_MISSES) {
+    // No "bye": a slow worker keeps its stream, and a new SharedWorker of this name is that same
+    // worker while it lives (it answers the hello with the current view), a new one once it died.
+    link.close();
+    attach();
+    render();
+  } else if (spread) unanswered++;
+  link.postMessage({ kind: "ping" });
+}, WORKER_CHECK_MS);
+
+// A headless capture (chromium --headless --screenshot --virtual-time-budget=…, as kiosk and e-ink
+// scripts take them) runs this page's clock ahead, stopping it only while the page's own requests
+// are pending; a shared worker's stream is not the page's, so the budget is spent before the first
+// data. A page that has not heard its new worker after two checks (at once under virtual time; on
+// a real clock only a worker slow to start) keeps one request of its own open until the first
+// view is on screen: the stream URL, its snapshot shown, then cancelled.
+let holding = false;
+async function holdUntilStarted() {
+  holding = true;
+  const controller = new AbortController();
+  const waiting = fetch(STREAM, { headers: { accept: "text/event-stream" }, signal: controller.signal })
+    .then(async (response) => {
+      const body = response.body?.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      while (body && !started) {
+        const { value, done } = await body.read();
+        if (done) break;
+        // Its snapshot is shown if the worker's has not come yet: the capture may be taken before.
+        const first = !started && /id: (.*)\r?\nevent: snapshot\r?\ndata: (.*)\r?\n\r?\n/.exec(text += value);
+        if (first) { handle("snapshot", JSON.parse(first[2]), first[1]); render(); }
+      }
+    })
+    .catch(() => {});
+  const until = setInterval(() => { if (started || refusedOrEnded()) controller.abort(); }, 50);
+  await waiting;
+  clearInterval(until);
+  controller.abort();
+}
+const refusedOrEnded = () => conn.refused || Boolean(conn.ended);
 for (const button of document.querySelectorAll("#ranges button")) {
   button.addEventListener("click", () => chooseRange(Number(button.dataset.range)));
   button.setAttribute("aria-pressed", String(Number(button.dataset.range) === range));

@@ -53,7 +53,9 @@ function reduce(view, name, data) {
     // The bridge's snapshot has no `since`, so an unchanged status keeps its own; a view passed on by a Feed has one.
     const since = data.since ?? (view?.status === data.status ? view.since : Date.now());
     const heartbeat = data.heartbeat || view?.heartbeat || 0;
-    return { status: data.status, reason: data.reason ?? "", cause: data.cause ?? "", since, heartbeat, entities: { ...data.entities }, history };
+    // can_call: whether this viewer's key or token may call a service at all (false: a read-only screen).
+    const can_call = data.can_call ?? view?.can_call ?? true;
+    return { status: data.status, reason: data.reason ?? "", cause: data.cause ?? "", since, heartbeat, can_call, entities: { ...data.entities }, history };
   }
   if (!view) return view; // a stream always starts with a snapshot
   if (name === "state") {
@@ -225,6 +227,8 @@ if (typeof SharedWorkerGlobalScope === "function" && self instanceof SharedWorke
         ports.add(port);
         port.postMessage(feed.current());
         feed.start();
+      } else if (data.kind === "ping") {
+        port.postMessage({ kind: "alive" }); // app.js asks: a tab's timers may run ahead of the clock
       } else if (data.kind === "bye") {
         ports.delete(port);
         if (!ports.size) feed?.stop();
