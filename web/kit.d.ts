@@ -23,6 +23,8 @@ export interface StreamEvents {
     reason: string;
     cause: StatusCause;
     heartbeat?: number;
+    /** false: this viewer's key or token may call no service (a read-only screen). */
+    can_call?: boolean;
     entities: Record<string, EntityState>;
     history: Record<string, Point[]>;
   };
