@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import os
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -398,3 +400,43 @@ async def test_the_plain_html_example_of_the_docs_runs_as_written(
         await expect(page.locator("#solar")).to_have_text("1,200 W")
         await expect(page.locator("live-status")).to_have_text("Live")
         await expect(page.locator("live-chart svg.plot")).to_be_visible()
+
+
+def test_a_typescript_app_type_checks_against_kit_d_ts(tmp_path: Path) -> None:
+    """kit.d.ts as an app would use it: the elements in the DOM and in JSX, the events' payloads."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sse_service" / "node"
+    tsc = cache / "node_modules" / ".bin" / "tsc"
+    if not tsc.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"typescript is not installed in {cache} (tests/run installs it with npm)")
+        pytest.skip("typescript is not installed here (tests/run installs it with npm)")
+    (tmp_path / "kit.d.ts").write_text((WEB_DIR / "kit.d.ts").read_text())
+    (tmp_path / "app.tsx").write_text(
+        'import type { CommandAnswer, EntityState, StreamEvents } from "./kit";\n'
+        'const value = document.querySelector("live-value");\n'
+        "const shown: EntityState | undefined = value?.state;\n"
+        'document.addEventListener("live-event", (event) => {\n'
+        '  if (event.detail.name === "state") console.log(event.detail.data.entity_id, shown);\n'
+        '  if (event.detail.name === "snapshot") console.log(event.detail.data.can_call, event.detail.data.cause);\n'
+        "});\n"
+        'const status: StreamEvents["status"] = { status: "starting", reason: "", cause: "redis", since: "" };\n'
+        'const answer: CommandAnswer = { ok: true, service: "switch.turn_on", entity_id: ["switch.charger"] };\n'
+        "export const Page = () => (\n"
+        '  <main><live-status /><live-value entity="sensor.battery_level" digits={1} /><live-chart entity="x" />'
+        '<live-toggle entity="switch.charger" data-key="k" /></main>\n'
+        ");\n"
+        "console.log(status, answer);\n"
+    )
+    (tmp_path / "wrong.ts").write_text(
+        'import type { StreamEvents } from "./kit";\n'
+        'export const status: StreamEvents["status"] = { status: "sleeping", reason: "", cause: "redis", since: "" };\n'
+    )
+    env = {**os.environ, "NODE_PATH": str(cache / "node_modules")}
+    common = ["--noEmit", "--strict", "--jsx", "react-jsx", "--lib", "dom,es2022", "--types", "react"]
+    common += ["--typeRoots", str(cache / "node_modules" / "@types"), "--moduleResolution", "bundler"]
+    common += ["--module", "esnext", "--skipLibCheck", "false"]
+    ok = subprocess.run([str(tsc), *common, str(tmp_path / "app.tsx")], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # It can fail: a status the bridge never sends is a type error.
+    wrong = subprocess.run([str(tsc), *common, str(tmp_path / "wrong.ts")], capture_output=True, text=True, env=env)
+    assert wrong.returncode != 0 and "sleeping" in wrong.stdout, wrong.stdout
