@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """The soak test: the bridge under upstream kills, resumes, non-readers and hostile requests.
 
+Long because each phase is a scenario with its own checks and table rows, read top to bottom
+as the run goes; what phases share is in soak_clients.py, soak_hostile.py and procs.py.
+
 One command, loopback only, bounded in time; it stops every process it started, by PID:
 
     .venv/bin/python bench/soak.py            # the full run, about 2 minutes
@@ -52,14 +55,12 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from run import Procs, child_env, free_port  # bench/ is on sys.path: this file runs as a script
-from soak_clients import LOOPBACK, Exchange, NonReader, Secrets, Shared, Viewer, http_exchange
+# bench/ is on sys.path: this file runs as a script
+from procs import LOOPBACK, Procs, child_env, fake_ha_argv, free_port, kill, raise_nofile, rss_kib, service_argv, stop
+from soak_clients import Exchange, NonReader, Secrets, Shared, Viewer, http_exchange
 from soak_hostile import FORGED, HALF_OPEN_HEADS, Ctx, Probe, build_mix, request, slow_probes
-from subscribers import pct, raise_nofile, rss_kib
+from subscribers import pct
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-PY = sys.executable
 ENTITIES = "sensor.bench_*"
 ALLOWED = "input_number.set_value,homeassistant.update_entity"
 CLIENT_BUFFER = 65536
@@ -223,26 +224,8 @@ class Soak:
         self.fakes += 1
         name = f"fake_ha-{self.fakes}"
         self.status_file = self.logdir / f"{name}-status.json"
-        argv = [
-            PY,
-            str(HERE / "fake_ha.py"),
-            "--port",
-            str(self.ha_port),
-            "--token",
-            self.token,
-            "--rate",
-            str(self.mode.rate),
-            "--entities",
-            str(entities),
-            "--pad",
-            str(pad),
-            "--strict-json",
-            "--log-connections",
-            "--max-seconds",
-            str(self.mode.limit_s + 60),
-            "--status-file",
-            str(self.status_file),
-        ]
+        more = ["--pad", str(pad), "--strict-json", "--log-connections", "--status-file", str(self.status_file)]
+        argv = fake_ha_argv(self.ha_port, self.token, self.mode.rate, entities, self.mode.limit_s + 60, *more)
         self.fake = self.procs.spawn(name, argv, self.cpus)
         log = self.logdir / f"{name}.log"
         end = time.monotonic() + 15
@@ -256,9 +239,8 @@ class Soak:
         raise RuntimeError(f"{name} did not start; see {log}")
 
     async def kill_fake(self) -> None:
-        if self.fake is not None and self.fake.poll() is None:
-            self.fake.kill()  # SIGKILL, by PID
-            await asyncio.to_thread(self.fake.wait, 10)
+        if self.fake is not None:
+            await asyncio.to_thread(kill, self.fake, 10)  # SIGKILL, by PID
         self.fake = None
 
     async def start_bridge(self) -> None:
@@ -281,17 +263,11 @@ class Soak:
             HEARTBEAT="5",
             LOG_LEVEL="info",
         )
-        argv = [PY, "-m", "sse_service", "--host", LOOPBACK, "--port", str(self.port), "--graceful-timeout", "2"]
-        self.bridge = self.procs.spawn("bridge", argv, self.cpus, env)
+        self.bridge = self.procs.spawn("bridge", service_argv(self.port), self.cpus, env)
 
     async def stop_bridge(self) -> None:
-        if self.bridge is not None and self.bridge.poll() is None:
-            self.bridge.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(self.bridge.wait, 10)
-            except subprocess.TimeoutExpired:
-                self.bridge.kill()
-                await asyncio.to_thread(self.bridge.wait, 5)
+        if self.bridge is not None:
+            await asyncio.to_thread(stop, self.bridge, 10)  # SIGTERM, then SIGKILL, by PID
 
     # ------------------------------------------------------------------- requests --
     def get_request(self, path: str, auth: bool = True) -> bytes:

@@ -1,5 +1,7 @@
 """Clients for the soak test (bench/soak.py): SSE viewers, non-readers, raw HTTP requests.
 
+Past 300 lines: three kinds of client, each a small state machine over raw sockets.
+
 No HTTP library: a hostile request must go out byte for byte as written, and the SSE
 clients must be cheap enough to run a few hundred in the soak's own process.
 
@@ -7,8 +9,8 @@ clients must be cheap enough to run a few hundred in the soak's own process.
   reconnects: its view of the entities (built only from ``snapshot``, ``state`` and
   ``remove`` events), the upstream status, the last event id, and per entity the ``seq``
   that ``fake_ha.py`` stamps into every change, so a lost or duplicated event shows.
-* :class:`SSEConnection` is one HTTP connection of a viewer (an asyncio Protocol):
-  response head, chunked body, SSE frames.
+* :class:`SSEConnection` is one HTTP connection of a viewer (an asyncio Protocol); it reads
+  the response with ``wire.SSEReader`` and the frames with ``wire.parse_event``.
 * :func:`http_exchange` sends raw bytes and reads one response (or the start of a stream).
 * :class:`Secrets` counts the secret values in anything received.
 """
@@ -21,12 +23,13 @@ import fnmatch
 import json
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import quote
 
-LOOPBACK = "127.0.0.1"
+from procs import LOOPBACK  # bench/ is on sys.path: the soaks run as scripts
+from wire import Dechunker, Head, SSEReader, WireError, parse_event, parse_head
 
 
 class Secrets:
@@ -59,83 +62,6 @@ class Shared:
     secrets: Secrets
     measuring: bool = False  # record latencies now
     latencies_ns: list[int] = field(default_factory=list)
-
-
-class Dechunker:
-    """Incremental ``Transfer-Encoding: chunked`` decoder."""
-
-    def __init__(self) -> None:
-        self.buf = b""
-        self.left = 0  # bytes of the current chunk's data still to come
-        self.need_crlf = False
-        self.done = False
-        self.error: str | None = None
-
-    def feed(self, data: bytes) -> bytes:
-        out: list[bytes] = []
-        buf = self.buf + data if self.buf else data
-        pos = 0
-        n = len(buf)
-        while pos < n and not self.done and self.error is None:
-            if self.left:
-                take = min(self.left, n - pos)
-                out.append(buf[pos : pos + take])
-                pos += take
-                self.left -= take
-                if not self.left:
-                    self.need_crlf = True
-                continue
-            if self.need_crlf:
-                if n - pos < 2:
-                    break
-                if buf[pos : pos + 2] != b"\r\n":
-                    self.error = "chunk data not followed by CRLF"
-                    break
-                pos += 2
-                self.need_crlf = False
-                continue
-            end = buf.find(b"\r\n", pos)
-            if end < 0:
-                if n - pos > 1024:
-                    self.error = "chunk header too long"
-                break
-            try:
-                size = int(buf[pos:end].split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                self.error = "bad chunk size"
-                break
-            pos = end + 2
-            if size == 0:
-                self.done = True
-                break
-            self.left = size
-        self.buf = buf[pos:]
-        return b"".join(out)
-
-
-@dataclass
-class Head:
-    status: int
-    headers: list[tuple[str, str]]
-    raw: bytes
-
-    def get(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k == name:
-                return v
-        return None
-
-
-def parse_head(raw: bytes) -> Head | None:
-    lines = raw.split(b"\r\n")
-    parts = lines[0].split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-        return None
-    headers = []
-    for line in lines[1:]:
-        k, _, v = line.partition(b":")
-        headers.append((k.strip().lower().decode("latin-1"), v.strip().decode("latin-1")))
-    return Head(int(parts[1]), headers, raw)
 
 
 def _matcher(globs: list[str] | None) -> Any:
@@ -370,9 +296,7 @@ class SSEConnection(asyncio.Protocol):
         self.request = request
         self.head = head
         self.tr: asyncio.Transport | None = None
-        self.hbuf = b""
-        self.chunks: Dechunker | None = None
-        self.sbuf = b""
+        self.wire = SSEReader()
         self.tail = b""
         self.lost = False
         self.closing = False
@@ -400,52 +324,26 @@ class SSEConnection(asyncio.Protocol):
         shared = self.viewer.shared
         shared.secrets.scan(self.tail + data, f"stream of {self.viewer.name}")
         self.tail = data[-shared.secrets.longest :]
-        if not self.head.done():
-            self.hbuf += data
-            end = self.hbuf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.hbuf) > 65536:
-                    self.close(abort=True)
-                return
-            head = parse_head(self.hbuf[:end])
-            data, self.hbuf = self.hbuf[end + 4 :], b""
-            self.head.set_result(head)
-            if head is None or head.status != 200:
-                self.close()
-                return
-            if "chunked" in (head.get("transfer-encoding") or "").lower():
-                self.chunks = Dechunker()
         if self.closing:
             return
-        if self.chunks is not None:
-            data = self.chunks.feed(data)
-            if self.chunks.error:
-                self.viewer.errors.append(f"chunked body: {self.chunks.error}")
+        try:
+            frames = self.wire.feed(data)
+        except WireError as e:
+            if self.head.done():  # the chunked body
+                self.viewer.errors.append(f"chunked body: {e}")
                 self.close(abort=True)
-                return
-        buf = self.sbuf + data if self.sbuf else data
-        buf = buf.replace(b"\r\n", b"\n") if b"\r" in buf else buf
-        if buf.endswith(b"\r"):  # a CRLF split across reads: keep the CR for the next one
-            self.sbuf = buf
+            else:  # the head: not HTTP, too long, or not 200 (the viewer reports the status)
+                self.head.set_result(self.wire.head)
+                self.close(abort=self.wire.head is None and self.wire.error == "headers_too_large")
             return
-        frames = buf.split(b"\n\n")
-        self.sbuf = frames.pop()
+        if not self.head.done():
+            if self.wire.head is None:
+                return
+            self.head.set_result(self.wire.head)
         for frame in frames:
-            self._frame(frame, now)
-
-    def _frame(self, frame: bytes, now: int) -> None:
-        event, event_id, data = "message", None, []
-        for line in frame.decode("utf-8", "replace").split("\n"):
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "event":
-                event = value
-            elif name == "data":
-                data.append(value)
-            elif name == "id":
-                event_id = value
-        if data or event != "message":
-            self.viewer.on_frame(event, "\n".join(data), event_id, now)
+            ev = parse_event(frame)
+            if ev.data is not None or ev.event != "message":
+                self.viewer.on_frame(ev.event, ev.data or "", ev.id, now)
 
 
 class NonReader:
@@ -493,6 +391,7 @@ class Exchange:
     first_event: bool = False  # a stream: a data event arrived
     stream_ended: bool = False  # a stream: it ended (or the connection closed) before that
     raw: bytes = b""  # everything received, for the secret scan
+    # body: a plain response's decoded body; a stream's complete frames (LF line ends), joined by a blank line
 
 
 def _body_complete(head: Head, body: bytes, method: bytes) -> tuple[bool, bytes]:
@@ -528,6 +427,8 @@ async def http_exchange(
     method = raw.split(b" ", 1)[0].upper()
     writer: asyncio.StreamWriter | None = None
     received = b""
+    wire = SSEReader() if stream and method == b"GET" else None  # the stream's frames, if it is one
+    frames: list[bytes] = []
     try:
         async with asyncio.timeout(within):
             reader, writer = await asyncio.open_connection(LOOPBACK, port, limit=1 << 20)
@@ -540,6 +441,11 @@ async def http_exchange(
             while True:
                 data = await reader.read(65536)
                 received += data
+                got: Sequence[bytes] = ()
+                if wire is not None:
+                    with contextlib.suppress(WireError):  # not 200, or a broken body: read as before
+                        got = wire.feed(data)
+                    frames += got
                 if ex.head is None:
                     end = received.find(b"\r\n\r\n")
                     if end >= 0:
@@ -549,19 +455,14 @@ async def http_exchange(
                             break
                 if ex.head is not None:
                     body = received[received.find(b"\r\n\r\n") + 4 :]
-                    if stream and ex.head.status == 200 and method == b"GET":
-                        chunked = "chunked" in (ex.head.get("transfer-encoding") or "").lower()
-                        text = Dechunker().feed(body) if chunked else body
-                        text = text.replace(b"\r\n", b"\n")
-                        if any(
-                            line.startswith(b"data:") for fr in text.split(b"\n\n")[:-1] for line in fr.split(b"\n")
-                        ):
+                    if wire is not None and ex.head.status == 200:
+                        if any(parse_event(frame).data is not None for frame in got):
                             ex.first_event = True
-                            ex.body = text
+                            ex.body = b"\n\n".join(frames)
                             break
                         if not data:
                             ex.stream_ended = True
-                            ex.body = text
+                            ex.body = b"\n\n".join(frames)
                             break
                     else:
                         complete, decoded = _body_complete(ex.head, body, method)

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """The cluster soak: three instances through Redis while the leader and Redis are SIGKILLed.
 
+Long for the same reason as soak.py: one file reads as the run, phase by phase.
+
 One command, loopback only, bounded in time; it stops every process it started, by PID:
 
     .venv/bin/python bench/soak_cluster.py            # the full run, about 2-3 minutes
@@ -44,13 +46,11 @@ from pathlib import Path
 from typing import Any
 
 import soak  # bench/ is on sys.path: this file runs as a script
-from run import Procs, child_env, free_port, wait_port
+from procs import LOOPBACK, Procs, child_env, free_port, kill, redis_argv, rss_kib, service_argv, stop, wait_port
 from soak import SETTINGS, Row, Soak, key
-from soak_clients import LOOPBACK, Secrets, Shared, Viewer, http_exchange
+from soak_clients import Secrets, Shared, Viewer, http_exchange
 from soak_hostile import Ctx, request
-from subscribers import rss_kib
 
-PY = sys.executable
 NAMES = ("a", "b", "c")
 MIB = 1024
 # Growth allowed to each instance from RSS_SETTLE_S after its last start (its viewers are back
@@ -224,23 +224,19 @@ class ClusterSoak(Soak):
     async def start_redis(self) -> None:
         """redis-server on its fixed port, empty: no persistence. The password is in a file, not argv."""
         self.redis_starts += 1
-        data = self.logdir / "redis-data"
-        data.mkdir(exist_ok=True)
         conf = self.logdir / "redis.conf"
         if not conf.exists():
             fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(f"requirepass {self.redis_password}\n")
-        argv = ["redis-server", str(conf), "--port", str(self.redis_port), "--bind", LOOPBACK]
-        argv += ["--dir", str(data), "--save", "", "--appendonly", "no"]
+        argv = redis_argv(self.redis_port, self.logdir / "redis-data", conf)
         self.redis = self.procs.spawn("redis", argv, self.cpus)
         if not await asyncio.to_thread(wait_port, self.redis_port, 10):
             raise RuntimeError("redis-server did not come up (is the redis-server package installed?)")
 
     async def kill(self, proc: subprocess.Popen[bytes] | None) -> None:
-        if proc is not None and proc.poll() is None:
-            proc.kill()  # SIGKILL, by PID
-            await asyncio.to_thread(proc.wait, 10)
+        if proc is not None:
+            await asyncio.to_thread(kill, proc, 10)  # SIGKILL, by PID
 
     def start_instance(self, inst: Instance) -> None:
         env = {k: v for k, v in child_env().items() if k not in SETTINGS and not k.startswith("REDIS_")}
@@ -261,7 +257,7 @@ class ClusterSoak(Soak):
             HEARTBEAT="5",
             LOG_LEVEL="info",
         )
-        argv = [PY, "-m", "sse_service", "--host", LOOPBACK, "--port", str(inst.port), "--graceful-timeout", "2"]
+        argv = service_argv(inst.port)
         inst.starts += 1
         if inst.rss:
             inst.earlier.append({"start_kib": inst.rss_start, "last_kib": inst.rss[-1][1]})
@@ -512,15 +508,8 @@ class ClusterSoak(Soak):
         )
         for v in viewers:
             v.close()
-        for inst in self.instances:  # SIGTERM each (by PID), so the log ends with a clean shutdown
-            if inst.proc is not None and inst.proc.poll() is None:
-                inst.proc.send_signal(signal.SIGTERM)
-        for inst in self.instances:
-            if inst.proc is not None:
-                try:
-                    await asyncio.to_thread(inst.proc.wait, 10)
-                except subprocess.TimeoutExpired:
-                    inst.proc.kill()
+        # SIGTERM each (by PID), side by side, so the logs end with a clean shutdown; SIGKILL after 10 s.
+        await asyncio.gather(*(asyncio.to_thread(stop, i.proc, 10) for i in self.instances if i.proc is not None))
         self.results["exit_codes"] = {i.name: i.proc.returncode if i.proc else None for i in self.instances}
         self.results["logs"] = {i.name: self.scan_instance_log(i) for i in self.instances}
         self.results["redis_log_secrets"] = self.scan_other_log("redis.log")

@@ -1,5 +1,7 @@
 """The hostile mix of the soak test (bench/soak.py): odd requests, and what each must get.
 
+Long because it is a table: each probe with the answer it must get.
+
 Every probe is raw bytes (see ``soak_clients.http_exchange``). Each must get an answer that
 is not a 5xx other than the documented 503, and a stream must reach its first event. Probes
 with ``expect`` also pin the documented answer (README's error table): those are the

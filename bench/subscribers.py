@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """SSE load generator: N concurrent EventSource-like subscribers in one process.
 
+Past 300 lines: the load generator is its own process with its own CLI, stats and latency
+collection; the parsing is wire.py's.
+
 Adapted from the ssebench harness. Raw asyncio Protocols on uvloop, no HTTP client library,
-so the load side stays cheap. Each connection sends one HTTP/1.1 GET, parses the response
-headers, de-chunks ``Transfer-Encoding: chunked`` bodies and splits the body into SSE frames.
+so the load side stays cheap. Each connection sends one HTTP/1.1 GET and reads the response
+with ``wire.SSEReader`` (head, ``Transfer-Encoding: chunked``, SSE frames); it searches each
+frame's bytes for what it needs without decoding it.
 
 What it understands of a frame's data (the upstream is ``fake_ha.py``): the pair
 ``"t": <ns>, "seq": <n>`` that fake_ha stamps into every change. Change ``seq`` is for
@@ -57,6 +61,9 @@ try:
 except ImportError:  # still usable, only slower
     uvloop = None  # type: ignore[assignment]
 
+from procs import raise_nofile, rss_kib  # bench/ is on sys.path: this file runs as a script
+from wire import Head, SSEReader, WireError
+
 PAIR = re.compile(rb'"t"\s*:\s*(\d+)\s*,\s*"seq"\s*:\s*(\d+)')
 PAIR_SEARCH = PAIR.search
 PAIR_FINDITER = PAIR.finditer
@@ -75,15 +82,11 @@ class G:
 
 class Sub(asyncio.Protocol):
     __slots__ = (
-        "cbuf",
-        "chunk_left",
-        "chunked",
         "closing",
         "comments",
         "dup",
         "error",
         "events",
-        "hbuf",
         "hdr_fut",
         "based",
         "last_seq",
@@ -93,9 +96,6 @@ class Sub(asyncio.Protocol):
         "no_pair",
         "request",
         "resets",
-        "sbuf",
-        "sep",
-        "seplen",
         "snapshots",
         "state",
         "status",
@@ -103,17 +103,14 @@ class Sub(asyncio.Protocol):
         "tr",
         "watch",
         "wevents",
+        "wire",
     )
 
     def __init__(self, request: bytes, hdr_fut: asyncio.Future[bool], watch: int | None) -> None:
         self.request = request
         self.tr: asyncio.Transport | None = None
         self.state = 0  # 0 = waiting for headers, 2 = streaming body, 3 = closed
-        self.hbuf = b""
-        self.chunked = False
-        self.cbuf = b""
-        self.chunk_left = 0
-        self.sbuf = b""
+        self.wire = SSEReader(one_line_end=True, on_head=self._streaming)  # ours sends LF, sse-starlette CRLF
         self.watch = watch  # the one entity index this client asked for, or None for all
         self.step = 1 if watch is None else G.entities
         self.based = False  # has a starting point: a snapshot, or the first change received
@@ -132,8 +129,6 @@ class Sub(asyncio.Protocol):
         self.closing = False
         self.lost = False  # the server closed the stream
         self.status = 0
-        self.sep: bytes | None = None  # b"\n\n" or b"\r\n\r\n", decided by the first line
-        self.seplen = 0
 
     # -- asyncio callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -153,32 +148,13 @@ class Sub(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = _time_ns()
-        if self.state != 2:
-            if self.state == 3:
-                return
-            data = self._headers(data)
-            if not data:
-                return
-        if self.chunked:
-            data = self._dechunk(data)
-            if not data:
-                return
-        buf = self.sbuf + data if self.sbuf else data
-        sep = self.sep
-        if sep is None:
-            i = buf.find(b"\n")
-            if i < 0:
-                self.sbuf = buf
-                return
-            sep = self.sep = b"\r\n\r\n" if i > 0 and buf[i - 1] == 13 else b"\n\n"
-            self.seplen = len(sep)
-        end = buf.rfind(sep)
-        if end < 0:
-            self.sbuf = buf
+        try:
+            frames = self.wire.feed(data)
+        except WireError as e:
+            self._fail(str(e))
             return
-        self.sbuf = buf[end + self.seplen :]
-        # One frame per read is the common case: skip the split.
-        frames = (buf[:end],) if buf.find(sep) == end else buf[:end].split(sep)
+        if not frames:
+            return
         measuring = G.phase == 1
         for fr in frames:
             if fr.find(SNAPSHOT, 0, 200) >= 0:
@@ -206,6 +182,13 @@ class Sub(asyncio.Protocol):
             if measuring:
                 self.wevents += 1
                 G.lat.append(now - int(m.group(1)))
+
+    def _streaming(self, head: Head) -> None:
+        """The head is in and said 200 (SSEReader raises WireError otherwise)."""
+        self.status = head.status
+        self.state = 2
+        if not self.hdr_fut.done():
+            self.hdr_fut.set_result(True)
 
     def _snapshot(self, frame: bytes) -> None:
         if self.snapshots:
@@ -239,76 +222,6 @@ class Sub(asyncio.Protocol):
         if self.tr is not None:
             self.tr.close()
 
-    def _headers(self, data: bytes) -> bytes:
-        self.hbuf += data
-        i = self.hbuf.find(b"\r\n\r\n")
-        if i < 0:
-            if len(self.hbuf) > 65536:
-                self._fail("headers_too_large")
-            return b""
-        head = self.hbuf[:i].decode("latin-1")
-        rest = self.hbuf[i + 4 :]
-        self.hbuf = b""
-        lines = head.split("\r\n")
-        try:
-            self.status = int(lines[0].split()[1])
-        except (IndexError, ValueError):
-            self._fail("bad_status_line")
-            return b""
-        if self.status != 200:
-            self._fail(f"http_{self.status}")
-            return b""
-        for ln in lines[1:]:
-            k, _, v = ln.partition(":")
-            if k.strip().lower() == "transfer-encoding" and "chunked" in v.lower():
-                self.chunked = True
-        self.state = 2
-        if not self.hdr_fut.done():
-            self.hdr_fut.set_result(True)
-        return rest
-
-    def _dechunk(self, data: bytes) -> bytes:
-        if not self.cbuf and not self.chunk_left:
-            # Fast path: the read is exactly one whole chunk "SIZE\r\nDATA\r\n".
-            idx = data.find(b"\r\n")
-            if 0 < idx <= 8:
-                try:
-                    size = int(data[:idx], 16)
-                except ValueError:
-                    size = -1
-                if size > 0 and len(data) == idx + size + 4 and data.endswith(b"\r\n"):
-                    return data[idx + 2 : -2]
-        buf = self.cbuf + data if self.cbuf else data
-        out = []
-        pos = 0
-        n = len(buf)
-        while pos < n:
-            left = self.chunk_left
-            if left:
-                take = n - pos if n - pos < left else left
-                out.append(buf[pos : pos + take])
-                pos += take
-                self.chunk_left = left - take
-                continue
-            idx = buf.find(b"\r\n", pos)
-            if idx < 0:
-                break
-            if idx == pos:  # the CRLF that ends the previous chunk's data
-                pos += 2
-                continue
-            try:
-                size = int(buf[pos:idx].split(b";", 1)[0], 16)
-            except ValueError:
-                self._fail("bad_chunk_header")
-                return b""
-            pos = idx + 2
-            if size == 0:  # last chunk: the server ended the stream
-                self.cbuf = b""
-                return b"".join(out)
-            self.chunk_left = size
-        self.cbuf = buf[pos:]
-        return b"".join(out) if len(out) != 1 else out[0]
-
 
 # -- /proc helpers ----------------------------------------------------------------------
 def cpu_ns(pids: list[int]) -> int | None:
@@ -328,19 +241,6 @@ def cpu_ns(pids: list[int]) -> int | None:
             except (OSError, ValueError, IndexError):
                 continue
     return total if seen else None
-
-
-def rss_kib(pids: list[int]) -> int | None:
-    total = None
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for ln in f:
-                    if ln.startswith("VmRSS:"):
-                        total = (total or 0) + int(ln.split()[1])
-        except OSError:
-            continue
-    return total
 
 
 def cpu_times(cpus: set[int]) -> dict[int, tuple[int, int, int]]:
@@ -388,15 +288,6 @@ def pct(sorted_vals: list[Any], q: float) -> Any:
 def self_cpu_s() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
-
-
-def raise_nofile(need: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need:
-        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def final_states(last_seq: int, entities: int) -> list[int]:

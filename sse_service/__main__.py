@@ -1,6 +1,9 @@
 """``python -m sse_service`` / ``sse-service``: read the settings, then serve.
 
-``sse-service token …`` prints a token signed with ``TOKEN_SECRET`` instead (tokens.py).
+``sse-service check`` connects to Home Assistant once and reports (check.py); ``sse-service token …``
+prints a token signed with ``TOKEN_SECRET`` (tokens.py). Every command exits 0 when done, 1 when the
+settings are valid but what they point at is not (HA, the port), 2 when a setting or an argument is
+wrong (as argparse does for a bad argument), as docs/getting-started.md says.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from . import __version__
 from .app import create_app
 from .check import run_check
 from .config import SETTINGS, ConfigError, load_settings
@@ -30,24 +35,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sse-service",
         description="Fan one Home Assistant WebSocket out to many browsers as Server-Sent Events. "
-        "Settings come from environment variables (see README); flags override them.",
+        "Settings come from environment variables (docs/settings.md); flags override them. "
+        "Exit status: 0 done, 1 Home Assistant or the port is not as the settings need, 2 a bad setting.",
     )
-    for setting in SETTINGS:
-        if setting.flag:
-            parser.add_argument(setting.flag, dest=setting.field, help=setting.flag_help)
-    parser.add_argument("--check", action="store_true", help="validate the settings and exit")
+    parser.add_argument("--version", action="version", version=f"sse-service {__version__}")
+    # The old spelling of `check`, kept working for scripts; one spelling is documented.
+    parser.add_argument("--check", action="store_true", help=argparse.SUPPRESS)
     commands = parser.add_subparsers(
         dest="command",
         metavar="{check,token}",
         help="check: connect to HA once and report; token: print a signed token",
     )
-    commands.add_parser(
+    check = commands.add_parser(
         "check",
         help="validate the settings, connect to Home Assistant once and say what it finds",
         description="Validate the settings, then connect to Home Assistant once and print its version, whether "
         "the token is accepted, how many entities ENTITIES exposes, which ALLOWED_SERVICES exist, and whether "
-        "the recorder is there. Exit status 1 on any problem, with the reason.",
+        "the recorder is there. Exit status 0 when all is as the settings need, 1 with each problem in a line, "
+        "2 for a bad setting.",
     )
+    for command in (parser, check):
+        for setting in SETTINGS:
+            if setting.flag:
+                # SUPPRESS: a flag given before `check` is not reset by the subcommand's default.
+                command.add_argument(
+                    setting.flag, dest=setting.field, help=setting.flag_help, default=argparse.SUPPRESS
+                )
     token = commands.add_parser(
         "token",
         help="print a token signed with TOKEN_SECRET",
@@ -59,22 +72,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--expires", help="lifetime (30m, 12h, 7d, 2w) or a time (2026-12-06T18:00); default: never")
     token.add_argument("--name", help="its sub: the name logs and /metrics show, e.g. public-site")
     token.add_argument("--id", help="its jti, for TOKEN_REVOKED (default: random)")
+    token.add_argument(
+        "--link", metavar="BRIDGE_URL", help="print the page's URL on that bridge with the token in it, to share"
+    )
     args = parser.parse_args(argv)
     if args.command == "token":
         return _print_token(args)
 
     environ = dict(os.environ)
-    flags = {s.flag: getattr(args, s.field) for s in SETTINGS if s.flag and getattr(args, s.field) is not None}
+    flags = {s.flag: getattr(args, s.field) for s in SETTINGS if s.flag and getattr(args, s.field, None) is not None}
     try:
         settings = load_settings(environ, flags)
     except ConfigError as e:
         print(f"sse-service: configuration error: {e}", file=sys.stderr)
         return 2
-    if args.command == "check":
-        return asyncio.run(run_check(settings))
     if args.check:
-        print("sse-service: configuration OK")
-        return 0
+        print("sse-service: --check is spelled `sse-service check` now; running that", file=sys.stderr)
+    if args.command == "check" or args.check:
+        return asyncio.run(run_check(settings))
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     config_file = environ.get("CONFIG_FILE", "").strip()
     service = Service(
@@ -97,12 +112,16 @@ def _print_token(args: argparse.Namespace) -> int:
             expires = parse_expiry(args.expires) if args.expires else None
         except ValueError as e:
             raise ConfigError("--expires", str(e)) from None
+        bridge = urlsplit(args.link) if args.link else None
+        if bridge is not None and (bridge.scheme not in ("http", "https") or not bridge.netloc or bridge.query):
+            raise ConfigError("--link", f"expected the bridge's address like https://bridge.example, got {args.link!r}")
     except ConfigError as e:
         print(f"sse-service: configuration error: {e}", file=sys.stderr)
         return 2
     jti = args.id or secrets.token_hex(8)
     name = args.name.strip() if args.name else None
-    print(mint(settings.token_secret, entities=entities, services=services, expires=expires, sub=name, jti=jti))
+    minted = mint(settings.token_secret, entities=entities, services=services, expires=expires, sub=name, jti=jti)
+    print(f"{args.link.rstrip('/')}/?key={minted}" if args.link else minted)
     until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires)) if expires is not None else "never"
     print(
         f"sse-service: token {name or '(no name)'} (jti {jti}): sees {','.join(entities)}"
@@ -110,6 +129,13 @@ def _print_token(args: argparse.Namespace) -> int:
         f" (within ALLOWED_SERVICES), expires {until}",
         file=sys.stderr,
     )
+    if args.link:
+        # The usual surprise: a link to a bridge on loopback, or on a LAN the guest is not on.
+        print(
+            f"sse-service: the link works only where the guest's browser can reach {args.link.rstrip('/')}"
+            " (on a LAN: HOST=0.0.0.0 and the guest on that network; from anywhere: a deploy, over https)",
+            file=sys.stderr,
+        )
     return 0
 
 

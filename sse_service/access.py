@@ -210,6 +210,25 @@ class Keys:
             return self._missing("token", header_only=True)
         return self._missing("write key or token" if self.tokens else "write key", header_only=True)
 
+    def may_command(self, headers: Headers, query: QueryParams | Mapping[str, str]) -> bool:
+        """Whether the credential this reader came with would also be taken for a command.
+
+        The page sends the one it was opened with as ``Authorization: Bearer`` on its commands, so
+        it can tell a read-only viewer before a toggle is tapped (the snapshot's ``can_call``).
+        """
+        if self.open:
+            return True
+        given = (_bearer(headers), query.get(TOKEN_PARAM), query.get(KEY_PARAM), _cookie(headers, KEY_COOKIE))
+        for credential in given:
+            if credential is None:
+                continue
+            if _same(credential, self.write) or _same(credential, self.read):
+                return self.writer(Headers({"authorization": f"Bearer {credential}"})) is EVERYTHING
+            grant = self._token(credential)
+            if isinstance(grant, Grant):
+                return grant.services is None or bool(grant.services.globs)
+        return False
+
     def _token(self, credential: str) -> Grant | Denied | None:
         """The grant of a token, its refusal, or None for something that is not a token at all."""
         if not looks_like_token(credential):

@@ -3,24 +3,29 @@
 What a user needs to know before the first deploy: is HA reachable, is the token accepted,
 which version, how many entities HA has and how many ``ENTITIES`` exposes (a few names),
 whether each ``ALLOWED_SERVICES`` pattern names services HA has, and whether the recorder is
-there for the charts. Exit status 0 when all is well, 1 with the reasons otherwise.
+there for the charts. It asks only what the settings need (no service list when no service is
+allowed); an answer the settings need and do not get is a problem, one they could do without is a
+note, and the run always goes on to the end. Exit status 0 when all is well, 1 with one plain line
+per problem otherwise (a bad setting never gets here: ``__main__`` exits 2 for it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from .backoff import is_transient
 from .config import Settings
 from .filters import EntityPattern
 from .ha import messages
 from .ha.connection import ENDINGS, AuthInvalid, HAError, NotConnected, open_socket
+from .ha.demo import BatteryHome
 from .ha.messages import ProtocolError
 from .store import numeric_value
 
@@ -37,18 +42,48 @@ class _Failed(Exception):
 async def run_check(settings: Settings, out: Callable[[str], None] = print) -> int:
     """Print what the check finds; return the exit status."""
     out("settings: OK")
-    if settings.ha_url is None or settings.ha_token is None:
-        out("upstream: no HA_URL set: the service runs the embedded demo Home Assistant; nothing more to check")
-        return 0
     problems: list[str] = []
-    try:
-        await _check(settings, out, problems)
-    except _Failed as e:
-        problems.append(str(e))
+    if settings.ha_url is None or settings.ha_token is None:
+        out("upstream: no HA_URL set: the service runs the embedded demo Home Assistant")
+        _entities(settings, sorted(BatteryHome.ENTITIES), "the demo", out, problems)
+    else:
+        try:
+            await _check(settings, out, problems)
+        except _Failed as e:
+            problems.append(str(e))
     for problem in problems:
         out(f"problem: {problem}")
-    out("check: OK" if not problems else f"check: {len(problems)} problem(s)")
+    out("check: OK" if not problems else f"check: {len(problems)} problem{'s' if len(problems) > 1 else ''}")
     return 0 if not problems else 1
+
+
+def _entities(
+    settings: Settings, ids: list[str], owner: str, out: Callable[[str], None], problems: list[str]
+) -> list[str]:
+    """Which of ``ids`` ``ENTITIES`` exposes, said; none at all is a problem."""
+    exposed = EntityPattern(settings.entities)
+    shown = [e for e in ids if exposed(e)]
+    names = ", ".join(shown[:SHOWN]) + (", …" if len(shown) > SHOWN else "")
+    out(f"entities: {owner} has {len(ids)}, ENTITIES exposes {len(shown)}" + (f": {names}" if shown else ""))
+    if not shown:
+        which = f"ENTITIES ({','.join(settings.entities)}) matches none of {owner}'s entities"
+        problems.append(which if owner == "Home Assistant" else f"{which} ({', '.join(ids)})")
+    return shown
+
+
+def _why(error: BaseException) -> str:
+    """A failed connect in words: no errno, no exception class."""
+    if isinstance(error, InvalidStatus):
+        return f"it answered HTTP {error.response.status_code}, not a WebSocket: is this Home Assistant's port?"
+    if isinstance(error, InvalidHandshake):
+        return "it did not answer as a WebSocket server: is this Home Assistant's port?"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, socket.gaierror):
+        return "no such host"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror[:1].lower() + error.strerror[1:]
+    return str(error) or type(error).__name__
 
 
 async def _check(settings: Settings, out: Callable[[str], None], problems: list[str]) -> None:
@@ -61,7 +96,7 @@ async def _check(settings: Settings, out: Callable[[str], None], problems: list[
     except Exception as e:
         if not is_transient(e, ENDINGS):
             raise
-        raise _Failed(f"cannot connect to Home Assistant at {url}: {e}") from None
+        raise _Failed(f"cannot connect to Home Assistant at {url}: {_why(e)}") from None
     reader: asyncio.Task[None] | None = None
     try:
         try:
@@ -70,7 +105,9 @@ async def _check(settings: Settings, out: Callable[[str], None], problems: list[
         except AuthInvalid as e:
             raise _Failed(f"Home Assistant refused HA_TOKEN ({e}); create a long-lived token") from None
         except ProtocolError as e:
-            raise _Failed(f"unexpected answer to auth: {e}") from None
+            raise _Failed(
+                f"{url} does not speak Home Assistant's protocol ({e}): is this Home Assistant's port?"
+            ) from None
         out(f"upstream: {url}: Home Assistant {conn.ha_version or 'unknown'}, token accepted")
         reader = asyncio.create_task(conn.read(), name="check-read")
 
@@ -78,27 +115,39 @@ async def _check(settings: Settings, out: Callable[[str], None], problems: list[
             async with asyncio.timeout(timeout):
                 return await conn.request(build)
 
-        await _wait_until_running(call, out, problems)
+        try:
+            await _wait_until_running(call, out, problems)
+        except HAError as e:  # the bridge does without it too: it waits for HA's events instead
+            out(f"note: Home Assistant did not say whether it is running ({e.message}); the counts may be short")
 
-        states = await call(lambda i: messages.simple(i, "get_states"))
-        exposed = EntityPattern(settings.entities)
-        ids = sorted(s["entity_id"] for s in states if isinstance(s, dict) and isinstance(s.get("entity_id"), str))
-        shown = [e for e in ids if exposed(e)]
-        names = ", ".join(shown[:SHOWN]) + (", …" if len(shown) > SHOWN else "")
-        out(f"entities: Home Assistant has {len(ids)}, ENTITIES exposes {len(shown)}" + (f": {names}" if shown else ""))
-        if not shown:
-            problems.append(f"ENTITIES ({','.join(settings.entities)}) matches none of Home Assistant's entities")
+        shown: list[str] = []
+        try:
+            states = await call(lambda i: messages.simple(i, "get_states"))
+        except HAError as e:
+            states = []
+            problems.append(f"Home Assistant did not list its entities ({e.message}); the bridge needs that list")
+        else:
+            ids = sorted(s["entity_id"] for s in states if isinstance(s, dict) and isinstance(s.get("entity_id"), str))
+            shown = _entities(settings, ids, "Home Assistant", out, problems)
 
-        services = await call(lambda i: messages.simple(i, "get_services"))
-        known = sorted(f"{d}.{s}" for d, group in services.items() if isinstance(group, dict) for s in group)
-        for pattern in settings.services:
-            matching = [name for name in known if EntityPattern([pattern])(name)]
-            if matching:
-                out(f"services: {pattern}: {', '.join(matching[:SHOWN])}" + (", …" if len(matching) > SHOWN else ""))
-            else:
-                problems.append(f"ALLOWED_SERVICES: {pattern} matches no service Home Assistant has")
         if not settings.services:
             out("services: ALLOWED_SERVICES is empty: commands are off")
+        else:
+            try:
+                services = await call(lambda i: messages.simple(i, "get_services"))
+            except HAError as e:
+                problems.append(
+                    f"Home Assistant did not list its services ({e.message}); ALLOWED_SERVICES is unchecked"
+                )
+            else:
+                known = sorted(f"{d}.{s}" for d, group in services.items() if isinstance(group, dict) for s in group)
+                for pattern in settings.services:
+                    matching = [name for name in known if EntityPattern([pattern])(name)]
+                    if matching:
+                        more = ", …" if len(matching) > SHOWN else ""
+                        out(f"services: {pattern}: {', '.join(matching[:SHOWN])}{more}")
+                    else:
+                        problems.append(f"ALLOWED_SERVICES: {pattern} matches no service Home Assistant has")
 
         numbers = [s["entity_id"] for s in states if s.get("entity_id") in shown and numeric_value(str(s.get("state")))]
         if numbers:
@@ -107,7 +156,7 @@ async def _check(settings: Settings, out: Callable[[str], None], problems: list[
                 await call(lambda i: messages.history_during_period(i, now - 3600, now, numbers[:1]))
                 out("history: the recorder answers: charts start with the past day")
             except HAError as e:
-                out(f"history: no recorder ({e}): charts start from what the bridge sees")
+                out(f"history: no recorder ({e.message}): charts start from what the bridge sees")
     except TimeoutError:
         raise _Failed(f"no answer from Home Assistant within {timeout:g} s") from None
     except (ConnectionClosed, NotConnected) as e:

@@ -4,7 +4,7 @@ Each setting is declared once, as a field of :class:`Settings` made with :func:`
 type and default, its parser, its group and one line of help, and whether it has a command-line
 flag. Its environment variable (and TOML key) is the field's name, upper-cased. Everything else
 is read from that declaration (:data:`SETTINGS`): :func:`load_settings`, the flags in
-``__main__``, and the README's table (:func:`settings_table`, checked by a test).
+``__main__``, and the table in docs/settings.md (:func:`settings_table`, checked by a test).
 
 Every problem is reported as one line that names the setting (or the flag typed, or the add-on
 option), e.g. ``PORT: expected an integer from 1 to 65535, got 'abc'``. Secret values are never
@@ -79,7 +79,7 @@ class Settings:
     ha_backoff_max: float = setting(
         p.seconds(0.01, 3600),
         30.0,
-        "cap of every reconnect delay ([schedule](#connect-your-home-assistant))",
+        "cap of every reconnect delay ([schedule](home-assistant.md#when-home-assistant-restarts))",
         group="Home Assistant",
     )
     # Home Assistant bans an address after a few failed logins; retrying at the usual pace would get us banned.
@@ -187,10 +187,13 @@ class Settings:
     )
     # --- Access and commands. No keys: anyone who can reach the port may read.
     read_key: Secret | None = setting(
-        p.key, None, "[key](#keys) for reading; 16 characters or more", group="Access and commands"
+        p.key, None, "[key](access.md#keys) for reading; 16 characters or more", group="Access and commands"
     )
     write_key: Secret | None = setting(
-        p.key, None, "[key](#keys) for reading and commands; 16 characters or more", group="Access and commands"
+        p.key,
+        None,
+        "[key](access.md#keys) for reading and commands; 16 characters or more",
+        group="Access and commands",
     )
     # None: the demo's switch services when running the demo, none at all against a real Home Assistant.
     allowed_services: tuple[str, ...] | None = setting(
@@ -203,7 +206,8 @@ class Settings:
     token_secret: Secret | None = setting(
         p.token_secret,
         None,
-        "signs and verifies [tokens](#tokens-one-bridge-several-views); 32 bytes or more; must differ from the keys",
+        "signs and verifies [tokens](access.md#tokens-one-bridge-several-views); 32 bytes or more;"
+        " must differ from the keys",
         group="Access and commands",
         shown="*(none: no tokens)*",
     )
@@ -211,7 +215,7 @@ class Settings:
         p.token_names,
         (),
         "`jti` or `sub` values of tokens that no longer work; re-read from the `CONFIG_FILE` on `SIGHUP` and when it"
-        " changes; without one, read once at start ([revocation](#tokens-one-bridge-several-views))",
+        " changes; without one, read once at start ([revocation](access.md#tokens-one-bridge-several-views))",
         group="Access and commands",
     )
     cors_origins: tuple[str, ...] = setting(
@@ -298,7 +302,7 @@ _BY_FLAG = {s.flag: s for s in SETTINGS if s.flag}
 
 
 def settings_table() -> str:
-    """The README's table of settings (Markdown), one section per group."""
+    """The table of settings in docs/settings.md (Markdown), one section per group."""
     lines = [
         "| Variable | Default | Meaning |",
         "|---|---|---|",

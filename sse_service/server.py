@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -197,10 +199,26 @@ def serve(service: Service, app: Starlette, *, also: socket.socket | None = None
         server.should_exit = True
 
     service.on_failure = stop
-    sock = listening_socket(settings.host, settings.port)
+    try:
+        sock = listening_socket(settings.host, settings.port)
+    except OSError as e:
+        # The first thing a second copy, or a busy dev machine, runs into: one line and the setting to change.
+        print(f"sse-service: {cannot_listen(settings.host, settings.port, e)}", file=sys.stderr)
+        return 1
     log.info("%s", where_to_look(settings, sock.getsockname()[1]))
     server.run(sockets=[sock] if also is None else [sock, also])
     return 1 if service.failure is not None else 0
+
+
+def cannot_listen(host: str, port: int, error: OSError) -> str:
+    """Why the service cannot listen, in one line that names the setting to change."""
+    if error.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is in use; choose another with PORT=… or --port …"
+    if error.errno == errno.EACCES:
+        return f"port {port} on {host} needs privileges this user lacks; choose one above 1023 with PORT=… or --port …"
+    if error.errno == errno.EADDRNOTAVAIL or isinstance(error, socket.gaierror):
+        return f"cannot listen on {host}: not an address of this machine; set HOST=… or --host … (127.0.0.1, 0.0.0.0)"
+    return f"cannot listen on {host} port {port}: {error.strerror or error}"
 
 
 def where_to_look(settings: Settings, port: int) -> str:

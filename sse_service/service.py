@@ -107,6 +107,7 @@ class Service:
             limits=self.limits,
             max_age=settings.max_stream_age,
             filter_limits=self.filter_limits,
+            commands=bool(settings.services),
         )
         self.metrics = Metrics(
             self.hub,

@@ -66,6 +66,10 @@ STREAM_HEADERS = [
 EXPIRED_RETRY_MS = 5000
 
 
+SNAPSHOT_DATA = b"event: snapshot\r\ndata: {"
+CAN_CALL, CANNOT_CALL = b'"can_call":true,', b'"can_call":false,'
+
+
 class ClientStream:
     """The hub's handle on one connected client. ``write`` never blocks and never raises."""
 
@@ -82,10 +86,16 @@ class ClientStream:
         "filter",
         "last_tick",
         "resets",
+        "_snapshot_field",
     )
 
-    def __init__(self, send: Send, hub: Hub, pattern: EntityFilter | None, buffer_limit: int) -> None:
+    def __init__(
+        self, send: Send, hub: Hub, pattern: EntityFilter | None, buffer_limit: int, *, can_call: bool = True
+    ) -> None:
         self._send = send
+        # The hub's snapshot frames are shared by every stream with the same view; this viewer's
+        # own field goes into each as it passes (snapshots are rare: on connect, after a reset).
+        self._snapshot_field = CAN_CALL if can_call else CANNOT_CALL
         self._hub = hub
         self._limit = buffer_limit
         self._outbox: list[bytes] = []
@@ -98,6 +108,15 @@ class ClientStream:
         self.last_tick = hub.tick
         self.resets = 0
 
+    def _personal(self, data: bytes) -> bytes:
+        """``data`` with this viewer's fields in its snapshot, if it starts with one (a snapshot is written alone,
+        after at most a ``retry:``), so the search stays within the first bytes of a write."""
+        at = data.find(SNAPSHOT_DATA, 0, 160)
+        if at < 0:
+            return data
+        at += len(SNAPSHOT_DATA)
+        return data[:at] + self._snapshot_field + data[at:]
+
     @property
     def buffered_bytes(self) -> int:
         return self._outbox_bytes
@@ -105,6 +124,7 @@ class ClientStream:
     def write(self, data: bytes) -> None:
         if self.closed:
             return
+        data = self._personal(data)
         self.last_tick = self._hub.tick
         if self._task is not None:
             self._queue(data)
@@ -167,7 +187,7 @@ class ClientStream:
                     self._overflowed = False
                     self._outbox.clear()
                     self._outbox_bytes = 0
-                    data = self._hub.snapshot_frame(self.filter)
+                    data = self._personal(self._hub.snapshot_frame(self.filter))
                 elif self._outbox:
                     data = b"".join(self._outbox)
                     self._outbox.clear()
@@ -226,8 +246,10 @@ class EventsEndpoint:
         limits: StreamLimits | None = None,
         max_age: float = 0.0,
         filter_limits: FilterLimits | None = None,
+        commands: bool = True,
     ) -> None:
         self.hub = hub
+        self.commands = commands  # ALLOWED_SERVICES names at least one service
         self.retry_ms = retry_ms
         self.buffer_limit = buffer_limit
         self.keys = keys or Keys()
@@ -253,7 +275,7 @@ class EventsEndpoint:
         finally:
             self.limits.release(admitted[-1])
 
-    def _admit(self, scope: Scope) -> Response | tuple[EntityFilter | None, Grant, str | None, str]:
+    def _admit(self, scope: Scope) -> Response | tuple[EntityFilter | None, Grant, str | None, bool, str]:
         """The answer for a request that gets no stream, or what its stream needs (and a slot)."""
         if scope["method"] not in ("GET", "HEAD"):
             return error_response(405, "method_not_allowed", "use GET for /events", {"allow": "GET, HEAD"})
@@ -271,7 +293,8 @@ class EventsEndpoint:
         refusal = self.limits.acquire(ip)  # the last step: nothing after it may fail before release
         if refusal is not None:
             return self._refuse(refusal, headers)
-        return pattern, grant, last_event_id, ip
+        can_call = self.commands and self.keys.may_command(headers, query)
+        return pattern, grant, last_event_id, can_call, ip
 
     async def _stream(
         self,
@@ -279,6 +302,7 @@ class EventsEndpoint:
         pattern: EntityFilter | None,
         grant: Grant,
         last_event_id: str | None,
+        can_call: bool,
         ip: str,
         receive: Receive,
         send: Send,
@@ -289,7 +313,7 @@ class EventsEndpoint:
             return
 
         await self.hub.catch_up(last_event_id)  # an id from an instance ahead of this one
-        stream = ClientStream(send, self.hub, pattern, self.buffer_limit)
+        stream = ClientStream(send, self.hub, pattern, self.buffer_limit, can_call=can_call)
         started = time.monotonic()
         shown = loggable(pattern.describe()) if pattern else "*"
         who = f"{loggable(ip)}, {grant.label}" if grant.token is not None else loggable(ip)

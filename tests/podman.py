@@ -80,23 +80,14 @@ def base_image(measured: dict[str, Any]) -> str:
         started = time.monotonic()
         if not BASE_TARBALL.exists():
             partial = BASE_TARBALL.with_suffix(".partial.tar")
+            need("mmdebstrap")
+            # The recipe users run too (docs/deploying.md): one script, so the two cannot drift.
             built = subprocess.run(
-                [
-                    need("mmdebstrap"),
-                    "--variant=minbase",
-                    "--include=python3,python3-venv,ca-certificates",
-                    *(f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "info", "locale")),
-                    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-                    '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*',
-                    "bookworm",
-                    str(partial),
-                    f"deb {DEBIAN} bookworm main",
-                    f"deb {DEBIAN} bookworm-updates main",
-                    "deb http://deb.debian.org/debian-security bookworm-security main",
-                ],
+                ["bash", str(ROOT / "deploy" / "base-image.sh"), str(partial)],
                 capture_output=True,
                 text=True,
                 timeout=900,
+                env={**os.environ, "DEBIAN_MIRROR": DEBIAN},
             )
             assert built.returncode == 0, built.stderr[-4000:]
             partial.replace(BASE_TARBALL)

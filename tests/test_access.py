@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from sse_service.access import RateLimiter
 from sse_service.config import Secret
 from sse_service.ha.demo import DemoHomeAssistant
+from sse_service.tokens import mint
 
 from .helpers import LiveServer, SSEStream, StreamEnded, live_server, open_stream, settings_for
 
@@ -185,3 +187,45 @@ def test_rate_limiter_refills_and_stays_bounded() -> None:
     for i in range(1000):
         limiter.take(f"10.0.{i // 256}.{i % 256}", now=2.0)
     assert len(limiter._buckets) <= 100
+
+
+# --- read-only screens (issue 28): the snapshot says whether this viewer may call anything ----
+
+
+async def can_call(url: str, headers: dict[str, str] | None = None) -> bool:
+    async with open_stream(url, headers or {}) as stream:
+        snapshot = await stream.next()
+    assert snapshot.event == "snapshot"
+    value = json.loads(snapshot.data)["can_call"]
+    assert isinstance(value, bool)
+    return value
+
+
+async def test_the_snapshot_tells_a_read_only_viewer_from_one_that_may_call(ha: DemoHomeAssistant) -> None:
+    secret = "t" * 40
+    settings = settings_for(
+        ha,
+        read_key=Secret(READ_KEY),
+        write_key=Secret(WRITE_KEY),
+        token_secret=Secret(secret),
+        allowed_services=("switch.turn_on", "switch.turn_off"),
+    )
+    looker = mint(Secret(secret), entities=("*",), services=(), expires=None, sub="tablet", jti="1")
+    switcher = mint(Secret(secret), entities=("*",), services=("switch.*",), expires=None, sub="phone", jti="2")
+    async with live_server(settings) as live:
+        events = live.url + "/events"
+        assert await can_call(f"{events}?key={READ_KEY}") is False
+        assert await can_call(events, {"authorization": f"Bearer {READ_KEY}"}) is False
+        assert await can_call(f"{events}?key={WRITE_KEY}") is True
+        assert await can_call(f"{events}?token={looker}") is False
+        assert await can_call(f"{events}?key={switcher}") is True
+
+
+async def test_an_open_bridge_may_call_unless_no_service_is_allowed(ha: DemoHomeAssistant) -> None:
+    async with live_server(settings_for(ha, allowed_services=("switch.toggle",))) as live:
+        assert await can_call(live.url + "/events") is True
+    async with live_server(settings_for(ha, allowed_services=())) as live:
+        assert await can_call(live.url + "/events") is False
+    # A read key alone also commands (no write key to prefer): that viewer is not read-only.
+    async with live_server(settings_for(ha, read_key=Secret(READ_KEY), allowed_services=("switch.*",))) as live:
+        assert await can_call(f"{live.url}/events?key={READ_KEY}") is True

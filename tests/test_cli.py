@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from sse_service import __version__
 
 from .helpers import free_port
 
@@ -94,3 +97,40 @@ def test_the_procfile_command_serves_on_port_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+# --- the first hour (issue 28) ---------------------------------------------------------------
+
+
+def test_a_port_in_use_is_one_line_naming_port_and_the_flag() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"sse-service: port {port} on 127.0.0.1 is in use; choose another with PORT=… or --port …"
+    )
+    assert "Traceback" not in result.stderr and "Errno" not in result.stderr
+
+
+def test_version_prints_the_package_version() -> None:
+    result = run_cli("--version")
+    assert (result.returncode, result.stdout) == (0, f"sse-service {__version__}\n")
+
+
+def test_check_is_one_spelling_that_takes_the_flags_either_side() -> None:
+    assert run_cli("check", "--port", "9000").returncode == 0
+    assert run_cli("--port", "9000", "check").returncode == 0
+    bad = run_cli("check", "--port", "nine")
+    assert bad.returncode == 2 and "configuration error: --port: expected an integer" in bad.stderr
+    old = run_cli("--check")
+    assert old.returncode == 0 and "sse-service check" in old.stderr and "check: OK" in old.stdout
+    assert "--check" not in run_cli("--help").stdout
+
+
+@pytest.mark.parametrize("command", [(), ("check",), ("token", "--entities", "*")])
+def test_every_command_exits_2_for_a_bad_setting(command: tuple[str, ...]) -> None:
+    result = run_cli(*command, HEARTBEAT="0", TOKEN_SECRET="s" * 40)
+    assert result.returncode == 2 and "configuration error: HEARTBEAT" in result.stderr, result.stderr

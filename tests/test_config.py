@@ -172,7 +172,7 @@ def test_request_timeout_and_filter_caps_have_defaults_and_can_be_set() -> None:
 
 # --- each setting declared once (issue 24, item 5) -------------------------------------------
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+SETTINGS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 TABLE = re.compile(r"<!-- settings-table:[^>]*-->\n(.*?)<!-- /settings-table -->\n", re.S)
 
 
@@ -182,11 +182,11 @@ def test_every_settings_field_is_declared_and_every_declaration_is_a_field() -> 
     assert len({s.env for s in SETTINGS}) == len(SETTINGS)
 
 
-def test_the_readme_settings_table_is_the_one_made_from_the_declarations() -> None:
-    found = TABLE.findall(README.read_text())
-    assert len(found) == 1, "README.md has one <!-- settings-table: … --> … <!-- /settings-table --> block"
+def test_the_docs_settings_table_is_the_one_made_from_the_declarations() -> None:
+    found = TABLE.findall(SETTINGS_PAGE.read_text())
+    assert len(found) == 1, "docs/settings.md has one <!-- settings-table: … --> … <!-- /settings-table --> block"
     assert found[0] == settings_table(), (
-        "README.md's settings table differs from the declarations in sse_service/config.py; paste the output of "
+        "docs/settings.md's settings table differs from the declarations in sse_service/config.py; paste the output of "
         "python -c 'from sse_service.config import settings_table; print(settings_table(), end=\"\")'"
     )
 

@@ -22,8 +22,9 @@ import httpx
 import pytest
 
 from .helpers import free_port
-from .podman import ARTIFACTS, ROOT, build_flags, need, podman, runtime_flags
+from .podman import ARTIFACTS, BASE_IMAGE, ROOT, build_flags, need, podman, runtime_flags
 from .podman import base_image as podman_base_image
+from .samples import sample
 from .test_deploy import read_events
 
 pytestmark = pytest.mark.timeout(900)  # the first run builds the base image
@@ -45,6 +46,16 @@ def _report() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def base_image() -> str:
     return podman_base_image(MEASURED)
+
+
+def test_the_docs_offline_recipe_is_the_one_this_test_builds_with() -> None:
+    """docs/deploying.md: the script, the import as BASE_IMAGE, the build on it, as base_image() does."""
+    script, imported, build = sample("base-image").strip().splitlines()
+    assert script.startswith("deploy/base-image.sh ") and (ROOT / "deploy" / "base-image.sh").stat().st_mode & 0o111
+    assert imported.startswith("podman import ") and imported.endswith(f" {BASE_IMAGE}")
+    assert f"--build-arg BASE={BASE_IMAGE}" in build
+    syntax = subprocess.run(["bash", "-n", str(ROOT / "deploy" / "base-image.sh")], capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from packaging.requirements import Requirement
 from sse_service.config import SETTINGS
 
 from .helpers import free_port
+from .samples import sample
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = ("HA_TOKEN", "WRITE_KEY", "READ_KEY")
@@ -204,10 +205,9 @@ def test_every_runtime_dependency_is_pinned() -> None:
     assert names <= set(pinned()), names - set(pinned())
 
 
-def test_the_readme_shows_the_procfile_line_and_does_not_send_render_to_it() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert f"web: {procfile_command()}\n" in readme
-    assert "Render does not read the Procfile" in readme
+def test_the_docs_show_the_procfile_line_and_does_not_send_render_to_it() -> None:
+    assert sample("procfile-line") == f"web: {procfile_command()}\n"
+    assert "Render does not read the Procfile" in (ROOT / "docs" / "deploying.md").read_text()
 
 
 def test_python_version_is_what_heroku_and_render_accept() -> None:

@@ -365,3 +365,39 @@ async def test_the_fan_out_histogram_sees_how_long_the_oldest_frame_waited() -> 
     await asyncio.sleep(0.05)
     assert len(observed) == 1
     assert observed[0] >= 0.015, "the pacing wait counts, not only the writes"
+
+
+def test_the_live_path_and_a_ring_filled_from_the_log_make_the_same_bytes() -> None:
+    """frames_of is what a member that joins later replays from the log; the live fan-out is its
+    inlined twin. A client must not tell which one it resumed from."""
+    entries: list[Entry] = []
+    live = Hub(epoch="log")
+
+    def follow(entry: Entry) -> None:
+        entries.append(entry)
+        live.apply(entry)
+
+    log = MemoryLog("log", follow)
+    log.upstream_snapshot({e: state(e, "0") for e in ("sensor.a", "sensor.b", "switch.c")})
+    log.upstream_changes({"sensor.a": state("sensor.a", "1"), "switch.c": state("switch.c", "on")}, ["sensor.b"])
+    log.upstream_status(UpstreamStatus.DISCONNECTED, "gone")
+    log.upstream_history({"sensor.a": [(1.0, 0.0)]})
+    log.upstream_changes({}, ["switch.c"])
+    joined = Hub(epoch="mine")
+    view = View(UpstreamStatus.DISCONNECTED, "gone", states=live.store.states, position=("log", log.seq), past=entries)
+    joined.reset(view)
+    from_live, from_log = Recorder(), Recorder()
+    assert live.subscribe(from_live, "log-0") == joined.subscribe(from_log, "log-0") == "replay"
+    assert from_live.writes == from_log.writes
+    assert [kind for _, kind, _ in from_live.events()] == ["state"] * 5 + ["remove", "status", "remove"]
+
+
+def test_an_entry_that_is_not_the_next_one_is_refused_and_changes_nothing() -> None:
+    hub = following("log", 10, **{"sensor.a": state("sensor.a", "0")})
+    sub = Recorder()
+    hub.subscribe(sub)
+    assert not hub.apply(changes(12, state("sensor.a", "1")))  # a gap: 11 is missing
+    assert not hub.apply(changes(11, state("sensor.a", "1"), epoch="other"))
+    assert hub.seq == 10 and hub.store.states["sensor.a"]["state"] == "0"
+    assert hub.apply(changes(11, state("sensor.a", "1")))
+    assert [(i, d["state"]) for i, _, d in sub.events()[1:]] == [("log-11", "1")]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import re
+import os
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from sse_service.ha.demo import DemoHomeAssistant
 from sse_service.stream import EventsEndpoint
 
 from .helpers import LiveServer, live_server, settings_for
+from .samples import sample
 from .test_page import ARTIFACTS, chromium
 from .test_tabs import wait_streams
 
@@ -285,8 +287,9 @@ async def test_three_tabs_of_the_host_share_one_stream(ha: DemoHomeAssistant, br
             assert await missed_events(page) == []
 
 
+@pytest.mark.parametrize("policy", ["strict", "the docs'"])
 async def test_a_page_with_a_strict_content_security_policy_works(
-    ha: DemoHomeAssistant, browser: Browser, tmp_path: Path
+    ha: DemoHomeAssistant, browser: Browser, tmp_path: Path, policy: str
 ) -> None:
     async with sites(ha, tmp_path) as (site, bridge), new_context(browser) as context:
         # Nothing inline, no eval, no style attribute: only the bridge's scripts and connections.
@@ -294,6 +297,9 @@ async def test_a_page_with_a_strict_content_security_policy_works(
             f"default-src 'none'; script-src {bridge.url}; connect-src {bridge.url}; style-src 'none'; "
             "img-src 'none'; base-uri 'none'; form-action 'none'"
         )
+        if policy == "the docs'":
+            csp = sample("kit-csp").strip().removeprefix("Content-Security-Policy: ")
+            csp = csp.replace("https://bridge.example.com", bridge.url)
         head = f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
         (tmp_path / "index.html").write_text(host_page(bridge.url, token(), TEN, head=head))
         page = await context.new_page()
@@ -358,9 +364,8 @@ async def test_screenshots_light_dark_and_a_host_with_its_own_font_and_colours(
     (tmp_path / "host.css").write_text(
         "body { font: 18px/1.5 Georgia, serif; background: #fdf6e3; color: #073642; margin: 2rem; }"
         "live-value { display: block; font-size: 1.6rem; }"
-        "live-value::part(unit) { color: #b58900; }"
-        "live-chart { --live-accent: #d33682; --live-line: #eee8d5; width: 420px; }"
-        "live-toggle { --live-ok: #859900; }"
+        "live-chart { --live-line: #eee8d5; width: 420px; }"
+        "live-toggle { --live-ok: #859900; }" + sample("kit-css")  # the docs' example: gold units, a magenta chart
     )
     styled = '<link rel="stylesheet" href="host.css">'
     async with sites(ha, tmp_path) as (site, bridge):
@@ -385,10 +390,9 @@ async def test_screenshots_light_dark_and_a_host_with_its_own_font_and_colours(
 async def test_the_plain_html_example_of_the_docs_runs_as_written(
     ha: DemoHomeAssistant, browser: Browser, tmp_path: Path
 ) -> None:
-    example = re.search(r"<!-- kit-example -->\n```html\n(.*?)```", DOCS.read_text(), re.DOTALL)
-    assert example is not None, "docs/embedding.md marks its plain-HTML example with <!-- kit-example -->"
+    example = sample("kit-example")
     async with sites(ha, tmp_path) as (site, bridge), new_context(browser) as context:
-        html = example.group(1).replace("https://bridge.example.com", bridge.url)
+        html = example.replace("https://bridge.example.com", bridge.url)
         html = html.replace("YOUR_READ_KEY_OR_TOKEN", token())
         (tmp_path / "index.html").write_text(f"<!doctype html><meta charset=utf-8>{html}")
         page = await context.new_page()
@@ -397,3 +401,43 @@ async def test_the_plain_html_example_of_the_docs_runs_as_written(
         await expect(page.locator("#solar")).to_have_text("1,200 W")
         await expect(page.locator("live-status")).to_have_text("Live")
         await expect(page.locator("live-chart svg.plot")).to_be_visible()
+
+
+def test_a_typescript_app_type_checks_against_kit_d_ts(tmp_path: Path) -> None:
+    """kit.d.ts as an app would use it: the elements in the DOM and in JSX, the events' payloads."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sse_service" / "node"
+    tsc = cache / "node_modules" / ".bin" / "tsc"
+    if not tsc.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"typescript is not installed in {cache} (tests/run installs it with npm)")
+        pytest.skip("typescript is not installed here (tests/run installs it with npm)")
+    (tmp_path / "kit.d.ts").write_text((WEB_DIR / "kit.d.ts").read_text())
+    (tmp_path / "app.tsx").write_text(
+        'import type { CommandAnswer, EntityState, StreamEvents } from "./kit";\n'
+        'const value = document.querySelector("live-value");\n'
+        "const shown: EntityState | undefined = value?.state;\n"
+        'document.addEventListener("live-event", (event) => {\n'
+        '  if (event.detail.name === "state") console.log(event.detail.data.entity_id, shown);\n'
+        '  if (event.detail.name === "snapshot") console.log(event.detail.data.can_call, event.detail.data.cause);\n'
+        "});\n"
+        'const status: StreamEvents["status"] = { status: "starting", reason: "", cause: "redis", since: "" };\n'
+        'const answer: CommandAnswer = { ok: true, service: "switch.turn_on", entity_id: ["switch.charger"] };\n'
+        "export const Page = () => (\n"
+        '  <main><live-status /><live-value entity="sensor.battery_level" digits={1} /><live-chart entity="x" />'
+        '<live-toggle entity="switch.charger" data-key="k" /></main>\n'
+        ");\n"
+        "console.log(status, answer);\n"
+    )
+    (tmp_path / "wrong.ts").write_text(
+        'import type { StreamEvents } from "./kit";\n'
+        'export const status: StreamEvents["status"] = { status: "sleeping", reason: "", cause: "redis", since: "" };\n'
+    )
+    env = {**os.environ, "NODE_PATH": str(cache / "node_modules")}
+    common = ["--noEmit", "--strict", "--jsx", "react-jsx", "--lib", "dom,es2022", "--types", "react"]
+    common += ["--typeRoots", str(cache / "node_modules" / "@types"), "--moduleResolution", "bundler"]
+    common += ["--module", "esnext", "--skipLibCheck", "false"]
+    ok = subprocess.run([str(tsc), *common, str(tmp_path / "app.tsx")], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # It can fail: a status the bridge never sends is a type error.
+    wrong = subprocess.run([str(tsc), *common, str(tmp_path / "wrong.ts")], capture_output=True, text=True, env=env)
+    assert wrong.returncode != 0 and "sleeping" in wrong.stdout, wrong.stdout

@@ -1,6 +1,6 @@
-"""A real nginx in front, with the README's config: events arrive unbuffered, limits see real clients.
+"""A real nginx in front, with the config in docs/deploying.md: events arrive unbuffered, limits see real clients.
 
-The README has two server blocks, plain HTTP and then TLS with HTTP/2; both run here, the second with
+The docs have two server blocks, plain HTTP and then TLS with HTTP/2; both run here, the second with
 a self-signed certificate made by openssl (tests/test_tabs.py puts eight browser tabs through it).
 Skips without nginx or openssl, except under ``CI=true`` where it fails (tests/run installs nginx as root).
 """
@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import shutil
 import socket
 import ssl
@@ -26,27 +25,19 @@ import pytest
 from sse_service.ha.demo import DemoHomeAssistant
 
 from .helpers import LiveServer, SSEStream, free_port, live_server, settings_for
+from .samples import sample
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-# What the README's TLS block names, replaced here by a port and a certificate of the test's own.
-README_TLS_LISTEN = "listen 443 ssl http2;"
-README_CERTIFICATE = "/etc/ssl/dash.example.com/fullchain.pem"
-README_CERTIFICATE_KEY = "/etc/ssl/dash.example.com/privkey.pem"
+# What the docs' TLS block names, replaced here by a port and a certificate of the test's own.
+DOCS_TLS_LISTEN = "listen 443 ssl http2;"
+DOCS_CERTIFICATE = "/etc/ssl/dash.example.com/fullchain.pem"
+DOCS_CERTIFICATE_KEY = "/etc/ssl/dash.example.com/privkey.pem"
 
 
-def readme_nginx_configs() -> tuple[str, str]:
-    """The README's nginx server blocks: the upstream with the plain server, then the TLS + HTTP/2 server.
-
-    Only blocks with a ``server {`` count: other sections show an ``upstream`` alone (scale-out).
-    """
-    blocks: list[str] = re.findall(r"```nginx\n(.*?)```", README.read_text(), re.S)
-    servers = [block for block in blocks if "server {" in block]
-    assert len(servers) == 2, "the README has two nginx server examples: plain HTTP, then TLS with HTTP/2"
-    plain, tls = servers
+def docs_nginx_configs() -> tuple[str, str]:
+    """The docs' nginx server blocks: the upstream with the plain server, then the TLS + HTTP/2 server."""
+    plain, tls = sample("nginx-plain"), sample("nginx-tls")
     assert "upstream sse_service" in plain and "listen 80;" in plain
-    assert README_TLS_LISTEN in tls and README_CERTIFICATE in tls and README_CERTIFICATE_KEY in tls
+    assert DOCS_TLS_LISTEN in tls and DOCS_CERTIFICATE in tls and DOCS_CERTIFICATE_KEY in tls
     return plain, tls
 
 
@@ -77,10 +68,10 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 
 @contextlib.contextmanager
 def nginx(tmp_path: Path, service_port: int, *, tls: bool = False) -> Iterator[int]:
-    """The README's config in front of ``service_port``; yields nginx's port (the TLS server's with ``tls``)."""
+    """The docs' config in front of ``service_port``; yields nginx's port (the TLS server's with ``tls``)."""
     binary = nginx_binary()
     port = free_port()
-    plain, secure = readme_nginx_configs()
+    plain, secure = docs_nginx_configs()
     site = plain.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{service_port};")
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
     assert f"127.0.0.1:{port}" in site and f"127.0.0.1:{service_port}" in site
@@ -89,8 +80,8 @@ def nginx(tmp_path: Path, service_port: int, *, tls: bool = False) -> Iterator[i
     if tls:
         certificate, key = self_signed_certificate(temp)
         port = free_port()
-        secure = secure.replace(README_TLS_LISTEN, f"listen 127.0.0.1:{port} ssl http2;")
-        secure = secure.replace(README_CERTIFICATE, str(certificate)).replace(README_CERTIFICATE_KEY, str(key))
+        secure = secure.replace(DOCS_TLS_LISTEN, f"listen 127.0.0.1:{port} ssl http2;")
+        secure = secure.replace(DOCS_CERTIFICATE, str(certificate)).replace(DOCS_CERTIFICATE_KEY, str(key))
         site += "\n" + secure
     (temp / "site.conf").write_text(site)
     user = "user root;\n" if os.geteuid() == 0 else ""

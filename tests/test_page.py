@@ -17,6 +17,7 @@ import math
 import os
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from sse_service.stream import EventsEndpoint
 
 from .helpers import LiveServer, live_server, open_stream, settings_for
 from .redis_server import RedisServer, redis_server_fixture  # noqa: F401  (the redis_server fixture)
+from .samples import sample
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_ARGS = [
@@ -189,7 +191,8 @@ async def test_the_snapshot_renders_at_once_with_full_charts_and_changes_follow(
 async def test_home_assistant_down_shows_in_the_indicator_and_banner_until_it_is_back(
     ha: DemoHomeAssistant, page: Page
 ) -> None:
-    async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
+    # A service to call: with none allowed the page is read-only and its toggle never enabled.
+    async with live_server(settings_for(ha, allowed_services=("switch.*",)), web_dir=WEB_DIR) as live:
         await page.goto(live.url + "/")
         conn, stale, toggle = page.locator("#conn"), page.locator("#stale"), page.locator("[part=switch]")
         await expect(conn).to_have_attribute("data-state", "live")
@@ -357,6 +360,30 @@ async def test_the_toggle_goes_through_pending_to_the_state_the_stream_confirms(
         await expect(toggle).to_have_attribute("aria-busy", "false")
 
 
+async def test_a_read_only_screen_shows_its_toggle_disabled_and_says_so(ha: DemoHomeAssistant, page: Page) -> None:
+    """Seen: with the read key the toggle flipped when tapped, then showed a header recipe."""
+    settings = settings_for(
+        ha, read_key=Secret(KEY), write_key=Secret("w" * 24), allowed_services=("switch.turn_on", "switch.turn_off")
+    )
+    async with live_server(settings, web_dir=WEB_DIR) as live:
+        await page.goto(f"{live.url}/?key={KEY}")
+        charger = card(page, "switch.charger")
+        await expect(page.locator("#conn")).to_have_text("Live")
+        await expect(charger.locator("[part=switch]")).to_be_disabled()
+        await expect(charger.locator("[part=note]")).to_have_text("read-only")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=ARTIFACTS / "page-read-only.png", full_page=True)
+        await charger.locator("[part=switch]").click(force=True)  # a tap on the disabled control
+        await page.wait_for_timeout(300)
+        assert ha.service_calls == []
+        await expect(charger.locator("[part=switch]")).to_have_attribute("aria-checked", "false")
+
+        # The phone next to it, with the write key, keeps a working toggle.
+        await page.goto(f"{live.url}/?key={'w' * 24}")
+        await expect(charger.locator("[part=switch]")).to_be_enabled()
+        await expect(charger.locator("[part=note]")).to_have_text("")
+
+
 @BOTH_WAYS
 async def test_a_refused_key_is_said_plainly_and_not_retried(
     ha: DemoHomeAssistant, page: Page, monkeypatch: pytest.MonkeyPatch
@@ -417,15 +444,12 @@ ENTITIES = ("sensor.battery_level", "sensor.solar_power", "sensor.house_load")  
 
 
 def write_embed_page(directory: Path, bridge_url: str) -> None:
-    """index.html holding the README's embed snippet, pointed at ``bridge_url``."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    snippet = re.search(r"<!-- embed-snippet -->\n```html\n(.*?)```", readme, re.DOTALL)
-    assert snippet is not None, "the README's embed snippet is marked with <!-- embed-snippet -->"
-    html = snippet.group(1).replace("https://bridge.example.com", bridge_url)
+    """index.html holding the docs' embed snippet (docs/eventsource.md), pointed at ``bridge_url``."""
+    html = sample("embed-snippet").replace("https://bridge.example.com", bridge_url)
     (directory / "index.html").write_text(f"<!doctype html><meta charset=utf-8>{html}")
 
 
-async def test_the_readme_embed_snippet_works_from_another_origin(
+async def test_the_docs_embed_snippet_works_from_another_origin(
     ha: DemoHomeAssistant, page: Page, tmp_path: Path
 ) -> None:
     async with live_server(settings_for(ha), web_dir=tmp_path) as site:
@@ -442,6 +466,19 @@ async def test_the_readme_embed_snippet_works_from_another_origin(
             await expect(house).to_have_text("700 W")
             await expect(solar).to_have_text("1200 W")
             assert bridge.service.hub.client_count == 1, "three values, one stream"
+
+
+async def test_the_readmes_embed_lines_show_the_battery_from_another_origin(
+    ha: DemoHomeAssistant, page: Page, tmp_path: Path
+) -> None:
+    async with live_server(settings_for(ha), web_dir=tmp_path) as site:
+        async with live_server(settings_for(ha, cors_origins=(site.url,))) as bridge:
+            html = sample("readme-embed").replace("https://bridge.example.com", bridge.url)
+            (tmp_path / "index.html").write_text(f"<!doctype html><meta charset=utf-8>{html}")
+            await page.goto(site.url + "/")
+            await expect(page.locator("#battery")).to_have_text("50.0")
+            ha.set_state("sensor.battery_level", "49.5")
+            await expect(page.locator("#battery")).to_have_text("49.5")
 
 
 async def test_entity_text_is_shown_as_text_never_as_markup(ha: DemoHomeAssistant, page: Page) -> None:
@@ -505,3 +542,34 @@ async def test_screenshots_at_desktop_and_phone_widths(ha: DemoHomeAssistant, br
                 await page.screenshot(path=ARTIFACTS / "page-phone-ha-down.png", full_page=True)
                 await ha.start()
             await context.close()
+
+
+# --- kiosk captures (issue 28) -----------------------------------------------------------------
+
+# How e-ink frames and kiosk scripts capture a page. As root Chromium also needs --no-sandbox.
+KIOSK = ["--headless", "--screenshot", "--virtual-time-budget=8000"]
+
+
+def kiosk(args: list[str], url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = [chromium_executable(), *KIOSK, *args, *(["--no-sandbox"] if os.geteuid() == 0 else []), url]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+async def test_a_headless_capture_with_virtual_time_shows_the_live_values(
+    ha: DemoHomeAssistant, tmp_path: Path
+) -> None:
+    """Seen: "Reconnecting…" forever, and five streams opened and closed within 0.2 s."""
+    async with live_server(settings_for(ha), web_dir=WEB_DIR) as live:
+        before = live.service.hub.snapshots
+        shot = await asyncio.to_thread(kiosk, [], live.url + "/", tmp_path)
+        assert shot.returncode == 0, shot.stderr[-2000:]
+        assert (tmp_path / "screenshot.png").stat().st_size > 10_000
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "screenshot.png", ARTIFACTS / "kiosk-virtual-time.png")
+        # The same capture, its DOM instead of its pixels: what the screenshot shows, in text.
+        dom = await asyncio.to_thread(kiosk, ["--dump-dom"], live.url + "/", tmp_path)
+        opened = live.service.hub.snapshots - before
+    # The values are the kit's <live-value>s: a DOM dump has no shadow roots, so each says its value as data-value.
+    assert 'data-value="50.0"' in dom.stdout and 'data-value="640"' in dom.stdout
+    # Per capture: the worker's stream and the page's own request that holds the clock, no more.
+    assert opened <= 4, f"{opened} streams for two captures"

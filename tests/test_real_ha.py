@@ -27,6 +27,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
+from sse_service.app import WEB_DIR
 from sse_service.config import Secret
 from sse_service.filters import EntityPattern
 
@@ -257,6 +258,31 @@ async def test_command_through_the_bridge_succeeds_and_its_state_comes_back(real
         seen = await recorder.wait(is_state("input_number.setpoint", str(value)), 5.0, start=start)
         assert seen is not None, "the new state did not reach the stream"
     assert (await real_ha.state("input_number.setpoint"))["state"] == str(value)
+
+
+async def test_what_the_bridge_sends_from_a_real_ha_holds_to_the_served_schema(real_ha: RealHA) -> None:
+    """Issue 25's typed contract against what a real Home Assistant really has (its attributes,
+    contexts, last_reported, the recorder's history), not only the demo's."""
+    from .test_schema import validator
+
+    schema = json.loads((WEB_DIR / "schema.json").read_text())
+    async with bridge(real_ha) as (live, recorder):
+        current = float((await real_ha.state("input_number.setpoint"))["state"])
+        value = 25.0 if current != 25.0 else 15.0
+        start = len(recorder.events)
+        answer, _ = await post(
+            live, "input_number", "set_value", {"entity_id": "input_number.setpoint", "value": value}
+        )
+        refused, _ = await post(live, "input_number", "set_value", {"entity_id": "input_number.setpoint", "value": "x"})
+        assert await recorder.wait(is_state("input_number.setpoint", str(value)), 5.0, start=start)
+    validator(schema, "command_answer").validate(answer.json())
+    validator(schema, "error").validate(refused.json())
+    checked = set()
+    for _, event in recorder.events:
+        if event.event in ("snapshot", "state", "remove", "status", "history"):
+            validator(schema, event.event).validate(event.json())
+            checked.add(event.event)
+    assert {"snapshot", "state"} <= checked, checked
 
 
 async def test_the_state_a_command_causes_carries_its_context(real_ha: RealHA) -> None:

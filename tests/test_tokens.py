@@ -1,4 +1,4 @@
-"""Signed tokens (issue 16): every refusal, each token's exact view, commands, expiry, the CLI, the README."""
+"""Signed tokens (issue 16): every refusal, each token's exact view, commands, expiry, the CLI, the docs' snippets."""
 
 from __future__ import annotations
 
@@ -43,13 +43,13 @@ from .helpers import (
     open_stream,
     settings_for,
 )
+from .samples import sample
 
 SECRET = "token-secret-for-the-tests-5c1e9a0b7d3f"
 OTHER_SECRET = "another-secret-not-this-bridges-8e2d4c6a"
 READ_KEY = "read-key-3e9a1b7c5d2f4a60"
 WRITE_KEY = "write-key-8d1f0c2b7a6e5d4c"
 SWITCHES = ("switch.turn_on", "switch.turn_off", "switch.toggle")
-README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def token(secret: str | None = SECRET, algorithm: str = "HS256", **claims: Any) -> str:
@@ -677,7 +677,7 @@ async def test_logs_and_metrics_name_the_sub_cleaned_never_the_token(
     assert SECRET not in caplog.text
 
 
-# --- the CLI and the README ----------------------------------------------------------------
+# --- the CLI and the docs ----------------------------------------------------------------
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -748,15 +748,8 @@ def test_expiry_durations_and_times() -> None:
             parse_expiry(bad, now=0)
 
 
-def readme_block(marker: str) -> str:
-    text = README.read_text()
-    match = re.search(rf"<!-- {marker} -->\n```\w+\n(.*?)```", text, re.S)
-    assert match, f"the README has the {marker} block"
-    return match.group(1)
-
-
-async def test_the_readmes_python_snippet_mints_a_token_the_bridge_accepts(bridge: LiveServer) -> None:
-    snippet = readme_block("token-snippet-python")
+async def test_the_docs_python_snippet_mints_a_token_the_bridge_accepts(bridge: LiveServer) -> None:
+    snippet = sample("token-snippet-python")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -770,19 +763,19 @@ async def test_the_readmes_python_snippet_mints_a_token_the_bridge_accepts(bridg
     minted = out.decode().strip()
     assert await snapshot_of(bridge, f"?token={minted}") == {"sensor.solar_power"}
     assert jwt.decode(minted, SECRET, algorithms=["HS256"])["exp"] > time.time() + 3000
-    assert "bridge_token" in readme_block("token-snippet-python")
-    assert "jwt.sign" in readme_block("token-snippet-node")
+    assert "bridge_token" in sample("token-snippet-python")
+    assert "jwt.sign" in sample("token-snippet-node")
 
 
-def test_the_readmes_node_snippet_parses_and_mints_a_token_where_jsonwebtoken_is_installed(tmp_path: Path) -> None:
+def test_the_docs_node_snippet_parses_and_mints_a_token_where_jsonwebtoken_is_installed(tmp_path: Path) -> None:
     node = shutil.which("node")
     if node is None:
         if os.environ.get("CI") == "true":
-            pytest.fail("node is missing: the README's Node snippet cannot be run")
+            pytest.fail("node is missing: the docs' Node snippet cannot be run")
         pytest.skip("no node here")
     script = tmp_path / "mint.js"
     script.write_text(
-        readme_block("token-snippet-node") + "console.log(bridgeToken(['sensor.solar_*'], { name: 'public-site' }));\n"
+        sample("token-snippet-node") + "console.log(bridgeToken(['sensor.solar_*'], { name: 'public-site' }));\n"
     )
     checked = subprocess.run([node, "--check", str(script)], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stderr

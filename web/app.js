@@ -13,7 +13,8 @@ const params = new URLSearchParams(location.search);
 const BRIDGE = (params.get("bridge") || ".").replace(/\/+$/, "") || ".";
 const KEY = params.get("key");
 const SWITCHES = ["switch", "input_boolean"]; // domains that get a toggle (turn_on / turn_off)
-const WORKER_SILENCE_MS = 750; // the worker says "alive" every 250 ms: three missed and it is gone (its process crashed)
+const WORKER_CHECK_MS = 250; // how often this tab asks the worker whether it lives
+const WORKER_MISSES = 3; // questions left unanswered in a row: it is gone (its process crashed)
 const RANGES = [3600, 21600, 86400]; // the range switch: 1 h, 6 h, 24 h
 
 const cards = new Map(); // entity_id -> {el, graph (its <live-chart>), chart (the graph's Chart)}
@@ -22,7 +23,9 @@ const remembered = (() => { try { return Number(localStorage.getItem(RANGE_KEY))
 let range = RANGES.includes(remembered) ? remembered : RANGES.at(-1); // seconds of history the charts show
 let hub = null; // the kit's hub for this page: it applies each event (reduce(), stream.js) and renders the elements
 let link = null; // where this tab's events come from: the shared worker's port, or a Feed of its own
-let linkHeard = Date.now(); // the last message from it
+let unanswered = 0; // questions the worker has not answered since it last said anything
+let lastCheck = 0; // Date.now() of the last question
+let heard = false; // any message from the stream's holder yet
 let conn = { open: false, refused: false, ended: "", busy: "" }; // the stream's state, as the Feed reports it
 const loaded = Date.now();
 let lastHeard = Date.now(); // any event at all, pings included
@@ -59,7 +62,7 @@ function attach() {
         else receive(data);
       };
       link = port;
-      linkHeard = Date.now();
+      unanswered = 0;
       port.postMessage({ kind: "hello", url: STREAM, seed: seed() });
       document.documentElement.dataset.stream = "shared";
       return;
@@ -95,7 +98,8 @@ function detach() {
 }
 
 function receive(message) {
-  linkHeard = Date.now();
+  unanswered = 0;
+  heard = true;
   if (message.kind === "alive") return;
   if (message.kind === "event") {
     lastHeard = Date.now();
@@ -218,7 +222,7 @@ function render() {
   const { refused, ended, busy } = conn;
   const { status, cause, reason, since } = view();
   // A silent stream counts as closed (the Feed reopens it), and so does a silent worker (we join a new one).
-  const open = conn.open && !(link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS);
+  const open = conn.open && !(link instanceof MessagePort && unanswered >= WORKER_MISSES);
   // The toggles follow the connection as this page sees it.
   if (hub.conn.open !== open || hub.conn.refused !== refused) hub.receive({ ...conn, kind: "conn", open });
   const haUp = status === "connected";
@@ -245,6 +249,36 @@ function render() {
     : started && !haUp ? "Waiting for Home Assistant…" : started ? "No entities to show." : busy ? `The bridge is busy (${busy}); retrying…` : "Waiting for data…");
 }
 
+// A headless capture (chromium --headless --screenshot --virtual-time-budget=…, as kiosk and e-ink
+// scripts take them) runs this page's clock ahead, stopping it only while the page's own requests
+// are pending; a shared worker's stream is not the page's, so the budget is spent before the first
+// data. A page that has not heard its new worker after two checks (at once under virtual time; on
+// a real clock only a worker slow to start) keeps one request of its own open until the first
+// view is on screen: the stream URL, its snapshot shown, then cancelled.
+let holding = false;
+async function holdUntilStarted() {
+  holding = true;
+  const controller = new AbortController();
+  const waiting = fetch(STREAM, { headers: { accept: "text/event-stream" }, signal: controller.signal })
+    .then(async (response) => {
+      const body = response.body?.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      while (body && !started) {
+        const { value, done } = await body.read();
+        if (done) break;
+        // Its snapshot is shown if the worker's has not come yet: the capture may be taken before.
+        const first = !started && /id: (.*)\r?\nevent: snapshot\r?\ndata: (.*)\r?\n\r?\n/.exec(text += value);
+        if (first) { handle("snapshot", JSON.parse(first[2]), first[1]); render(); }
+      }
+    })
+    .catch(() => {});
+  const until = setInterval(() => { if (started || refusedOrEnded()) controller.abort(); }, 50);
+  await waiting;
+  clearInterval(until);
+  controller.abort();
+}
+const refusedOrEnded = () => conn.refused || Boolean(conn.ended);
+
 // The kit defines its elements once it has stream.js; then this page starts.
 customElements.whenDefined("live-value").then(() => {
   const cardsEl = document.getElementById("cards");
@@ -259,9 +293,23 @@ customElements.whenDefined("live-value").then(() => {
     render();
   }, 1000);
   // A shared worker dies with its process (a tab's crash can take it along): join a new one.
+  // Asked, not timed: a silence measured by the clock is also what timers that fire at once look
+  // like (a wake from sleep, a throttled tab, a headless capture's virtual time), and a live worker
+  // must not be left for it. Checks that come at once count as one; a live worker answers between.
   setInterval(() => {
-    if (link instanceof MessagePort && Date.now() - linkHeard > WORKER_SILENCE_MS) { detach(); attach(); render(); }
-  }, 250);
+    if (!heard && !holding && unanswered >= 2) holdUntilStarted(); // not a word from a new worker: see below
+    if (!(link instanceof MessagePort)) return;
+    const now = Date.now(), spread = now - lastCheck >= WORKER_CHECK_MS / 2;
+    lastCheck = now;
+    if (spread && unanswered >= WORKER_MISSES) {
+      // No "bye": a slow worker keeps its stream, and a new SharedWorker of this name is that same
+      // worker while it lives (it answers the hello with the current view), a new one once it died.
+      link.close();
+      attach();
+      render();
+    } else if (spread) unanswered++;
+    link.postMessage({ kind: "ping" });
+  }, WORKER_CHECK_MS);
   for (const button of document.querySelectorAll("#ranges button")) {
     button.addEventListener("click", () => chooseRange(Number(button.dataset.range)));
     button.setAttribute("aria-pressed", String(Number(button.dataset.range) === range));

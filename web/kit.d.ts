@@ -23,6 +23,8 @@ export interface StreamEvents {
     reason: string;
     cause: StatusCause;
     heartbeat?: number;
+    /** false: this viewer's key or token may call no service (a read-only screen). */
+    can_call?: boolean;
     entities: Record<string, EntityState>;
     history: Record<string, Point[]>;
   };
@@ -58,11 +60,11 @@ export interface LiveElement extends HTMLElement {
   entity: string;
   readonly state: EntityState | undefined;
 }
-/** The state (or an attribute) with its unit, numbers in the page's locale (the nearest lang). */
+/** The state (or an attribute) with its unit, numbers in the page's locale (the nearest lang); data-value is the text shown. */
 export interface LiveValueElement extends LiveElement {}
 /** The entity's chart with its history and a 1 h / 6 h / 24 h switch; range="3600|21600|86400". */
 export interface LiveChartElement extends LiveElement {}
-/** A switch calling turn_on / turn_off; data-phase is "pending" | "confirmed" | "failed". */
+/** A switch calling turn_on / turn_off; data-phase is "pending" | "confirmed" | "failed"; disabled, "read-only", when the snapshot's can_call is false. */
 export interface LiveToggleElement extends LiveElement {}
 /** The connection; data-state is "connecting" | "live" | "reconnecting" | "down" | "refused". */
 export interface LiveStatusElement extends HTMLElement {}

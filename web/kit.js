@@ -1,5 +1,4 @@
-// Live values on any page: <script src="https://bridge/kit.js" data-key="…"></script>, then <live-value>,
-// <live-chart>, <live-toggle>, <live-status>. No build step. Types: kit.d.ts; how it works: docs/embedding.md.
+// Live values on any page: <live-value>, <live-chart>, <live-toggle>, <live-status>. See docs/embedding.md, kit.d.ts.
 "use strict";
 (() => {
   if (customElements.get("live-value")) return;
@@ -157,6 +156,7 @@ button{font:inherit;color:inherit}
       const name = this.getAttribute("attribute");
       const text = String((name ? state.attributes?.[name] : state.state) ?? "");
       put(this.number, NUMBER.test(text) ? format(text, this.getAttribute("digits"), this.locale) : words(text));
+      this.dataset.value = this.number.textContent; // for a DOM dump
       const unit = name ? this.getAttribute("unit") : state.attributes?.unit_of_measurement;
       put(this.unit, unit ? ` ${unit}` : ""); // a space: copied or read aloud, "50 %" stays two words
       this.dataset.state = state.state === "unavailable" || state.state === "unknown" ? "unavailable" : "ok";
@@ -180,15 +180,15 @@ button{font:inherit;color:inherit}
     }
     get allowed() { return mayCall(this.hub?.key, this.entity.split(".")[0]); }
     render() {
-      const state = this.state, on = state?.state === "on";
+      const state = this.state, on = state?.state === "on", ro = this.hub?.view?.can_call === false;
       this.button.setAttribute("aria-checked", String(on));
       this.button.setAttribute("aria-label", this.label);
       this.button.setAttribute("aria-busy", String(Boolean(this.pending)));
       if (this.pending && state?.state === this.pending) this.settle("confirmed", "");
       const unavailable = !state || state.state === "unavailable" || state.state === "unknown";
-      this.button.disabled = !this.allowed || !this.hub?.live || unavailable;
+      this.button.disabled = !this.allowed || ro || !this.hub?.live || unavailable;
       this.button.hidden = !this.allowed;
-      put(this.note, this.pending ? `Turning ${this.pending}…` : !this.allowed ? (state ? words(state.state) : "") : this.message || "");
+      put(this.note, this.pending ? `Turning ${this.pending}…` : !this.allowed ? (state ? words(state.state) : "") : this.message || (ro ? "read-only" : ""));
     }
     async toggle() {
       const state = this.state;
@@ -205,7 +205,7 @@ button{font:inherit;color:inherit}
         });
         if (!response.ok) {
           const body = await response.json().catch(() => null);
-          throw new Error(body?.error?.message || `HTTP ${response.status}`);
+          throw new Error([401, 403].includes(response.status) ? "Not allowed with this page's key" : body?.error?.message || `HTTP ${response.status}`);
         }
         if (this.state?.state === want) this.settle("confirmed", "");
         else if (this.pending) this.timer = setTimeout(() => this.settle("failed", "Not confirmed by Home Assistant"), CONFIRM_MS);
@@ -222,7 +222,7 @@ button{font:inherit;color:inherit}
       this.render();
     }
   }
-  // What a key may call: a token's `services` claim says; a plain key cannot be read, so the bridge's 403 says no.
+  // What a key may call: a token's `services` claim says; of any key, the snapshot's can_call.
   const mayCall = (key, domain) => {
     if (!SWITCHES.includes(domain)) return false;
     const parts = (key || "").split(".");

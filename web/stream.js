@@ -1,5 +1,5 @@
 // One EventSource and what it has said: reduce() applies the events, Feed holds the stream,
-// lockedRelay() shares it between tabs. Loaded by the page, kit.js and worker.js. No build step.
+// lockedRelay() shares it between tabs. Loaded by the page, kit.js and worker.js.
 "use strict";
 
 const KEEP = 2000;
@@ -30,7 +30,7 @@ function thin(points) {
   points.splice(0, half, ...kept);
 }
 
-// The view, {status, reason, cause, since, heartbeat, entities, history}, or null before a snapshot.
+// The view, {status, reason, cause, since, heartbeat, can_call, entities, history}, or null before a snapshot.
 // The only place events are applied: a snapshot makes a new view, the others change the one given.
 function reduce(view, name, data) {
   if (name === "snapshot") {
@@ -41,7 +41,7 @@ function reduce(view, name, data) {
     // The bridge's snapshot has no `since`: an unchanged status keeps its own. A Feed's view has one.
     const since = data.since ?? (view?.status === data.status ? view.since : Date.now());
     const heartbeat = data.heartbeat || view?.heartbeat || 0;
-    return { status: data.status, reason: data.reason ?? "", cause: data.cause ?? "", since, heartbeat, entities: { ...data.entities }, history };
+    return { status: data.status, reason: data.reason ?? "", cause: data.cause ?? "", since, heartbeat, can_call: data.can_call ?? view?.can_call ?? true, entities: { ...data.entities }, history };
   }
   if (!view) return view;
   if (name === "state") {

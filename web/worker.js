@@ -9,7 +9,7 @@
 "use strict";
 importScripts("stream.js");
 
-const ALIVE_MS = 250; // how often the worker tells its tabs it lives (app.js: WORKER_SILENCE_MS)
+const ALIVE_MS = 250; // how often the worker tells its tabs it lives (app.js also asks: {kind: "ping"})
 const ports = new Set();
 let feed = null;
 const broadcast = (message) => { for (const port of ports) port.postMessage(message); };
@@ -28,6 +28,8 @@ self.onconnect = ({ ports: [port] }) => {
       ports.add(port);
       port.postMessage(feed.current());
       feed.start();
+    } else if (data.kind === "ping") {
+      port.postMessage({ kind: "alive" }); // app.js asks: a tab's timers may run ahead of the clock
     } else if (data.kind === "bye") {
       ports.delete(port);
       if (!ports.size) feed?.stop();
