@@ -57,3 +57,12 @@ def test_the_live_values_continue_the_recorded_day(hour: float) -> None:
     assert abs(live(ha, "sensor.solar_power") - solar_w(clock.now)) <= 0.4 * solar_w(clock.now) + 200
     last_load = recorded(ha, "sensor.house_load", clock.now)[-1][1]
     assert abs(live(ha, "sensor.house_load") - last_load) < 600
+
+
+def test_a_daytime_start_writes_no_zero_into_the_solar_history() -> None:
+    """A first write of 0 W was a vertical drop at the end of every daytime chart."""
+    clock = Clock(at(12.0))
+    ha = DemoHomeAssistant()
+    BatteryHome(ha, interval=1.0, seed=3, clock=clock)
+    rows = ha.recorder["sensor.solar_power"]
+    assert all(float(state) > 0 for _, state in rows[-12:]), rows[-12:]  # the last hour, and the start's own write

@@ -62,7 +62,9 @@ class BatteryHome:
             "unit_of_measurement": "%", "device_class": "battery", "state_class": "measurement",
             "friendly_name": "Home battery",
         })  # fmt: skip
-        ha.set_state("sensor.solar_power", "0", {
+        # The recorded day's last value, not 0: a 0 here was a vertical drop at the end of every
+        # daytime chart (the recorder keeps this first write too).
+        ha.set_state("sensor.solar_power", f"{self.solar:.0f}", {
             "unit_of_measurement": "W", "device_class": "power", "state_class": "measurement",
             "friendly_name": "Solar power",
         })  # fmt: skip
@@ -90,6 +92,7 @@ class BatteryHome:
             self.ha.record("sensor.battery_level", when, f"{level:.1f}")
         self.level = level
         self.load = load
+        self.solar = solar
 
     def tick(self) -> None:
         now = self.clock()
