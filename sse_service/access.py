@@ -222,6 +222,8 @@ class Keys:
         for credential in given:
             if credential is None:
                 continue
+            if _same(credential, self.ingress):
+                return True  # Home Assistant's Ingress: its user logged in to Home Assistant itself
             if _same(credential, self.write) or _same(credential, self.read):
                 return self.writer(Headers({"authorization": f"Bearer {credential}"})) is EVERYTHING
             grant = self._token(credential)

@@ -38,8 +38,10 @@ import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML comes with uvicorn[standard]; no stubs
 from playwright.async_api import expect
+from starlette.datastructures import Headers
 
 import sse_service
+from sse_service.access import Keys
 from sse_service.app import create_app
 from sse_service.config import SETTINGS, SUPERVISOR_URL, ConfigError, Secret, load_settings, read_options
 from sse_service.parsers import LOG_LEVELS
@@ -314,6 +316,16 @@ async def test_the_ingress_port_lets_only_the_supervisor_in_and_takes_its_reques
             assert (await main.get("/api/states", params={"key": READ_KEY})).status_code == 200
             command = await main.post("/api/services/switch/turn_on", headers={"Authorization": f"Bearer {READ_KEY}"})
             assert command.status_code == 401
+
+
+def test_a_viewer_through_ingress_may_call_services_and_its_page_says_so() -> None:
+    """The snapshot's can_call: through Ingress the viewer logged in to Home Assistant itself, so the
+    page's toggles are live (they were disabled as on a read-only screen)."""
+    ingress = Secret("ingress-credential-0123456789abcdef")
+    keys = Keys(Secret(READ_KEY), Secret(WRITE_KEY), None, ingress)
+    assert keys.may_command(Headers({"authorization": f"Bearer {ingress.reveal()}"}), {})
+    assert not keys.may_command(Headers({"authorization": f"Bearer {READ_KEY}"}), {})
+    assert keys.may_command(Headers({"authorization": f"Bearer {WRITE_KEY}"}), {})
 
 
 @pytest.mark.anyio

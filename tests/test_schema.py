@@ -101,9 +101,10 @@ async def test_a_live_stream_from_the_demo_and_the_command_answers_hold_to_the_s
             await home.stop()
             await drain(stream, seen, "status")
 
-        soon = jwt.encode({"entities": ["*"], "exp": int(time.time()) + 1}, SECRET, algorithm="HS256")
+        # Expires in 3 s: a 1 s token could be over before a loaded machine opens the stream (401).
+        soon = jwt.encode({"entities": ["*"], "exp": int(time.time()) + 3}, SECRET, algorithm="HS256")
         async with open_stream(f"{live.url}/events?key={soon}") as stream:
-            await drain(stream, seen, "expired", timeout=5)
+            await drain(stream, seen, "expired", timeout=8)
 
     assert {"snapshot", "state", "remove", "status", "history", "ping", "busy", "expired"} <= set(seen)
     for name, payloads in seen.items():
