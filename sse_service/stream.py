@@ -87,6 +87,7 @@ class ClientStream:
         "last_tick",
         "resets",
         "_snapshot_field",
+        "_first",
     )
 
     def __init__(
@@ -96,6 +97,7 @@ class ClientStream:
         # The hub's snapshot frames are shared by every stream with the same view; this viewer's
         # own field goes into each as it passes (snapshots are rare: on connect, after a reset).
         self._snapshot_field = CAN_CALL if can_call else CANNOT_CALL
+        self._first = True  # the hub's first write is the snapshot (or a replay): personal, once
         self._hub = hub
         self._limit = buffer_limit
         self._outbox: list[bytes] = []
@@ -124,7 +126,9 @@ class ClientStream:
     def write(self, data: bytes) -> None:
         if self.closed:
             return
-        data = self._personal(data)
+        if self._first:  # a flag, not a search: the live path writes without looking into the bytes
+            self._first = False
+            data = self._personal(data)
         self.last_tick = self._hub.tick
         if self._task is not None:
             self._queue(data)
