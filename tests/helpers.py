@@ -240,23 +240,34 @@ async def open_stream(
 
 @contextlib.asynccontextmanager
 async def service_process(log: list[str], *, ready: str = "/healthz", **env: str) -> AsyncIterator[str]:
-    """``python -m sse_service`` in a subprocess on a free port; its stderr is appended to ``log`` at the end."""
-    port = free_port()
+    """``python -m sse_service`` in a subprocess on a free port; its stderr is appended to ``log`` at the end.
+
+    A port free when chosen can be taken before the process binds it (another test's server):
+    the process then says so and ends, and it is started again on another port.
+    """
     environ = {k: v for k, v in os.environ.items() if k not in ("HA_URL", "HA_TOKEN", "CONFIG_FILE")}
-    environ.update(PORT=str(port), HOST="127.0.0.1", **env)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sse_service", env=environ, stderr=asyncio.subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    for attempt in range(3):
+        port = free_port()
+        environ.update(PORT=str(port), HOST="127.0.0.1", **env)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sse_service", env=environ, stderr=asyncio.subprocess.PIPE
+        )
+        url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient() as client, asyncio.timeout(10):
-            while True:
+            while proc.returncode is None:
                 try:
                     if (await client.get(url + ready)).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.05)
+        if proc.returncode is None:
+            break
+        _, stderr = await proc.communicate()
+        if "is in use" not in stderr.decode() or attempt == 2:
+            log.append(stderr.decode())
+            raise RuntimeError(f"sse-service ended at start: {stderr.decode()[-2000:]}")
+    try:
         yield url
     finally:
         with contextlib.suppress(ProcessLookupError):  # it may have ended by itself: its stderr says why
