@@ -68,7 +68,7 @@ CATEGORIES = [
     ("/asyncio/", "asyncio: other"),
     ("/sse_service/stream.py", "sse_service: stream (ClientStream, endpoint frames)"),
     ("/sse_service/hub.py", "sse_service: hub (subscriber sets)"),
-    ("/sse_service/server.py", "sse_service: server (request deadline)"),
+    ("/sse_service/server.py", "sse_service: server (uvicorn's events and pipeline queue, made lean)"),
     ("/sse_service/", "sse_service: other (app, proxy, access)"),
     ("/starlette/", "starlette"),
     ("/logging/", "logging"),
