@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +58,12 @@ class _App(Starlette):
         super().__init__(**kwargs)
         self._events = events
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:  # type: ignore[override]
+        # Not a coroutine: no frame of this layer stays alive under each stream (issue 27). So
+        # uvicorn is told the interface (server.py) rather than left to guess it from a coroutine.
         if scope["type"] == "http" and _route_path(scope) == "/events":
-            await self._events(scope, receive, send)
-        else:
-            await super().__call__(scope, receive, send)
+            return self._events(scope, receive, send)
+        return super().__call__(scope, receive, send)
 
 
 def _route_path(scope: Scope) -> str:

@@ -237,6 +237,7 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
         access_log=False,
         server_header=False,
         http=_protocol(settings.request_timeout),
+        interface="asgi3",  # the app's __call__ is not a coroutine function (app.py), which uvicorn's guess looks for
     )
 
 

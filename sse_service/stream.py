@@ -232,11 +232,6 @@ async def _drive(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
             return
 
 
-async def _until_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 class EventsEndpoint:
     """The ``/events`` ASGI endpoint."""
 
@@ -264,20 +259,18 @@ class EventsEndpoint:
         self._by_token: dict[ClientStream, Grant] = {}
         self._revoked: set[ClientStream] = set()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # This endpoint runs ahead of Starlette's stack (see app.py): it answers its own errors.
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: under an open stream, _stream's frame is this endpoint's only one
+        # (issue 27). It runs ahead of Starlette's stack (see app.py): it answers its own errors.
         try:
             admitted = self._admit(scope)
         except Exception:
             log.exception("Unhandled error on %s /events", loggable(str(scope.get("method")), 20))
             admitted = error_response(500, "internal_error", "internal error; the details are in the server log")
         if isinstance(admitted, Response):
-            await admitted(scope, receive, send)
-            return
-        try:
-            await self._stream(scope["method"], *admitted, receive, send)
-        finally:
-            self.limits.release(admitted[-1])
+            return admitted(scope, receive, send)
+        # The slot taken by _admit is released by _stream, which the caller awaits at once.
+        return self._stream(scope["method"], *admitted, receive, send)
 
     def _admit(self, scope: Scope) -> Response | tuple[EntityFilter | None, Grant, str | None, bool, str]:
         """The answer for a request that gets no stream, or what its stream needs (and a slot)."""
@@ -311,54 +304,65 @@ class EventsEndpoint:
         receive: Receive,
         send: Send,
     ) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
-        if method == "HEAD":
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-
-        await self.hub.catch_up(last_event_id)  # an id from an instance ahead of this one
-        stream = ClientStream(send, self.hub, pattern, self.buffer_limit, can_call=can_call)
-        started = time.monotonic()
-        shown = loggable(pattern.describe()) if pattern else "*"
-        who = f"{loggable(ip)}, {grant.label}" if grant.token is not None else loggable(ip)
-        ending = "client left"
-        loop = asyncio.get_running_loop()
-        # Jitter spreads the reconnects; ending below the cap beats the PaaS router to it.
-        deadline = loop.time() + self.max_age * random.uniform(0.85, 1.0) if self.max_age else None
-        expires = grant.expires
-        expiry = None if expires is None else loop.time() + (expires - time.time())
-        by_expiry = expiry is not None and (deadline is None or expiry <= deadline)
-        if grant.token is not None:
-            self.token_streams[grant.name or ""] += 1
-            self._by_token[stream] = grant
         try:
-            kind = self.hub.subscribe(stream, last_event_id, prefix=sse.retry(self.retry_ms))
-            log.info("Stream opened for %s (filter %s, %s)", who, shown, kind)
+            await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+            if method == "HEAD":
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+
+            await self.hub.catch_up(last_event_id)  # an id from an instance ahead of this one
+            stream = ClientStream(send, self.hub, pattern, self.buffer_limit, can_call=can_call)
+            started = time.monotonic()
+            shown = loggable(pattern.describe()) if pattern else "*"
+            who = f"{loggable(ip)}, {grant.label}" if grant.token is not None else loggable(ip)
+            ending = "client left"
+            loop = asyncio.get_running_loop()
+            # Jitter spreads the reconnects; ending below the cap beats the PaaS router to it.
+            deadline = loop.time() + self.max_age * random.uniform(0.85, 1.0) if self.max_age else None
+            expires = grant.expires
+            expiry = None if expires is None else loop.time() + (expires - time.time())
+            by_expiry = expiry is not None and (deadline is None or expiry <= deadline)
+            if grant.token is not None:
+                self.token_streams[grant.name or ""] += 1
+                self._by_token[stream] = grant
             try:
-                async with asyncio.timeout_at(expiry if by_expiry else deadline):
-                    await _until_disconnect(receive)
-            except TimeoutError:
-                if by_expiry:
-                    ending = "token expired"
-                    stream.close(self._expired(expires or 0.0))
-                else:
-                    ending = "max age reached"
-                    stream.close(sse.retry(min(self.retry_ms, 500)))  # back at once, with Last-Event-ID
-                await _until_disconnect(receive)
+                kind = self.hub.subscribe(stream, last_event_id, prefix=sse.retry(self.retry_ms))
+                log.info("Stream opened for %s (filter %s, %s)", who, shown, kind)
+                # The waits are written out here: a helper coroutine would be one more frame under every stream.
+                when = expiry if by_expiry else deadline
+                try:
+                    if when is None:  # no timeout at all, not an idle one: an asyncio.timeout is 112 bytes
+                        while (await receive())["type"] != "http.disconnect":
+                            pass
+                    else:
+                        async with asyncio.timeout_at(when):
+                            while (await receive())["type"] != "http.disconnect":
+                                pass
+                except TimeoutError:
+                    if by_expiry:
+                        ending = "token expired"
+                        stream.close(self._expired(expires or 0.0))
+                    else:
+                        ending = "max age reached"
+                        stream.close(sse.retry(min(self.retry_ms, 500)))  # back at once, with Last-Event-ID
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+            finally:
+                self.hub.unsubscribe(stream)
+                if self._by_token.pop(stream, None) is not None:
+                    self.token_streams[grant.name or ""] -= 1
+                    if self.token_streams[grant.name or ""] <= 0:
+                        del self.token_streams[grant.name or ""]
+                if stream in self._revoked:
+                    self._revoked.discard(stream)
+                    ending = "token revoked"
+                elif stream.closed and ending == "client left":
+                    ending = "closed by the server"
+                stream.detach()
+                duration = time.monotonic() - started
+                log.info("Stream closed for %s after %.1f s (filter %s, %s)", who, duration, shown, ending)
         finally:
-            self.hub.unsubscribe(stream)
-            if self._by_token.pop(stream, None) is not None:
-                self.token_streams[grant.name or ""] -= 1
-                if self.token_streams[grant.name or ""] <= 0:
-                    del self.token_streams[grant.name or ""]
-            if stream in self._revoked:
-                self._revoked.discard(stream)
-                ending = "token revoked"
-            elif stream.closed and ending == "client left":
-                ending = "closed by the server"
-            stream.detach()
-            duration = time.monotonic() - started
-            log.info("Stream closed for %s after %.1f s (filter %s, %s)", who, duration, shown, ending)
+            self.limits.release(ip)
 
     def revoke(self, revoked: frozenset[str]) -> int:
         """End the open streams of tokens whose ``jti`` or ``sub`` is in ``revoked``; returns how many."""

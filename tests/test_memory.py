@@ -91,3 +91,28 @@ async def test_pipelined_requests_are_answered_in_order_then_the_stream_ends_whe
         async with asyncio.timeout(5):
             while live.service.hub.client_count:
                 await asyncio.sleep(0.01)
+
+
+async def test_an_open_stream_holds_four_coroutine_frames(ha: DemoHomeAssistant, protocol: str) -> None:
+    # Every frame under an idle stream is memory per connection: uvicorn's task and its receive()
+    # (and the Event it waits on), and the stream's own; no layer of the app's stays in between.
+    async with live_server(settings_for(ha)) as live:
+        reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+        try:
+            writer.write(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            await _read_until(reader, b"event: snapshot", bytearray())
+            await asyncio.sleep(0.05)  # the request task is back in receive()
+            [task] = list(live.server.server_state.tasks)
+            chain: list[str] = []
+            coro: Any = task.get_coro()
+            while coro is not None and hasattr(coro, "cr_code"):
+                chain.append(coro.cr_code.co_qualname)
+                coro = coro.cr_await
+            assert chain == [
+                "RequestResponseCycle.run_asgi",
+                "EventsEndpoint._stream",
+                "RequestResponseCycle.receive",
+                "Event.wait",
+            ]
+        finally:
+            writer.close()
