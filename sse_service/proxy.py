@@ -145,7 +145,7 @@ class ProxyHeadersMiddleware:
         if scope["type"] in ("http", "websocket"):
             peer = scope.get("client")
             if peer and self.trusted.trusts_peer(str(peer[0])):
-                headers = Headers(scope=scope)
+                headers = Headers(raw=scope["headers"])  # scope= would put a copy of the list in the scope
                 chain = _forwarded_chain(headers)
                 host = self.trusted.client(chain) if chain else None
                 if host:
@@ -211,7 +211,7 @@ class IngressMiddleware:
         headers = [(name, value) for name, value in scope["headers"] if name != b"authorization"]
         headers.append((b"authorization", self._bearer))
         scope = dict(scope, headers=headers)
-        prefix = Headers(scope=scope).get("x-ingress-path", "").rstrip("/")
+        prefix = Headers(raw=headers).get("x-ingress-path", "").rstrip("/")
         if prefix and _INGRESS_PATH.fullmatch(prefix) and ".." not in prefix.split("/"):
             # As ASGI has it: the path includes the root_path (Starlette's routing strips it).
             scope["root_path"] = prefix

@@ -277,7 +277,9 @@ class EventsEndpoint:
         if scope["method"] not in ("GET", "HEAD"):
             return error_response(405, "method_not_allowed", "use GET for /events", {"allow": "GET, HEAD"})
         query = QueryParams(scope["query_string"])
-        headers = Headers(scope=scope)
+        # raw=, not scope=: for scope= Starlette puts a copy of the list into the scope, and
+        # that copy would outlive the request under every open stream (issue 27).
+        headers = Headers(raw=scope["headers"])
         grant = read_grant(self.keys, headers, query)
         if isinstance(grant, Response):
             return grant  # a 401 also makes an EventSource stop retrying: right for a bad key or token
