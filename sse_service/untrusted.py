@@ -24,6 +24,8 @@ def loggable(text: str, limit: int = 200) -> str:
     """Client-chosen text, safe in a log line: printable characters only, at most ``limit``."""
     if len(text) > limit:
         text = text[:limit] + "…"
+    if text.isprintable():  # the usual case; and the same string, not a copy held by every stream's log line
+        return text
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
