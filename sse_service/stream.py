@@ -270,7 +270,7 @@ class EventsEndpoint:
         if isinstance(admitted, Response):
             return admitted(scope, receive, send)
         # The slot taken by _admit is released by _stream, which the caller awaits at once.
-        return self._stream(scope["method"], *admitted, receive, send)
+        return self._stream(scope["method"], *admitted, receive, send, request_headers=scope["headers"])
 
     def _admit(self, scope: Scope) -> Response | tuple[EntityFilter | None, Grant, str | None, bool, str]:
         """The answer for a request that gets no stream, or what its stream needs (and a slot)."""
@@ -305,12 +305,20 @@ class EventsEndpoint:
         ip: str,
         receive: Receive,
         send: Send,
+        *,
+        request_headers: object = None,
     ) -> None:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
             if method == "HEAD":
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
+            # The request's headers are read (_admit) and the response has started (the server
+            # and CORS look at them until then). The list is the server's, which keeps it for as
+            # long as the request lasts: emptied in place, a browser's headers (cookies, user
+            # agent: a kilobyte or two) no longer stay under every open stream (issue 27).
+            if isinstance(request_headers, list):
+                request_headers.clear()
 
             await self.hub.catch_up(last_event_id)  # an id from an instance ahead of this one
             stream = ClientStream(send, self.hub, pattern, self.buffer_limit, can_call=can_call)

@@ -116,3 +116,25 @@ async def test_an_open_stream_holds_four_coroutine_frames(ha: DemoHomeAssistant,
             ]
         finally:
             writer.close()
+
+
+async def test_an_open_stream_keeps_no_request_headers_and_a_closing_request_is_still_answered_so(
+    ha: DemoHomeAssistant, protocol: str
+) -> None:
+    async with live_server(settings_for(ha)) as live:
+        reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+        try:
+            cookie = "session=" + "c" * 1500  # what a browser's headers can weigh
+            request = f"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+            writer.write(request.encode())
+            received = bytearray()
+            await _read_until(reader, b"event: snapshot", received)
+            head = bytes(received).split(b"\r\n\r\n")[0].lower()
+            assert head.startswith(b"http/1.1 200") and b"\r\nconnection: close" in head
+            connections: list[Any] = list(live.server.server_state.connections)
+            [conn] = [c for c in connections if c.cycle and not c.cycle.response_complete]
+            assert conn.cycle.scope["headers"] == [] and conn.headers == []
+            ha.set_state("sensor.solar_power", "4321", {"unit_of_measurement": "W"})
+            await _read_until(reader, b'"4321"', received)
+        finally:
+            writer.close()
