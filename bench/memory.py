@@ -21,8 +21,11 @@ server:
 tracemalloc sees what Python's allocators hand out (``PyObject_Malloc``, ``PyMem_Malloc`` and
 ``PyMem_RawMalloc``, which uvloop uses for libuv's handles), at the size asked for. RSS also
 holds the allocators' own overhead and what a freed block leaves unusable (fragmentation).
-The kernel's socket buffers are in no process's RSS; the kernel's TCP memory (``/proc/net/sockstat``,
-both ends of each loopback connection) is printed apart.
+The kernel's side of a socket is in no process's RSS: its slab caches (``/proc/slabinfo``: the TCP
+socket, inode, file, dentry, epoll entry) and TCP's buffers (``/proc/net/sockstat``; an idle socket
+holds none) are printed apart, per connection end. A block taken from one of Python's free lists
+(dicts, tuples, floats) is charged to where it was first allocated, so a few lines in the table
+name a place that only made the block.
 
 Loopback only, bounded in time (``--timeout``), and it stops only the processes it started, by PID.
 """
@@ -215,13 +218,26 @@ async def open_idle(port: int, count: int, into: list[Idle], deadline: float) ->
     return ok
 
 
-def sockstat_tcp_pages() -> int:
-    """The kernel's TCP memory, in pages (``/proc/net/sockstat``: ``TCP: ... mem N``)."""
+# The kernel's memory for a socket: its TCP state, inode, open file, dentry and epoll entry.
+SLABS = ("TCP", "sock_inode_cache", "filp", "dentry", "eventpoll_epi")
+
+
+def kernel_memory() -> dict[str, int]:
+    """Bytes in the socket-related slab caches (``/proc/slabinfo``, when readable) and in TCP's
+    buffers (``/proc/net/sockstat``, ``TCP: ... mem`` pages)."""
+    out: dict[str, int] = {}
+    try:
+        for line in Path("/proc/slabinfo").read_text().splitlines():
+            fields = line.split()
+            if fields and fields[0] in SLABS:
+                out[fields[0]] = int(fields[1]) * int(fields[3])  # active objects × object size
+    except OSError:
+        pass
     for line in Path("/proc/net/sockstat").read_text().splitlines():
         if line.startswith("TCP:"):
             fields = line.split()
-            return int(fields[fields.index("mem") + 1])
-    return 0
+            out["tcp buffers"] = int(fields[fields.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE")
+    return out
 
 
 async def one_pass(args: argparse.Namespace, trace: int, logdir: Path) -> dict[str, Any]:
@@ -257,7 +273,7 @@ async def one_pass(args: argparse.Namespace, trace: int, logdir: Path) -> dict[s
 
         async def take(n: int) -> dict[str, Any]:
             await asyncio.sleep(args.settle)
-            kernel = sockstat_tcp_pages()
+            kernel = kernel_memory()
             server.send_signal(signal.SIGUSR1)
             path = out.with_suffix(f".{n}.json")
             until = time.monotonic() + 120
@@ -266,7 +282,7 @@ async def one_pass(args: argparse.Namespace, trace: int, logdir: Path) -> dict[s
                     raise RuntimeError(f"no reading from the server; see {logdir}/server.log")
                 await asyncio.sleep(0.1)
             data: dict[str, Any] = json.loads(path.read_text())
-            data["kernel_tcp_pages"] = kernel
+            data["kernel"] = kernel
             return data
 
         deadline = loop.time() + args.timeout
@@ -312,14 +328,16 @@ def report(plain: dict[str, Any], traced: dict[str, Any], top: int) -> str:
     if pa.get("heap") is not None and pb.get("heap") is not None:
         heap = (pb["heap"] - pa["heap"]) / n
     blocks = (pb["blocks"] - pa["blocks"]) / n
+    kernel = per_conn(pa["kernel"], pb["kernel"], n)
     lines += [
         f"| not traced: RSS minus traced (allocator overhead, fragmentation, partly used pools) | {rss - total:,.0f} |",
         f"| **server VmRSS** | **{rss:,.0f}** ({rss / 1024:.2f} KiB) |",
         "",
         f"Python allocator blocks per connection: {blocks:.1f}; glibc heap in use (mallinfo2): "
         + (f"{heap:,.0f} B" if heap is not None else "n/a"),
-        f"Kernel TCP memory (not in RSS; both ends of each loopback connection, /proc/net/sockstat): "
-        f"{(pb['kernel_tcp_pages'] - pa['kernel_tcp_pages']) * 4096 / n:,.0f} B per connection",
+        "Kernel memory per connection end, not in any process's RSS (half the change: both ends are on "
+        "this host; slab caches are shared with the rest of the machine): "
+        + ", ".join(f"{k} {kernel[k] / 2:,.0f} B" for k in (*SLABS, "tcp buffers") if k in kernel),
         "",
         f"Top {top} source lines (tracemalloc, bytes/conn):",
         "",
