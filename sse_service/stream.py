@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Coroutine
@@ -276,6 +277,8 @@ class EventsEndpoint:
         """The answer for a request that gets no stream, or what its stream needs (and a slot)."""
         if scope["method"] not in ("GET", "HEAD"):
             return error_response(405, "method_not_allowed", "use GET for /events", {"allow": "GET, HEAD"})
+        # The server decodes both afresh for each request, and the scope keeps them as long as the stream.
+        scope["method"], scope["path"] = sys.intern(scope["method"]), sys.intern(scope["path"])
         query = QueryParams(scope["query_string"])
         # raw=, not scope=: for scope= Starlette puts a copy of the list into the scope, and
         # that copy would outlive the request under every open stream (issue 27).
