@@ -23,7 +23,8 @@ holds (web/stream.js ``expand``, which gives back the full stream's state object
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .sse import dumps
@@ -35,38 +36,39 @@ _KEYS = frozenset(("entity_id", "state", "attributes", "last_changed", "last_upd
 _REPORTED_KEYS = _KEYS | {"last_reported"}
 _CONTEXT_KEYS = ("id", "parent_id", "user_id")
 _MISSING = object()
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?\+00:00")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def timestamp(iso: str) -> float | str:
-    """``iso`` as Unix seconds, if the page's conversion of that number gives back ``iso`` exactly."""
-    try:
-        seconds = datetime.fromisoformat(iso).timestamp()
-    except (ValueError, OverflowError, OSError):
+    """``iso`` as Unix seconds, if the page's conversion of that number gives back ``iso`` exactly.
+
+    The page (web/stream.js ``isoOf``) writes whole seconds and microseconds rounded half up, in
+    the form Python's isoformat gives a UTC time (no fraction when it is zero): so the text must
+    be in that form, and the number must round to its microseconds. Checked in numbers, not by
+    writing the text again: this runs for every change.
+    """
+    if not _CANONICAL.fullmatch(iso) or iso.endswith(".000000+00:00"):
         return iso
-    return seconds if _iso_as_the_page_makes_it(seconds) == iso else iso
-
-
-def _iso_as_the_page_makes_it(seconds: float) -> str | None:
-    """What web/stream.js ``isoOf`` makes of a number: whole seconds, microseconds rounded half
-    up (JavaScript's Math.round), as Python's isoformat writes them (no fraction when zero)."""
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    exact = (moment - _EPOCH) // _MICROSECOND
+    seconds = moment.timestamp()
     whole = math.floor(seconds)
     micro = (seconds - whole) * 1e6
     rounded = math.floor(micro)
-    if micro - rounded >= 0.5:
+    if micro - rounded >= 0.5:  # JavaScript's Math.round
         rounded += 1
-    if rounded == 1_000_000:
-        whole, rounded = whole + 1, 0
-    try:
-        return datetime.fromtimestamp(whole, UTC).replace(microsecond=rounded).isoformat()
-    except (ValueError, OverflowError, OSError):
-        return None
+    return seconds if whole * 1_000_000 + rounded == exact else iso
 
 
 def _standard(state: EntityState) -> bool:
-    keys = state.keys()
     context = state.get("context")
     return (
-        (keys == _KEYS or keys == _REPORTED_KEYS)
+        (len(state) == 7 and state.keys() == _REPORTED_KEYS or len(state) == 6 and state.keys() == _KEYS)
         and isinstance(context, dict)
         and isinstance(state["state"], str)
         and isinstance(state["attributes"], dict)
@@ -122,33 +124,33 @@ def change_data(old: EntityState, new: EntityState) -> str | None:
     """``{"e": ..., what changed}`` as JSON, or None when a change cannot say it (send the whole state)."""
     if not _standard(old) or not _standard(new) or ("last_reported" in old) != ("last_reported" in new):
         return None
-    parts = [f'"e":{dumps(new["entity_id"])}']
+    change: dict[str, Any] = {"e": new["entity_id"]}
     if new["state"] != old["state"]:
-        parts.append(f'"s":{dumps(new["state"])}')
+        change["s"] = new["state"]
 
     old_attributes, attributes = old["attributes"], new["attributes"]
     if old_attributes is not attributes:
         changed = {k: v for k, v in attributes.items() if not _same(old_attributes.get(k, _MISSING), v)}
         if changed:
-            parts.append(f'"a":{dumps(changed)}')
+            change["a"] = changed
         removed = [k for k in old_attributes if k not in attributes]
         if removed:
-            parts.append(f'"-":{dumps(removed)}')
+            change["-"] = removed
 
     last_changed, last_updated = new["last_changed"], new["last_updated"]
     moved = True
     if last_changed != old["last_changed"]:
-        parts.append(f'"lc":{dumps(timestamp(last_changed))}')
+        change["lc"] = timestamp(last_changed)
         if last_updated != last_changed:
-            parts.append(f'"lu":{dumps(timestamp(last_updated))}')
+            change["lu"] = timestamp(last_updated)
     elif last_updated != old["last_updated"]:
-        parts.append(f'"lu":{dumps(timestamp(last_updated))}')
+        change["lu"] = timestamp(last_updated)
     else:
         moved = False
     if "last_reported" in new:
         implied = last_updated if moved else old["last_reported"]
         if new["last_reported"] != implied:
-            parts.append(f'"lr":{dumps(timestamp(new["last_reported"]))}')
+            change["lr"] = timestamp(new["last_reported"])
 
     old_context, context = old["context"], new["context"]
     if not _same(old_context, context):
@@ -156,10 +158,10 @@ def change_data(old: EntityState, new: EntityState) -> str | None:
             return None  # a change merges context keys; it cannot drop one
         delta = {k: v for k, v in context.items() if not _same(old_context.get(k, _MISSING), v)}
         if list(delta) == ["id"] and isinstance(delta["id"], str):
-            parts.append(f'"c":{dumps(delta["id"])}')
+            change["c"] = delta["id"]
         elif delta:
-            parts.append(f'"c":{dumps(delta)}')
-    return "{" + ",".join(parts) + "}"
+            change["c"] = delta
+    return dumps(change)
 
 
 def _same(a: Any, b: Any) -> bool:

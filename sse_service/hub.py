@@ -42,7 +42,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from . import sse
 from .changelog import Entry, View
@@ -84,11 +84,62 @@ class Subscriber(Protocol):
     def close(self, final: bytes) -> None: ...
 
 
-class _Frame(NamedTuple):
-    seq: int
-    entity_id: str | None  # None: for every subscriber whatever its filter (status)
-    data: bytes
-    compact: bytes  # the same event in the compact format
+class _Frame:
+    """One event, made into each format's bytes when first asked: once per format, for every
+    subscriber of it, and never for a format nobody reads (unless a resume asks for it later)."""
+
+    __slots__ = ("_compact", "_data", "compact_payload", "entity_id", "event_id", "name", "old", "payload", "seq")
+
+    def __init__(
+        self,
+        seq: int,
+        event_id: str,
+        entity_id: str | None,  # None: for every subscriber whatever its filter (status)
+        name: str,
+        payload: EntityState | str,  # a state (event ``state``), or the data's JSON
+        old: EntityState | None = None,  # the state it replaces: a compact change says only what differs
+        compact_payload: str | None = None,  # the compact data's JSON, when it is not made from the state
+    ) -> None:
+        self.seq = seq
+        self.event_id = event_id
+        self.entity_id = entity_id
+        self.name = name
+        self.payload = payload
+        self.old = old
+        self.compact_payload = compact_payload
+        self._data: bytes | None = None
+        self._compact: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        """The full stream's bytes."""
+        data = self._data
+        if data is None:
+            payload = self.payload
+            text = payload if isinstance(payload, str) else sse.dumps(payload)
+            data = self._data = sse.event(self.name, text, self.event_id)
+        return data
+
+    @property
+    def compact(self) -> bytes:
+        """The compact stream's bytes (compact.py): for a state, only what changed, if it can say it."""
+        data = self._compact
+        if data is None:
+            payload = self.payload
+            name: str | None = self.name
+            if self.compact_payload is not None:
+                text = self.compact_payload
+            elif isinstance(payload, str):
+                text = payload
+            else:
+                change = None if self.old is None else change_data(self.old, payload)
+                if change is None:
+                    text = state_json(payload)
+                else:
+                    text, name = change, None
+            data = self._compact = sse.compact_event(name, text, self.event_id)
+            self.old = None  # what it was kept for is done
+        return data
 
 
 class _Audience:
@@ -231,12 +282,7 @@ class Hub:
         another instance). False, and the ring is left alone, if they do not fit.
         """
         made = [
-            _Frame(
-                seq,
-                entity_id,
-                sse.event(name, data, self.event_id(seq)),
-                sse.compact_event(name, compact_data, self.event_id(seq)),
-            )
+            _Frame(seq, self.event_id(seq), entity_id, name, data, compact_payload=compact_data)
             for entry in past
             for seq, (name, data, entity_id, compact_data) in enumerate(frames_of(entry), entry.seq - entry.n + 1)
         ]
@@ -349,11 +395,11 @@ class Hub:
             return cached[1]
         visible = [e for e in self.store.states if pattern is None or pattern(e)]
         encoded = self._encoded_whole if compact else self._encoded
-        if compact:
-            states = self.store.states
-            for entity_id in visible:
-                if entity_id not in encoded:
-                    encoded[entity_id] = whole_json(states[entity_id])
+        encode = whole_json if compact else sse.dumps
+        states = self.store.states
+        for entity_id in visible:
+            if entity_id not in encoded:
+                encoded[entity_id] = encode(states[entity_id])
         entities = ",".join(f"{sse.dumps(entity_id)}:{encoded[entity_id]}" for entity_id in visible)
         history = ",".join(
             f"{sse.dumps(entity_id)}:{self._history_json(entity_id)}"
@@ -460,22 +506,15 @@ class Hub:
         self.status_reason = reason
         self.status_cause = cause
         self.status_since = iso_from_timestamp(time.time() if since is None else since)
-        data = status_data(status, reason, self.status_since, cause)
-        self._fan_out([self._frame("status", data, None, "status", data)])
+        self._fan_out([self._frame("status", status_data(status, reason, self.status_since, cause), None)])
 
     # --- fan-out ------------------------------------------------------------------------
 
     def _frame(
-        self, name: str, data: str, entity_id: str | None, compact_name: str | None, compact_data: str
+        self, name: str, payload: EntityState | str, entity_id: str | None, old: EntityState | None = None
     ) -> _Frame:
         self.seq += 1
-        event_id = self.event_id()
-        frame = _Frame(
-            self.seq,
-            entity_id,
-            sse.event(name, data, event_id),
-            sse.compact_event(compact_name, compact_data, event_id),
-        )
+        frame = _Frame(self.seq, self.event_id(), entity_id, name, payload, old)
         self._ring.append(frame)
         return frame
 
@@ -490,21 +529,15 @@ class Hub:
             entity_id = state["entity_id"]
             full.watch(entity_id)
             compact.watch(entity_id)
-            data = sse.dumps(state)
-            self._encoded[entity_id] = data
+            self._encoded.pop(entity_id, None)
             self._encoded_whole.pop(entity_id, None)
             self._encoded_history.pop(entity_id, None)
-            change = None if old is None else change_data(old, state)
-            if change is None:
-                frames.append(self._frame("state", data, entity_id, "state", state_json(state)))
-            else:
-                frames.append(self._frame("state", data, entity_id, None, change))
+            frames.append(self._frame("state", state, entity_id, old))
         for entity_id in removed:
             self._encoded.pop(entity_id, None)
             self._encoded_whole.pop(entity_id, None)
             self._encoded_history.pop(entity_id, None)
-            data = remove_data(entity_id)
-            frames.append(self._frame("remove", data, entity_id, "remove", data))
+            frames.append(self._frame("remove", remove_data(entity_id), entity_id))
         self._pending_removed.extend(removed)
         self._fan_out(frames)
 

@@ -18,9 +18,14 @@ from sse_starlette import ServerSentEvent
 __all__ = ["compact_event", "compact_retry", "dumps", "event", "retry"]
 
 
+# One encoder for every call: json.dumps with options builds a new one each time (a third of
+# the cost of encoding a small value).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def dumps(value: Any) -> str:
     """Compact JSON, UTF-8 kept as is; NaN is refused rather than sent as invalid JSON."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def event(name: str, data: str, event_id: str | None = None) -> bytes:
