@@ -67,6 +67,8 @@ EXPIRED_RETRY_MS = 5000
 
 
 SNAPSHOT_DATA = b"event: snapshot\r\ndata: {"
+COMPACT_SNAPSHOT_DATA = b"event:snapshot\ndata:{"
+FORMATS = {"full": False, "compact": True}  # ?format= -> compact or not
 CAN_CALL, CANNOT_CALL = b'"can_call":true,', b'"can_call":false,'
 
 
@@ -83,6 +85,7 @@ class ClientStream:
         "_send",
         "_task",
         "closed",
+        "compact",
         "filter",
         "last_tick",
         "resets",
@@ -91,9 +94,17 @@ class ClientStream:
     )
 
     def __init__(
-        self, send: Send, hub: Hub, pattern: EntityFilter | None, buffer_limit: int, *, can_call: bool = True
+        self,
+        send: Send,
+        hub: Hub,
+        pattern: EntityFilter | None,
+        buffer_limit: int,
+        *,
+        can_call: bool = True,
+        compact: bool = False,
     ) -> None:
         self._send = send
+        self.compact = compact
         # The hub's snapshot frames are shared by every stream with the same view; this viewer's
         # own field goes into each as it passes (snapshots are rare: on connect, after a reset).
         self._snapshot_field = CAN_CALL if can_call else CANNOT_CALL
@@ -113,10 +124,11 @@ class ClientStream:
     def _personal(self, data: bytes) -> bytes:
         """``data`` with this viewer's fields in its snapshot, if it starts with one (a snapshot is written alone,
         after at most a ``retry:``), so the search stays within the first bytes of a write."""
-        at = data.find(SNAPSHOT_DATA, 0, 160)
+        marker = COMPACT_SNAPSHOT_DATA if self.compact else SNAPSHOT_DATA
+        at = data.find(marker, 0, 160)
         if at < 0:
             return data
-        at += len(SNAPSHOT_DATA)
+        at += len(marker)
         return data[:at] + self._snapshot_field + data[at:]
 
     @property
@@ -191,7 +203,7 @@ class ClientStream:
                     self._overflowed = False
                     self._outbox.clear()
                     self._outbox_bytes = 0
-                    data = self._personal(self._hub.snapshot_frame(self.filter))
+                    data = self._personal(self._hub.snapshot_frame(self.filter, compact=self.compact))
                 elif self._outbox:
                     data = b"".join(self._outbox)
                     self._outbox.clear()
@@ -279,7 +291,7 @@ class EventsEndpoint:
         finally:
             self.limits.release(admitted[-1])
 
-    def _admit(self, scope: Scope) -> Response | tuple[EntityFilter | None, Grant, str | None, bool, str]:
+    def _admit(self, scope: Scope) -> Response | tuple[EntityFilter | None, Grant, str | None, bool, bool, str]:
         """The answer for a request that gets no stream, or what its stream needs (and a slot)."""
         if scope["method"] not in ("GET", "HEAD"):
             return error_response(405, "method_not_allowed", "use GET for /events", {"allow": "GET, HEAD"})
@@ -292,13 +304,16 @@ class EventsEndpoint:
             pattern = combine(grant.entities, self.filter_limits.parse(query))
         except FilterTooLarge as e:
             return error_response(422, "filter_too_large", str(e))
+        compact = FORMATS.get(query.get("format", "full"))
+        if compact is None:
+            return error_response(422, "invalid_query", "format: expected full or compact")
         last_event_id = headers.get("last-event-id") or query.get("last_event_id")
         ip = client_ip(scope)
         refusal = self.limits.acquire(ip)  # the last step: nothing after it may fail before release
         if refusal is not None:
             return self._refuse(refusal, headers)
         can_call = self.commands and self.keys.may_command(headers, query)
-        return pattern, grant, last_event_id, can_call, ip
+        return pattern, grant, last_event_id, can_call, compact, ip
 
     async def _stream(
         self,
@@ -307,6 +322,7 @@ class EventsEndpoint:
         grant: Grant,
         last_event_id: str | None,
         can_call: bool,
+        compact: bool,
         ip: str,
         receive: Receive,
         send: Send,
@@ -317,7 +333,7 @@ class EventsEndpoint:
             return
 
         await self.hub.catch_up(last_event_id)  # an id from an instance ahead of this one
-        stream = ClientStream(send, self.hub, pattern, self.buffer_limit, can_call=can_call)
+        stream = ClientStream(send, self.hub, pattern, self.buffer_limit, can_call=can_call, compact=compact)
         started = time.monotonic()
         shown = loggable(pattern.describe()) if pattern else "*"
         who = f"{loggable(ip)}, {grant.label}" if grant.token is not None else loggable(ip)
@@ -333,7 +349,7 @@ class EventsEndpoint:
             self._by_token[stream] = grant
         try:
             kind = self.hub.subscribe(stream, last_event_id, prefix=sse.retry(self.retry_ms))
-            log.info("Stream opened for %s (filter %s, %s)", who, shown, kind)
+            log.info("Stream opened for %s (filter %s, %s%s)", who, shown, kind, ", compact" if compact else "")
             try:
                 async with asyncio.timeout_at(expiry if by_expiry else deadline):
                     await _until_disconnect(receive)

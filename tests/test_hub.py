@@ -18,8 +18,9 @@ from sse_service.types import EntityState, UpstreamStatus
 
 
 class Recorder:
-    def __init__(self, pattern: EntityPattern | None = None) -> None:
+    def __init__(self, pattern: EntityPattern | None = None, *, compact: bool = False) -> None:
         self.filter = pattern
+        self.compact = compact
         self.last_tick = 0
         self.writes: list[bytes] = []
         self.closed_with: bytes | None = None

@@ -1,5 +1,6 @@
-// One EventSource and what it has said: reduce() applies the events, Feed holds the stream,
-// lockedRelay() shares it between tabs. Loaded by the page, kit.js and worker.js.
+// One EventSource and what it has said: expand() turns the compact stream back into the full
+// one's events, reduce() applies them, Feed holds the stream, lockedRelay() shares it between tabs.
+// Loaded by the page, kit.js and worker.js.
 "use strict";
 
 const KEEP = 2000;
@@ -58,7 +59,66 @@ function reduce(view, name, data) {
   return view;
 }
 
-// One EventSource to `url` and its reconnects. It tells `emit` {kind: "event", name, id, data}
+// Unix seconds (a number) to the ISO text the full stream has: Python's isoformat in UTC, microseconds
+// rounded half up, none written when zero. The bridge sends a number only when this gives its text back.
+function isoOf(time) {
+  if (typeof time !== "number") return time;
+  let seconds = Math.floor(time), micro = Math.round((time - seconds) * 1e6);
+  if (micro === 1e6) { seconds += 1; micro = 0; }
+  const text = new Date(seconds * 1000).toISOString().slice(0, 19);
+  return `${text}${micro ? "." + String(micro).padStart(6, "0") : ""}+00:00`;
+}
+
+// A compact whole state ({s, a, c, lc, lu?, lr?}) as the full stream's state; one in the full form is kept as is.
+function wholeState(id, w) {
+  if ("entity_id" in w) return w;
+  const lastChanged = isoOf(w.lc), lastUpdated = "lu" in w ? isoOf(w.lu) : lastChanged;
+  const state = { entity_id: id, state: w.s, attributes: w.a, last_changed: lastChanged };
+  if (w.lr !== null) state.last_reported = "lr" in w ? isoOf(w.lr) : lastUpdated;
+  state.last_updated = lastUpdated;
+  state.context = typeof w.c === "string" ? { id: w.c, parent_id: null, user_id: null } : w.c;
+  return state;
+}
+
+// A compact change ({e, s?, a?, "-"?, lc?, lu?, lr?, c?}) applied to the state held: a new object, `old` untouched.
+function changedState(old, change) {
+  const state = { ...old };
+  if ("s" in change) state.state = change.s;
+  if (change.a || change["-"]) {
+    state.attributes = { ...old.attributes, ...change.a };
+    for (const name of change["-"] ?? []) delete state.attributes[name];
+  }
+  const moved = "lc" in change || "lu" in change;
+  if ("lc" in change) {
+    state.last_changed = isoOf(change.lc);
+    state.last_updated = "lu" in change ? isoOf(change.lu) : state.last_changed;
+  } else if ("lu" in change) state.last_updated = isoOf(change.lu);
+  if ("lr" in change) state.last_reported = isoOf(change.lr);
+  else if (moved && "last_reported" in old) state.last_reported = state.last_updated;
+  if (typeof change.c === "string") state.context = { ...old.context, id: change.c };
+  else if (change.c) state.context = { ...old.context, ...change.c };
+  return state;
+}
+
+// The compact stream's events (docs/stream.md, "The compact stream") as the full stream's, so nothing
+// after this knows the format. A change (no event name: `message`) needs the entity as `view` holds it;
+// null if it does not hold it (a stream out of step: start over with a snapshot).
+function expand(view, name, data) {
+  if (name === "snapshot" && data.format === "compact") {
+    const entities = {};
+    for (const [id, whole] of Object.entries(data.entities)) entities[id] = wholeState(id, whole);
+    const { format, ...rest } = data;
+    return ["snapshot", { ...rest, entities }];
+  }
+  if (name === "state" && !("entity_id" in data)) return ["state", wholeState(data.e, data)];
+  if (name === "message") {
+    const old = view?.entities[data.e];
+    return old ? ["state", changedState(old, data)] : null;
+  }
+  return [name, data];
+}
+
+// One EventSource to `url` (in the compact format) and its reconnects. It tells `emit` {kind: "event", name, id, data}
 // and {kind: "conn", open, refused, ended, busy, lastHeard}; current() is {kind: "view", id, snapshot, conn}.
 class Feed {
   constructor(url, emit) {
@@ -98,11 +158,13 @@ class Feed {
     this.source?.close();
     clearTimeout(this.retry);
     const url = new URL(this.url);
+    url.searchParams.set("format", "compact");
     if (this.lastEventId) url.searchParams.set("last_event_id", this.lastEventId);
     const source = this.source = new EventSource(url.href);
     source.onopen = () => { this.lastHeard = Date.now(); this.conn(); };
     source.onerror = () => { if (source.readyState === EventSource.CLOSED) this.closed(source, url.href); this.conn(); };
     for (const name of EVENTS) source.addEventListener(name, (event) => this.receive(name, event));
+    source.onmessage = (event) => this.receive("message", event);
     this.conn();
   }
 
@@ -121,10 +183,12 @@ class Feed {
     this.conn();
   }
 
-  receive(name, event) {
+  receive(kind, event) {
     this.lastHeard = Date.now();
+    const expanded = expand(this.view, kind, JSON.parse(event.data));
+    if (!expanded) { this.lastEventId = ""; this.connect(); return; }
     if (event.lastEventId) this.lastEventId = event.lastEventId;
-    const data = JSON.parse(event.data);
+    const [name, data] = expanded;
     this.view = reduce(this.view, name, data);
     if (name === "snapshot") this.busy = "";
     else if (name === "busy") this.busy = data.message;
