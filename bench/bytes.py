@@ -49,6 +49,7 @@ import functools
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -215,7 +216,7 @@ class SSEWatch:
         self._task = asyncio.ensure_future(self._read(reader))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        sse = SSEReader(one_line_end=True)  # frames keep their line ends: their lengths are the wire's
+        sse = SSEReader()
         total = pos = 0
         try:
             while data := await reader.read(1 << 20):
@@ -231,8 +232,11 @@ class SSEWatch:
                 elif had_head:
                     self.ledger.feed(data)
                 for frame in frames:
-                    end = pos + len(frame)
-                    end += 4 if self.ledger.decoded.startswith(b"\r\n\r\n", end) else 2
+                    # Where it ends in the body: the blank line after it. Lines may end in CRLF or
+                    # LF, mixed in one chunk (the compact stream's frames follow a CRLF retry:).
+                    decoded = self.ledger.decoded
+                    ends = [i + len(sep) for sep in (b"\r\n\r\n", b"\n\n") if (i := decoded.find(sep, pos)) >= 0]
+                    end = min(ends) if ends else len(decoded)
                     self._add(Frame(parse_event(frame), pos, end, self.ledger))
                     pos = end
         except WireError as e:
@@ -653,8 +657,21 @@ def ranges(rows: list[Row]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- (b) snapshots --
+async def settle(port: int, within: float = 3.0) -> bool:
+    """Whether the bridge sent its recorder history late (an ``event: history``) within ``within`` s
+    of a snapshot. The bridge asks the recorder once connected, off the read loop: a snapshot taken
+    before the answer lacks the history, and would not be the snapshot a viewer gets later."""
+    watch = SSEWatch("settle", port, "/events")
+    try:
+        await watch.open()
+        await watch.wait_snapshot(30)
+        return await until(lambda: any(f.event.event == "history" for f in watch.frames), watch.changed, within)
+    finally:
+        await watch.close()
+
+
 async def snapshot_sizes(port: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"late_history": await settle(port)}
     for name, path in (("full", "/events"), ("compact", "/events?format=compact")):
         watch = SSEWatch(name, port, path)
         try:
@@ -816,9 +833,15 @@ async def part_b(args: argparse.Namespace, procs: Procs) -> list[tuple[str, dict
     return out
 
 
+def git_commit() -> str | None:
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
+    return rev.stdout.strip() or None
+
+
 async def amain(args: argparse.Namespace, procs: Procs, workdir: Path) -> dict[str, Any]:
     started = time.monotonic()
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"commit": git_commit(), "at": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    print(f"bench/bytes.py at {result['at']}, sse_service commit {result['commit']}")
     snaps: list[tuple[str, dict[str, Any]]] = []
     if not args.skip_changes:
         rows, info, label, real = await part_a(args, procs, workdir)
