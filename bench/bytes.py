@@ -24,10 +24,12 @@ A change is matched across the four by its context id, which HA's REST answer gi
 shows medians over the measured changes.
 
 **(b) The snapshot.** The snapshot event's bytes on the wire (chunk header, frame, CRLF) of both
-streams, for the bridge's built-in demo (no ``HA_URL``) and for a home of ``--home-entities``
-realistic states served by ``fake_home.py`` (with, for comparison, the first
-``subscribe_entities`` message that fake sends: HA's compressed form of the same states, built
-by a port of HA's code, not measured on HA).
+streams, once the bridge's recorder history is in: for the real HA above with ``ENTITIES`` unset
+(next to HA's own first ``subscribe_entities`` message, measured), the bridge's built-in demo
+(no ``HA_URL``), a home of ``--home-entities`` realistic states served by ``fake_home.py``, and
+as many of ``fake_ha.py``'s ``sensor.bench_<i>``. For the two fakes, the HA column is their own
+first ``subscribe_entities`` message: HA's compressed form of the same states as the fakes build
+it, not measured on HA.
 
 ``--no-real-ha`` runs (a) against ``fake_home.py`` instead: its HA columns are then the fake's
 port of HA's compressed format, labelled so. Without the compact format on the server (the
