@@ -622,11 +622,12 @@ class Hub:
             await asyncio.sleep(interval / 3)
             self.heartbeat()
 
-    def close_all(self, final: bytes) -> None:
-        """End every stream with ``final`` (e.g. a short ``retry:``)."""
+    def close_all(self, retry_ms: int) -> None:
+        """End every stream with a ``retry:`` (short: the browsers come back at once, elsewhere)."""
         self.flush()
+        final, compact = sse.retry(retry_ms), sse.compact_retry(retry_ms)
         for subscriber in list(self.subscribers()):
-            subscriber.close(final)
+            subscriber.close(compact if subscriber.compact else final)
 
 
 def frames_of(entry: Entry) -> list[tuple[str, str, str | None, str]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sse_starlette import ServerSentEvent
 
-__all__ = ["compact_event", "dumps", "event", "retry"]
+__all__ = ["compact_event", "compact_retry", "dumps", "event", "retry"]
 
 
 def dumps(value: Any) -> str:
@@ -29,6 +29,10 @@ def event(name: str, data: str, event_id: str | None = None) -> bytes:
 
 def retry(milliseconds: int) -> bytes:
     return ServerSentEvent(retry=milliseconds).encode()
+
+
+def compact_retry(milliseconds: int) -> bytes:
+    return f"retry:{milliseconds}\n\n".encode()
 
 
 def compact_event(name: str | None, data: str, event_id: str | None = None) -> bytes:

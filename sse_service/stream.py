@@ -348,7 +348,8 @@ class EventsEndpoint:
             self.token_streams[grant.name or ""] += 1
             self._by_token[stream] = grant
         try:
-            kind = self.hub.subscribe(stream, last_event_id, prefix=sse.retry(self.retry_ms))
+            retry = sse.compact_retry if compact else sse.retry
+            kind = self.hub.subscribe(stream, last_event_id, prefix=retry(self.retry_ms))
             log.info("Stream opened for %s (filter %s, %s%s)", who, shown, kind, ", compact" if compact else "")
             try:
                 async with asyncio.timeout_at(expiry if by_expiry else deadline):
@@ -356,10 +357,10 @@ class EventsEndpoint:
             except TimeoutError:
                 if by_expiry:
                     ending = "token expired"
-                    stream.close(self._expired(expires or 0.0))
+                    stream.close(self._expired(expires or 0.0, compact))
                 else:
                     ending = "max age reached"
-                    stream.close(sse.retry(min(self.retry_ms, 500)))  # back at once, with Last-Event-ID
+                    stream.close(retry(min(self.retry_ms, 500)))  # back at once, with Last-Event-ID
                 await _until_disconnect(receive)
         finally:
             self.hub.unsubscribe(stream)
@@ -378,22 +379,25 @@ class EventsEndpoint:
 
     def revoke(self, revoked: frozenset[str]) -> int:
         """End the open streams of tokens whose ``jti`` or ``sub`` is in ``revoked``; returns how many."""
-        final = sse.event("revoked", sse.dumps({"code": "token_revoked", "message": "this token has been revoked"}))
+        data = sse.dumps({"code": "token_revoked", "message": "this token has been revoked"})
+        final, compact = sse.event("revoked", data), sse.compact_event("revoked", data)
         ended = 0
         for stream, grant in list(self._by_token.items()):
             claims = grant.token
             if claims is not None and not stream.closed and (claims.jti in revoked or claims.sub in revoked):
                 self._revoked.add(stream)
-                stream.close(final)  # the browser's reconnect then gets a 401 and stops
+                stream.close(compact if stream.compact else final)  # the browser's reconnect then gets a 401
                 ended += 1
         return ended
 
-    def _expired(self, expires: float) -> bytes:
+    def _expired(self, expires: float, compact: bool) -> bytes:
         """The last frame of a stream whose token expired: no id, so Last-Event-ID stays on the last event."""
         retry_ms = max(self.retry_ms, EXPIRED_RETRY_MS)
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
         message = f"the token expired at {at}; get a new one and reconnect with Last-Event-ID to resume"
         body = {"code": "token_expired", "message": message, "expired_at": at, "retry_ms": retry_ms}
+        if compact:
+            return sse.compact_event("expired", sse.dumps(body)) + sse.compact_retry(retry_ms)
         return sse.event("expired", sse.dumps(body)) + sse.retry(retry_ms)
 
     def _refuse(self, refusal: Refusal, headers: Headers) -> Response:

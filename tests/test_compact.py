@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,9 +24,12 @@ from hypothesis import strategies as st
 from sse_service.changelog import Entry, MemoryLog, View
 from sse_service.compact import change_data, state_json, timestamp, whole_data
 from sse_service.filters import EntityPattern
+from sse_service.ha.demo import DemoHomeAssistant
 from sse_service.hub import Hub
 from sse_service.times import iso_from_timestamp
 from sse_service.types import EntityState, UpstreamStatus
+
+from .helpers import live_server, open_stream, settings_for
 
 VIEWS_JS = Path(__file__).parent / "js" / "views.js"
 
@@ -362,3 +366,29 @@ def snapshot_of(state: EntityState) -> str:
     return json.dumps(
         {"status": "connected", "reason": "", "format": "compact", "entities": {state["entity_id"]: whole_data(state)}}
     )
+
+
+async def test_a_live_compact_stream_is_smaller_resumes_and_refuses_an_unknown_format(views: Views) -> None:
+    async with DemoHomeAssistant() as ha, live_server(settings_for(ha)) as live:
+        ha.set_state("sensor.solar_power", "1210", {"unit_of_measurement": "W", "friendly_name": "Solar power"})
+        async with httpx.AsyncClient() as client:
+            refused = await client.get(live.url + "/events?format=xml")
+            assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_query"
+            assert "format" in refused.json()["error"]["message"]
+        async with open_stream(live.url + "/events") as full, open_stream(live.url + "/events?format=compact") as lean:
+            assert (await full.next()).event == "snapshot"
+            assert (await lean.next()).event == "snapshot"
+            ha.set_state("sensor.solar_power", "1234.5", {"unit_of_measurement": "W", "friendly_name": "Solar power"})
+            state, change = await full.next(), await lean.next()
+            assert (state.event, change.event) == ("state", "message") and state.id == change.id
+            assert len(change.data) * 3 < len(state.data)
+            last = change.id
+        ha.set_state("sensor.solar_power", "1300", {"unit_of_measurement": "W", "friendly_name": "Solar power"})
+        async with open_stream(f"{live.url}/events?format=compact&last_event_id={last}") as resumed:
+            replayed = await resumed.next()
+            assert replayed.event == "message" and replayed.json() == {
+                "e": "sensor.solar_power",
+                "s": "1300",
+                **{k: v for k, v in replayed.json().items() if k in ("lc", "c")},
+            }
+            assert live.service.hub.compact_count == 1

@@ -133,7 +133,7 @@ async def missed_events(page: Page) -> list[str]:
     seen: list[list[str]] = await page.evaluate("window.seen")
     assert seen and seen[0][0] == "snapshot", seen[:3]
     return [
-        f"{name} {event_id} after {before}"
+        f"{name} {event_id} after {before} (seen: {seen})"
         for (_, before), (name, event_id) in zip(seen, seen[1:], strict=False)
         if not (
             name == "snapshot"
@@ -353,8 +353,9 @@ async def test_the_size_of_everything_a_page_loads_from_the_bridge(
         print(f"kit, everything a page loads: {raw} B raw, {gzipped} B gzipped")
         # The issue aims at 12 KB gzipped, charts included: 16.2 KB when first written; 13.1 KB once the
         # SharedWorker went to worker.js (the bridge's page only), the comments were cut back, and the kit
-        # took over the bridge page's cards (LiveKit.feed, the recorder's ranges). This holds it there.
-        assert gzipped <= 13.1 * 1024
+        # took over the bridge page's cards (LiveKit.feed, the recorder's ranges); 14.0 KB with expand() for
+        # the compact stream (issue 27, 0.9 KB once, against ~300 B less on every event). This holds it there.
+        assert gzipped <= 14.0 * 1024
 
 
 async def test_screenshots_light_dark_and_a_host_with_its_own_font_and_colours(

@@ -1,6 +1,5 @@
-// One EventSource and what it has said: expand() turns the compact stream back into the full
-// one's events, reduce() applies them, Feed holds the stream, lockedRelay() shares it between tabs.
-// Loaded by the page, kit.js and worker.js.
+// One EventSource and what it has said: reduce() applies the events, expand() the compact stream's
+// first, Feed holds the stream, lockedRelay() shares it between tabs. Loaded by the page, kit.js and worker.js.
 "use strict";
 
 const KEEP = 2000;
@@ -59,63 +58,46 @@ function reduce(view, name, data) {
   return view;
 }
 
-// Unix seconds (a number) to the ISO text the full stream has: Python's isoformat in UTC, microseconds
-// rounded half up, none written when zero. The bridge sends a number only when this gives its text back.
-function isoOf(time) {
-  if (typeof time !== "number") return time;
-  let seconds = Math.floor(time), micro = Math.round((time - seconds) * 1e6);
-  if (micro === 1e6) { seconds += 1; micro = 0; }
-  const text = new Date(seconds * 1000).toISOString().slice(0, 19);
-  return `${text}${micro ? "." + String(micro).padStart(6, "0") : ""}+00:00`;
+// The compact stream (docs/stream.md) as the full one's events: nothing after this knows the format.
+// A number is Unix seconds, as Python's isoformat writes them (µs rounded half up, none when zero).
+const isoOf = (t) => {
+  if (typeof t !== "number") return t;
+  let s = Math.floor(t), us = Math.round((t - s) * 1e6);
+  if (us === 1e6) { s++; us = 0; }
+  return new Date(s * 1000).toISOString().slice(0, 19) + (us ? "." + String(us).padStart(6, "0") : "") + "+00:00";
+};
+const ctx = (c, old) => (typeof c === "string" ? { ...(old ?? { parent_id: null, user_id: null }), id: c } : { ...old, ...c });
+
+function whole(id, w) {
+  if ("entity_id" in w) return w; // another shape than HA's: sent as is
+  const lc = isoOf(w.lc), lu = "lu" in w ? isoOf(w.lu) : lc, s = { entity_id: id, state: w.s, attributes: w.a, last_changed: lc };
+  if (w.lr !== null) s.last_reported = "lr" in w ? isoOf(w.lr) : lu;
+  return Object.assign(s, { last_updated: lu, context: ctx(w.c) });
 }
 
-// A compact whole state ({s, a, c, lc, lu?, lr?}) as the full stream's state; one in the full form is kept as is.
-function wholeState(id, w) {
-  if ("entity_id" in w) return w;
-  const lastChanged = isoOf(w.lc), lastUpdated = "lu" in w ? isoOf(w.lu) : lastChanged;
-  const state = { entity_id: id, state: w.s, attributes: w.a, last_changed: lastChanged };
-  if (w.lr !== null) state.last_reported = "lr" in w ? isoOf(w.lr) : lastUpdated;
-  state.last_updated = lastUpdated;
-  state.context = typeof w.c === "string" ? { id: w.c, parent_id: null, user_id: null } : w.c;
-  return state;
-}
-
-// A compact change ({e, s?, a?, "-"?, lc?, lu?, lr?, c?}) applied to the state held: a new object, `old` untouched.
-function changedState(old, change) {
-  const state = { ...old };
-  if ("s" in change) state.state = change.s;
-  if (change.a || change["-"]) {
-    state.attributes = { ...old.attributes, ...change.a };
-    for (const name of change["-"] ?? []) delete state.attributes[name];
-  }
-  const moved = "lc" in change || "lu" in change;
-  if ("lc" in change) {
-    state.last_changed = isoOf(change.lc);
-    state.last_updated = "lu" in change ? isoOf(change.lu) : state.last_changed;
-  } else if ("lu" in change) state.last_updated = isoOf(change.lu);
-  if ("lr" in change) state.last_reported = isoOf(change.lr);
-  else if (moved && "last_reported" in old) state.last_reported = state.last_updated;
-  if (typeof change.c === "string") state.context = { ...old.context, id: change.c };
-  else if (change.c) state.context = { ...old.context, ...change.c };
-  return state;
-}
-
-// The compact stream's events (docs/stream.md, "The compact stream") as the full stream's, so nothing
-// after this knows the format. A change (no event name: `message`) needs the entity as `view` holds it;
-// null if it does not hold it (a stream out of step: start over with a snapshot).
-function expand(view, name, data) {
-  if (name === "snapshot" && data.format === "compact") {
+// null: a change to an entity `view` does not hold (a stream out of step: start over with a snapshot).
+function expand(view, name, d) {
+  if (name === "snapshot" && d.format) {
     const entities = {};
-    for (const [id, whole] of Object.entries(data.entities)) entities[id] = wholeState(id, whole);
-    const { format, ...rest } = data;
-    return ["snapshot", { ...rest, entities }];
+    for (const id in d.entities) entities[id] = whole(id, d.entities[id]);
+    return [name, { ...d, entities }];
   }
-  if (name === "state" && !("entity_id" in data)) return ["state", wholeState(data.e, data)];
-  if (name === "message") {
-    const old = view?.entities[data.e];
-    return old ? ["state", changedState(old, data)] : null;
+  if (name === "state" && !("entity_id" in d)) return [name, whole(d.e, d)];
+  if (name !== "message") return [name, d];
+  const old = view?.entities[d.e];
+  if (!old) return null;
+  const s = { ...old };
+  if ("s" in d) s.state = d.s;
+  if (d.a || d["-"]) {
+    s.attributes = { ...old.attributes, ...d.a };
+    for (const k of d["-"] ?? []) delete s.attributes[k];
   }
-  return [name, data];
+  if ("lc" in d) s.last_changed = s.last_updated = isoOf(d.lc);
+  if ("lu" in d) s.last_updated = isoOf(d.lu);
+  if ("lr" in d) s.last_reported = isoOf(d.lr);
+  else if (("lc" in d || "lu" in d) && "last_reported" in old) s.last_reported = s.last_updated;
+  if ("c" in d) s.context = ctx(d.c, old.context);
+  return ["state", s];
 }
 
 // One EventSource to `url` (in the compact format) and its reconnects. It tells `emit` {kind: "event", name, id, data}
