@@ -313,7 +313,8 @@ class Hub:
 
     @property
     def compact_count(self) -> int:
-        return len(self._compact.everything) + len(self._compact.filtered)
+        joining = sum(1 for subscriber, _ in self._joining if subscriber.compact)
+        return len(self._compact.everything) + len(self._compact.filtered) + joining
 
     def subscribers(self) -> Iterable[Subscriber]:
         full, compact = self._full, self._compact
