@@ -98,6 +98,7 @@ class Target:
     desc = ""
     redis = False  # run_one starts a redis-server for it (on the server's CPU) and passes REDIS_URL
     instances = 1  # more: run_one starts that many on the server's CPU; clients take turns
+    path = "/events"  # what the subscribers open
 
     def argv(self, port: int) -> list[str]:
         raise NotImplementedError
@@ -169,8 +170,15 @@ class Ours2(Ours):
     instances = 2
 
 
+class OursCompact(Ours):
+    name = "ours-compact"
+    desc = "sse_service, clients on the compact stream (/events?format=compact, issue 27)"
+    path = "/events?format=compact"
+
+
 TARGETS: dict[str, Target] = {
     "ours": Ours(),
+    "ours-compact": OursCompact(),
     "ours2": Ours2(),
     "ours-redis": OursRedis(),
     "ours-redis2": OursRedis2(),
@@ -254,7 +262,7 @@ def run_one(args: argparse.Namespace, sc: Scenario, target: Target, rep: int, lo
         rec["server_modules"] = loaded_modules(server.pid)
         out = logdir / "subscribers.json"
         argv = [
-            PY, str(HERE / "subscribers.py"), "--url", f"http://{LOOPBACK}:{port}/events",
+            PY, str(HERE / "subscribers.py"), "--url", f"http://{LOOPBACK}:{port}{target.path}",
             "--clients", str(clients), "--entities", str(args.entities), "--duration", str(window),
             "--ramp-batch", str(args.ramp_batch), "--ramp-timeout", str(ramp_timeout),
             "--connect-timeout", str(ramp_timeout), "--json-out", str(out), "--label", label,
@@ -449,6 +457,7 @@ def main() -> int:
     ap.add_argument("--scenarios", default=",".join(names), help=f"comma list from {names} (default: all)")
     ap.add_argument("--quick", action="store_true", help="fewer clients and shorter windows (~2 min)")
     ap.add_argument("--no-baseline", action="store_true", help="run our service only")
+    ap.add_argument("--compact", action="store_true", help="also ours with clients on ?format=compact (issue 27)")
     ap.add_argument(
         "--redis", action="store_true", help="also run our service through Redis, one and two instances (redis-server)"
     )
@@ -506,6 +515,8 @@ def main() -> int:
     outdir.mkdir(parents=True, exist_ok=True)
     logroot = Path(os.environ.get("TMPDIR", "/tmp")) / "sse-service-bench" / stamp
     tnames = ["ours"] if args.no_baseline else ["ours", "baseline"]
+    if args.compact:
+        tnames[1:1] = ["ours-compact"]
     if args.redis:
         tnames[1:1] = ["ours2", "ours-redis", "ours-redis2"]
     meta = {

@@ -35,6 +35,7 @@ class Sink:
 
     def __init__(self, pattern: EntityFilter | None) -> None:
         self.filter = pattern
+        self.compact = False
         self.last_tick = 0
         self.received = 0
 

@@ -10,8 +10,11 @@ a write); split into objects, each delivery would pay for the indirection.
 * **Ids** are ``<epoch>-<seq>``. The epoch is the start time in base 36, so ids never repeat
   across restarts; seq grows by one per frame. An id from another epoch, or older than the
   replay ring, gets a fresh snapshot instead of a replay.
-* **Encode once**: each change becomes the bytes of a whole SSE frame here, and every
-  subscriber gets the same bytes object. Per client, the work is a set lookup and a write.
+* **Encode once per format**: each change becomes the bytes of a whole SSE frame here, once for
+  the full stream and once for the compact one (compact.py: only what changed, measured against
+  the entity's previous state, which every subscriber of that entity holds), and every
+  subscriber of a format gets the same bytes object. The two formats' subscribers are indexed
+  apart (``_Audience``), so per client the work is still a set lookup and a write.
 * **No gap**: a subscriber's snapshot (or replay) and its registration happen in one
   synchronous step, so it receives exactly the frames after the ones it was given.
 * **Index**: filtered subscribers are indexed by entity id, so a change costs nothing for the
@@ -39,10 +42,11 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from . import sse
 from .changelog import Entry, View
+from .compact import change_data, state_json, whole_json
 from .filters import EntityFilter
 from .store import HISTORY_SIZE, HISTORY_WINDOW, EntityStore
 from .times import iso_from_timestamp
@@ -61,6 +65,7 @@ MAX_WAIT = 0.025
 # for it (see catch_up).
 CATCH_UP = 2.0
 HEARTBEAT = sse.event("ping", "{}")  # no id: a ping is not part of the replayable sequence
+HEARTBEAT_COMPACT = sse.compact_event("ping", "{}")
 
 
 class Subscriber(Protocol):
@@ -71,15 +76,87 @@ class Subscriber(Protocol):
     @property
     def filter(self) -> EntityFilter | None: ...  # read-only here: any filter type will do
 
+    @property
+    def compact(self) -> bool: ...  # it reads the compact format (compact.py)
+
     def write(self, data: bytes) -> None: ...
 
     def close(self, final: bytes) -> None: ...
 
 
-class _Frame(NamedTuple):
-    seq: int
-    entity_id: str | None  # None: for every subscriber whatever its filter (status)
-    data: bytes
+class _Frame:
+    """One event, made into each format's bytes when first asked: once per format, for every
+    subscriber of it, and never for a format nobody reads (unless a resume asks for it later)."""
+
+    __slots__ = ("_compact", "_data", "compact_payload", "entity_id", "event_id", "name", "old", "payload", "seq")
+
+    def __init__(
+        self,
+        seq: int,
+        event_id: str,
+        entity_id: str | None,  # None: for every subscriber whatever its filter (status)
+        name: str,
+        payload: EntityState | str,  # a state (event ``state``), or the data's JSON
+        old: EntityState | None = None,  # the state it replaces: a compact change says only what differs
+        compact_payload: str | None = None,  # the compact data's JSON, when it is not made from the state
+    ) -> None:
+        self.seq = seq
+        self.event_id = event_id
+        self.entity_id = entity_id
+        self.name = name
+        self.payload = payload
+        self.old = old
+        self.compact_payload = compact_payload
+        self._data: bytes | None = None
+        self._compact: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        """The full stream's bytes."""
+        data = self._data
+        if data is None:
+            payload = self.payload
+            text = payload if isinstance(payload, str) else sse.dumps(payload)
+            data = self._data = sse.event(self.name, text, self.event_id)
+        return data
+
+    @property
+    def compact(self) -> bytes:
+        """The compact stream's bytes (compact.py): for a state, only what changed, if it can say it."""
+        data = self._compact
+        if data is None:
+            payload = self.payload
+            name: str | None = self.name
+            if self.compact_payload is not None:
+                text = self.compact_payload
+            elif isinstance(payload, str):
+                text = payload
+            else:
+                change = None if self.old is None else change_data(self.old, payload)
+                if change is None:
+                    text = state_json(payload)
+                else:
+                    text, name = change, None
+            data = self._compact = sse.compact_event(name, text, self.event_id)
+            self.old = None  # what it was kept for is done
+        return data
+
+
+class _Audience:
+    """The subscribers of one format: those who see everything, the filtered ones, and the
+    filtered ones by the entity they watch (the index that makes a change free for the others)."""
+
+    __slots__ = ("compact", "everything", "filtered", "watchers")
+
+    def __init__(self, compact: bool) -> None:
+        self.compact = compact
+        self.everything: set[Subscriber] = set()
+        self.filtered: set[Subscriber] = set()
+        self.watchers: dict[str, set[Subscriber]] = {}
+
+    def watch(self, entity_id: str) -> None:
+        if entity_id not in self.watchers:
+            self.watchers[entity_id] = {s for s in self.filtered if s.filter and s.filter(entity_id)}
 
 
 def new_epoch() -> str:
@@ -121,12 +198,13 @@ class Hub:
         self.ready = False  # the first snapshot from Home Assistant has arrived
         self.on_fanout: Callable[[float], None] | None = None
         self._ring: deque[_Frame] = deque(maxlen=replay_size)
-        self._everything: set[Subscriber] = set()
-        self._filtered: set[Subscriber] = set()
-        self._watchers: dict[str, set[Subscriber]] = {}
+        self._full = _Audience(compact=False)
+        self._compact = _Audience(compact=True)
+        self._audiences = (self._full, self._compact)
         self._encoded: dict[str, str] = {}  # entity id -> its state as JSON, reused by snapshots
+        self._encoded_whole: dict[str, str] = {}  # entity id -> its compact whole form, made when asked
         self._encoded_history: dict[str, str] = {}  # entity id -> its history points as JSON
-        self._snapshot_cache: tuple[int, bytes] | None = None
+        self._snapshot_cache: dict[bool, tuple[int, bytes]] = {}  # by format (compact or not)
         self._emptied = asyncio.Event()
         # Frames made since the last flush. They go out once per event-loop turn: a burst of
         # upstream messages becomes one write per subscriber, and the loop gets to accept
@@ -156,7 +234,7 @@ class Hub:
         self.epoch = epoch
         self.seq = seq
         self._ring.clear()
-        self._snapshot_cache = None
+        self._snapshot_cache.clear()
         self._wake(everyone=True)  # their ids are of the old numbering: snapshots
 
     async def catch_up(self, last_event_id: str | None, within: float = CATCH_UP) -> None:
@@ -204,9 +282,9 @@ class Hub:
         another instance). False, and the ring is left alone, if they do not fit.
         """
         made = [
-            _Frame(seq, entity_id, sse.event(name, data, self.event_id(seq)))
+            _Frame(seq, self.event_id(seq), entity_id, name, data, compact_payload=compact_data)
             for entry in past
-            for seq, (name, data, entity_id) in enumerate(frames_of(entry), entry.seq - entry.n + 1)
+            for seq, (name, data, entity_id, compact_data) in enumerate(frames_of(entry), entry.seq - entry.n + 1)
         ]
         if self._ring or not made or made[-1].seq != self.seq:
             return False
@@ -227,14 +305,21 @@ class Hub:
 
     @property
     def client_count(self) -> int:
-        return len(self._everything) + len(self._filtered) + len(self._joining)
+        return sum(len(a.everything) + len(a.filtered) for a in self._audiences) + len(self._joining)
 
     @property
     def unfiltered_count(self) -> int:
-        return len(self._everything)
+        return sum(len(a.everything) for a in self._audiences)
+
+    @property
+    def compact_count(self) -> int:
+        joining = sum(1 for subscriber, _ in self._joining if subscriber.compact)
+        return len(self._compact.everything) + len(self._compact.filtered) + joining
 
     def subscribers(self) -> Iterable[Subscriber]:
-        return itertools.chain(self._everything, self._filtered, (s for s, _ in self._joining))
+        full, compact = self._full, self._compact
+        joining = (s for s, _ in self._joining)
+        return itertools.chain(full.everything, full.filtered, compact.everything, compact.filtered, joining)
 
     def subscribe(self, subscriber: Subscriber, last_event_id: str | None = None, prefix: bytes = b"") -> str:
         """Register a stream and write what it needs first: the missed frames, or a snapshot.
@@ -247,11 +332,12 @@ class Hub:
         if seq is not None and self._can_replay(seq):
             kind = "replay"
             self.replays += 1
-            first = b"".join(f.data for f in self._frames_after(seq) if _visible(f, pattern))
+            frames = [f for f in self._frames_after(seq) if _visible(f, pattern)]
+            first = b"".join(f.compact for f in frames) if subscriber.compact else b"".join(f.data for f in frames)
         else:
             kind = "snapshot"
             self.snapshots += 1
-            first = self.snapshot_frame(pattern)
+            first = self.snapshot_frame(pattern, compact=subscriber.compact)
         if self._pending:
             # The snapshot or replay already covers the frames not yet delivered: join the
             # others after the next flush. (Flushing here instead would cost a fan-out to
@@ -266,23 +352,25 @@ class Hub:
 
     def _register(self, subscriber: Subscriber) -> None:
         pattern = subscriber.filter
+        audience = self._compact if subscriber.compact else self._full
         if pattern is None:
-            self._everything.add(subscriber)
+            audience.everything.add(subscriber)
         else:
-            self._filtered.add(subscriber)
-            for entity_id, watchers in self._watchers.items():
+            audience.filtered.add(subscriber)
+            for entity_id, watchers in audience.watchers.items():
                 if pattern(entity_id):
                     watchers.add(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
+        audience = self._compact if subscriber.compact else self._full
         joining = [entry for entry in self._joining if entry[0] is not subscriber]
         if len(joining) < len(self._joining):
             self._joining = joining
         elif subscriber.filter is None:
-            self._everything.discard(subscriber)
-        elif subscriber in self._filtered:
-            self._filtered.discard(subscriber)
-            for watchers in self._watchers.values():
+            audience.everything.discard(subscriber)
+        elif subscriber in audience.filtered:
+            audience.filtered.discard(subscriber)
+            for watchers in audience.watchers.values():
                 watchers.discard(subscriber)
         if not self.client_count:
             self._emptied.set()
@@ -301,12 +389,18 @@ class Hub:
         start = seq + 1 - self._ring[0].seq if self._ring else 0
         return itertools.islice(self._ring, max(start, 0), None)
 
-    def snapshot_frame(self, pattern: EntityFilter | None = None) -> bytes:
+    def snapshot_frame(self, pattern: EntityFilter | None = None, *, compact: bool = False) -> bytes:
         """``event: snapshot``: every visible entity, their history and the upstream status; id = the latest frame."""
-        if pattern is None and self._snapshot_cache is not None and self._snapshot_cache[0] == self.seq:
-            return self._snapshot_cache[1]
+        cached = self._snapshot_cache.get(compact) if pattern is None else None
+        if cached is not None and cached[0] == self.seq:
+            return cached[1]
         visible = [e for e in self.store.states if pattern is None or pattern(e)]
-        encoded = self._encoded
+        encoded = self._encoded_whole if compact else self._encoded
+        encode = whole_json if compact else sse.dumps
+        states = self.store.states
+        for entity_id in visible:
+            if entity_id not in encoded:
+                encoded[entity_id] = encode(states[entity_id])
         entities = ",".join(f"{sse.dumps(entity_id)}:{encoded[entity_id]}" for entity_id in visible)
         history = ",".join(
             f"{sse.dumps(entity_id)}:{self._history_json(entity_id)}"
@@ -318,10 +412,14 @@ class Hub:
             f'"status":{sse.dumps(self.status.value)},"reason":{sse.dumps(self.status_reason)},'
             f'"cause":{sse.dumps(self.status_cause.value)}'
         )
-        data = f'{{{status},{heartbeat}"entities":{{{entities}}},"history":{{{history}}}}}'
-        frame = sse.event("snapshot", data, self.event_id())
+        if compact:
+            data = f'{{{status},{heartbeat}"format":"compact","entities":{{{entities}}},"history":{{{history}}}}}'
+            frame = sse.compact_event("snapshot", data, self.event_id())
+        else:
+            data = f'{{{status},{heartbeat}"entities":{{{entities}}},"history":{{{history}}}}}'
+            frame = sse.event("snapshot", data, self.event_id())
         if pattern is None:
-            self._snapshot_cache = (self.seq, frame)
+            self._snapshot_cache[compact] = (self.seq, frame)
         return frame
 
     def _history_json(self, entity_id: str) -> str:
@@ -339,12 +437,14 @@ class Hub:
         kind = entry.kind
         if kind == "changes" or kind == "snapshot":
             self.events_in += entry.received or entry.n
+            before = self.store.states.get
+            previous = [before(entity_id) for entity_id in entry.updated]
             changed, gone = self.store.apply_changes(entry.updated, entry.removed)
             if len(changed) + len(gone) != entry.n:  # cannot happen while every writer runs the store's comparison
                 log.warning(
                     "Entry %s-%d changed %d entities here, not %d", entry.epoch, entry.seq, len(changed), entry.n
                 )
-            self._publish(entry.updated.values(), entry.removed)
+            self._publish(zip(previous, entry.updated.values(), strict=True), entry.removed)
             if kind == "snapshot":
                 self.ready = True
         elif kind == "status":
@@ -361,9 +461,10 @@ class Hub:
         with the log's recent past in the replay ring."""
         self._renumber(new_epoch() + secrets.token_hex(2), 0)
         if view.states is not None:
+            before = dict(self.store.states)
             changed, gone = self.store.apply_snapshot(view.states)
             self.events_in += len(view.states)
-            self._publish(changed, gone)
+            self._publish(((before.get(s["entity_id"]), s) for s in changed), gone)
             self._merge_history(view.history)
             self.ready = view.ready
         if (view.status, view.reason, view.cause) != (self.status, self.status_reason, self.status_cause):
@@ -385,16 +486,17 @@ class Hub:
             return
         for entity_id in merged:
             self._encoded_history.pop(entity_id, None)
-        self._snapshot_cache = None
+        self._snapshot_cache.clear()
         self.flush()  # frames made before the history go out before it
-        encoded: dict[EntityFilter | None, bytes] = {}
+        encoded: dict[tuple[EntityFilter | None, bool], bytes] = {}
         for subscriber in list(self.subscribers()):
             pattern = subscriber.filter
-            frame = encoded.get(pattern)
+            frame = encoded.get((pattern, subscriber.compact))
             if frame is None:
                 visible = [e for e in merged if pattern is None or pattern(e)]
-                body = ",".join(f"{sse.dumps(e)}:{self._history_json(e)}" for e in visible)
-                frame = encoded[pattern] = sse.event("history", f'{{"history":{{{body}}}}}') if visible else b""
+                body = f'{{"history":{{{",".join(f"{sse.dumps(e)}:{self._history_json(e)}" for e in visible)}}}}}'
+                framing = sse.compact_event if subscriber.compact else sse.event
+                frame = encoded[pattern, subscriber.compact] = framing("history", body) if visible else b""
             if frame:
                 subscriber.write(frame)
                 self.bytes_out += len(frame)
@@ -409,26 +511,32 @@ class Hub:
 
     # --- fan-out ------------------------------------------------------------------------
 
-    def _frame(self, name: str, data: str, entity_id: str | None) -> _Frame:
+    def _frame(
+        self, name: str, payload: EntityState | str, entity_id: str | None, old: EntityState | None = None
+    ) -> _Frame:
         self.seq += 1
-        frame = _Frame(self.seq, entity_id, sse.event(name, data, self.event_id()))
+        frame = _Frame(self.seq, self.event_id(), entity_id, name, payload, old)
         self._ring.append(frame)
         return frame
 
-    def _publish(self, updated: Iterable[EntityState], removed: Sequence[str]) -> None:
-        """The frames of changed states and removals, as ``frames_of`` makes them (inlined here:
-        this is the hot path; tests hold that the bytes are the same)."""
+    def _publish(self, updated: Iterable[tuple[EntityState | None, EntityState]], removed: Sequence[str]) -> None:
+        """The frames of changed states (with the state each replaces) and removals, as
+        ``frames_of`` makes them (inlined here: this is the hot path; tests hold that the full
+        stream's bytes are the same). In the compact format a change to a known entity is only
+        what changed (an event with no name); a new entity goes whole, as ``event: state``."""
         frames = []
-        for state in updated:
+        full, compact = self._full, self._compact
+        for old, state in updated:
             entity_id = state["entity_id"]
-            if entity_id not in self._watchers:
-                self._watchers[entity_id] = {s for s in self._filtered if s.filter and s.filter(entity_id)}
-            data = sse.dumps(state)
-            self._encoded[entity_id] = data
+            full.watch(entity_id)
+            compact.watch(entity_id)
+            self._encoded.pop(entity_id, None)
+            self._encoded_whole.pop(entity_id, None)
             self._encoded_history.pop(entity_id, None)
-            frames.append(self._frame("state", data, entity_id))
+            frames.append(self._frame("state", state, entity_id, old))
         for entity_id in removed:
             self._encoded.pop(entity_id, None)
+            self._encoded_whole.pop(entity_id, None)
             self._encoded_history.pop(entity_id, None)
             frames.append(self._frame("remove", remove_data(entity_id), entity_id))
         self._pending_removed.extend(removed)
@@ -474,41 +582,56 @@ class Hub:
                 self.on_fanout(self._flush_end - self._pending_since)
         for entity_id in removed:
             if entity_id not in self.store.states:  # not back in the meantime
-                self._watchers.pop(entity_id, None)
+                self._full.watchers.pop(entity_id, None)
+                self._compact.watchers.pop(entity_id, None)
         joining, self._joining = self._joining, []
         for subscriber, covered in joining:
             # Frames made after its snapshot or replay, before this flush.
-            missed = b"".join(f.data for f in frames if f.seq > covered and _visible(f, subscriber.filter))
+            missed_frames = [f for f in frames if f.seq > covered and _visible(f, subscriber.filter)]
+            if subscriber.compact:
+                missed = b"".join(f.compact for f in missed_frames)
+            else:
+                missed = b"".join(f.data for f in missed_frames)
             if missed:
                 subscriber.write(missed)
                 self.bytes_out += len(missed)
             self._register(subscriber)
 
     def _write_all(self, frames: list[_Frame]) -> None:
+        for audience in self._audiences:
+            if audience.everything or audience.filtered:
+                self._write_to(audience, frames)
+
+    def _write_to(self, audience: _Audience, frames: list[_Frame]) -> None:
+        compact = audience.compact
+        everything = audience.everything
         if len(frames) == 1:
             frame = frames[0]
-            for subscriber in self._everything:
-                subscriber.write(frame.data)
-            targets = self._filtered if frame.entity_id is None else self._watchers.get(frame.entity_id, ())
+            data = frame.compact if compact else frame.data
+            for subscriber in everything:
+                subscriber.write(data)
+            targets = audience.filtered if frame.entity_id is None else audience.watchers.get(frame.entity_id, ())
             for subscriber in targets:
-                subscriber.write(frame.data)
-            count = len(self._everything) + len(targets)
+                subscriber.write(data)
+            count = len(everything) + len(targets)
             self.deliveries += count
-            self.bytes_out += count * len(frame.data)
+            self.bytes_out += count * len(data)
             return
         # Several frames at once (a snapshot diff, a coalesced upstream batch): one write
         # per subscriber, holding every frame it should see.
-        blob = b"".join(frame.data for frame in frames)
-        for subscriber in self._everything:
+        blob = b"".join(frame.compact for frame in frames) if compact else b"".join(frame.data for frame in frames)
+        for subscriber in everything:
             subscriber.write(blob)
-        self.deliveries += len(self._everything) * len(frames)
-        self.bytes_out += len(self._everything) * len(blob)
-        if self._filtered:
+        self.deliveries += len(everything) * len(frames)
+        self.bytes_out += len(everything) * len(blob)
+        if audience.filtered:
             parts: dict[Subscriber, list[bytes]] = {}
+            watchers = audience.watchers
             for frame in frames:
-                targets = self._filtered if frame.entity_id is None else self._watchers.get(frame.entity_id, ())
+                targets = audience.filtered if frame.entity_id is None else watchers.get(frame.entity_id, ())
+                data = frame.compact if compact else frame.data
                 for subscriber in targets:
-                    parts.setdefault(subscriber, []).append(frame.data)
+                    parts.setdefault(subscriber, []).append(data)
             for subscriber, datas in parts.items():
                 data = b"".join(datas)
                 subscriber.write(data)
@@ -523,7 +646,7 @@ class Hub:
         stale = self.tick - 3
         for subscriber in list(self.subscribers()):
             if subscriber.last_tick <= stale:
-                subscriber.write(HEARTBEAT)
+                subscriber.write(HEARTBEAT_COMPACT if subscriber.compact else HEARTBEAT)
 
     async def run_heartbeat(self, interval: float) -> None:
         # Ticking at a third of the interval keeps every stream's silence at most `interval`
@@ -533,23 +656,31 @@ class Hub:
             await asyncio.sleep(interval / 3)
             self.heartbeat()
 
-    def close_all(self, final: bytes) -> None:
-        """End every stream with ``final`` (e.g. a short ``retry:``)."""
+    def close_all(self, retry_ms: int) -> None:
+        """End every stream with a ``retry:`` (short: the browsers come back at once, elsewhere)."""
         self.flush()
+        final, compact = sse.retry(retry_ms), sse.compact_retry(retry_ms)
         for subscriber in list(self.subscribers()):
-            subscriber.close(final)
+            subscriber.close(compact if subscriber.compact else final)
 
 
-def frames_of(entry: Entry) -> list[tuple[str, str, str | None]]:
-    """The frames an entry makes, in order, as (event name, data, entity id): the one place
-    entries become SSE events, for the live fan-out and for a replay ring filled from a log."""
+def frames_of(entry: Entry) -> list[tuple[str, str, str | None, str]]:
+    """The frames an entry makes, in order, as (event name, data, entity id, compact data): the
+    one place entries become SSE events, for the live fan-out and for a replay ring filled from
+    a log. An entry does not hold the states it replaces, so its compact states are whole."""
     if entry.kind == "status":
         since = iso_from_timestamp(entry.at)
-        return [("status", status_data(entry.status, entry.reason, since, entry.cause), None)]
+        data = status_data(entry.status, entry.reason, since, entry.cause)
+        return [("status", data, None, data)]
     if entry.kind == "history":
         return []
-    made: list[tuple[str, str, str | None]] = [("state", sse.dumps(s), s["entity_id"]) for s in entry.updated.values()]
-    return made + [("remove", remove_data(entity_id), entity_id) for entity_id in entry.removed]
+    made: list[tuple[str, str, str | None, str]] = []
+    for state in entry.updated.values():
+        made.append(("state", sse.dumps(state), state["entity_id"], state_json(state)))
+    for entity_id in entry.removed:
+        data = remove_data(entity_id)
+        made.append(("remove", data, entity_id, data))
+    return made
 
 
 def remove_data(entity_id: str) -> str:

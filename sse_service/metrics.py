@@ -41,6 +41,12 @@ class _HubCollector(Collector):
         clients.add_metric(["all"], hub.unfiltered_count)
         clients.add_metric(["filtered"], hub.client_count - hub.unfiltered_count)
         yield clients
+        formats = GaugeMetricFamily(
+            "sse_clients_by_format", "Open event streams, by format (?format=)", labels=["format"]
+        )
+        formats.add_metric(["compact"], hub.compact_count)
+        formats.add_metric(["full"], hub.client_count - hub.compact_count)
+        yield formats
         if self._token_streams is not None:
             # By the token's sub (cleaned when the token was read), never the token itself.
             by_token = GaugeMetricFamily("sse_token_streams", "Open event streams, by token name (sub)", labels=["sub"])

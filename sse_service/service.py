@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import sse
 from .access import Keys, RateLimiter, StreamLimits
 from .api import StateRoutes
 from .changelog import MemoryLog
@@ -272,7 +271,7 @@ class Service:
         Returns how many streams are still open after ``grace`` seconds.
         """
         self.draining = True
-        self.hub.close_all(sse.retry(min(self.settings.retry_ms, 1000)))
+        self.hub.close_all(min(self.settings.retry_ms, 1000))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 await self.hub.wait_until_empty()

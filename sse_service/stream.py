@@ -68,6 +68,8 @@ EXPIRED_RETRY_MS = 5000
 
 
 SNAPSHOT_DATA = b"event: snapshot\r\ndata: {"
+COMPACT_SNAPSHOT_DATA = b"event:snapshot\ndata:{"
+FORMATS = {"full": False, "compact": True}  # ?format= -> compact or not
 CAN_CALL, CANNOT_CALL = b'"can_call":true,', b'"can_call":false,'
 
 
@@ -84,6 +86,7 @@ class ClientStream:
         "_send",
         "_task",
         "closed",
+        "compact",
         "filter",
         "last_tick",
         "resets",
@@ -92,9 +95,17 @@ class ClientStream:
     )
 
     def __init__(
-        self, send: Send, hub: Hub, pattern: EntityFilter | None, buffer_limit: int, *, can_call: bool = True
+        self,
+        send: Send,
+        hub: Hub,
+        pattern: EntityFilter | None,
+        buffer_limit: int,
+        *,
+        can_call: bool = True,
+        compact: bool = False,
     ) -> None:
         self._send = send
+        self.compact = compact
         # The hub's snapshot frames are shared by every stream with the same view; this viewer's
         # own field goes into each as it passes (snapshots are rare: on connect, after a reset).
         self._snapshot_field = CAN_CALL if can_call else CANNOT_CALL
@@ -114,10 +125,11 @@ class ClientStream:
     def _personal(self, data: bytes) -> bytes:
         """``data`` with this viewer's fields in its snapshot, if it starts with one (a snapshot is written alone,
         after at most a ``retry:``), so the search stays within the first bytes of a write."""
-        at = data.find(SNAPSHOT_DATA, 0, 160)
+        marker = COMPACT_SNAPSHOT_DATA if self.compact else SNAPSHOT_DATA
+        at = data.find(marker, 0, 160)
         if at < 0:
             return data
-        at += len(SNAPSHOT_DATA)
+        at += len(marker)
         return data[:at] + self._snapshot_field + data[at:]
 
     @property
@@ -192,7 +204,7 @@ class ClientStream:
                     self._overflowed = False
                     self._outbox.clear()
                     self._outbox_bytes = 0
-                    data = self._personal(self._hub.snapshot_frame(self.filter))
+                    data = self._personal(self._hub.snapshot_frame(self.filter, compact=self.compact))
                 elif self._outbox:
                     data = b"".join(self._outbox)
                     self._outbox.clear()
@@ -273,7 +285,7 @@ class EventsEndpoint:
         # The slot taken by _admit is released by _stream, which the caller awaits at once.
         return self._stream(scope["method"], *admitted, receive, send, request_headers=scope["headers"])
 
-    def _admit(self, scope: Scope) -> Response | tuple[EntityFilter | None, Grant, str | None, bool, str]:
+    def _admit(self, scope: Scope) -> Response | tuple[EntityFilter | None, Grant, str | None, bool, bool, str]:
         """The answer for a request that gets no stream, or what its stream needs (and a slot)."""
         if scope["method"] not in ("GET", "HEAD"):
             return error_response(405, "method_not_allowed", "use GET for /events", {"allow": "GET, HEAD"})
@@ -290,13 +302,16 @@ class EventsEndpoint:
             pattern = combine(grant.entities, self.filter_limits.parse(query))
         except FilterTooLarge as e:
             return error_response(422, "filter_too_large", str(e))
+        compact = FORMATS.get(query.get("format", "full"))
+        if compact is None:
+            return error_response(422, "invalid_query", "format: expected full or compact")
         last_event_id = headers.get("last-event-id") or query.get("last_event_id")
         ip = client_ip(scope)
         refusal = self.limits.acquire(ip)  # the last step: nothing after it may fail before release
         if refusal is not None:
             return self._refuse(refusal, headers)
         can_call = self.commands and self.keys.may_command(headers, query)
-        return pattern, grant, last_event_id, can_call, ip
+        return pattern, grant, last_event_id, can_call, compact, ip
 
     async def _stream(
         self,
@@ -305,6 +320,7 @@ class EventsEndpoint:
         grant: Grant,
         last_event_id: str | None,
         can_call: bool,
+        compact: bool,
         ip: str,
         receive: Receive,
         send: Send,
@@ -324,7 +340,7 @@ class EventsEndpoint:
                 request_headers.clear()
 
             await self.hub.catch_up(last_event_id)  # an id from an instance ahead of this one
-            stream = ClientStream(send, self.hub, pattern, self.buffer_limit, can_call=can_call)
+            stream = ClientStream(send, self.hub, pattern, self.buffer_limit, can_call=can_call, compact=compact)
             started = time.monotonic()
             shown = loggable(pattern.describe()) if pattern else "*"
             who = f"{loggable(ip)}, {grant.label}" if grant.token is not None else loggable(ip)
@@ -339,8 +355,9 @@ class EventsEndpoint:
                 self.token_streams[grant.name or ""] += 1
                 self._by_token[stream] = grant
             try:
-                kind = self.hub.subscribe(stream, last_event_id, prefix=sse.retry(self.retry_ms))
-                log.info("Stream opened for %s (filter %s, %s)", who, shown, kind)
+                retry = sse.compact_retry if compact else sse.retry
+                kind = self.hub.subscribe(stream, last_event_id, prefix=retry(self.retry_ms))
+                log.info("Stream opened for %s (filter %s, %s%s)", who, shown, kind, ", compact" if compact else "")
                 # The waits are written out here: a helper coroutine would be one more frame under every stream.
                 when = expiry if by_expiry else deadline
                 try:
@@ -354,10 +371,10 @@ class EventsEndpoint:
                 except TimeoutError:
                     if by_expiry:
                         ending = "token expired"
-                        stream.close(self._expired(expires or 0.0))
+                        stream.close(self._expired(expires or 0.0, compact))
                     else:
                         ending = "max age reached"
-                        stream.close(sse.retry(min(self.retry_ms, 500)))  # back at once, with Last-Event-ID
+                        stream.close(retry(min(self.retry_ms, 500)))  # back at once, with Last-Event-ID
                     while (await receive())["type"] != "http.disconnect":
                         pass
             finally:
@@ -379,22 +396,25 @@ class EventsEndpoint:
 
     def revoke(self, revoked: frozenset[str]) -> int:
         """End the open streams of tokens whose ``jti`` or ``sub`` is in ``revoked``; returns how many."""
-        final = sse.event("revoked", sse.dumps({"code": "token_revoked", "message": "this token has been revoked"}))
+        data = sse.dumps({"code": "token_revoked", "message": "this token has been revoked"})
+        final, compact = sse.event("revoked", data), sse.compact_event("revoked", data)
         ended = 0
         for stream, grant in list(self._by_token.items()):
             claims = grant.token
             if claims is not None and not stream.closed and (claims.jti in revoked or claims.sub in revoked):
                 self._revoked.add(stream)
-                stream.close(final)  # the browser's reconnect then gets a 401 and stops
+                stream.close(compact if stream.compact else final)  # the browser's reconnect then gets a 401
                 ended += 1
         return ended
 
-    def _expired(self, expires: float) -> bytes:
+    def _expired(self, expires: float, compact: bool) -> bytes:
         """The last frame of a stream whose token expired: no id, so Last-Event-ID stays on the last event."""
         retry_ms = max(self.retry_ms, EXPIRED_RETRY_MS)
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
         message = f"the token expired at {at}; get a new one and reconnect with Last-Event-ID to resume"
         body = {"code": "token_expired", "message": message, "expired_at": at, "retry_ms": retry_ms}
+        if compact:
+            return sse.compact_event("expired", sse.dumps(body)) + sse.compact_retry(retry_ms)
         return sse.event("expired", sse.dumps(body)) + sse.retry(retry_ms)
 
     def _refuse(self, refusal: Refusal, headers: Headers) -> Response:

@@ -18,8 +18,9 @@ from sse_service.types import EntityState, UpstreamStatus
 
 
 class Recorder:
-    def __init__(self, pattern: EntityPattern | None = None) -> None:
+    def __init__(self, pattern: EntityPattern | None = None, *, compact: bool = False) -> None:
         self.filter = pattern
+        self.compact = compact
         self.last_tick = 0
         self.writes: list[bytes] = []
         self.closed_with: bytes | None = None
@@ -262,13 +263,13 @@ def test_the_unfiltered_snapshot_is_encoded_once_per_change() -> None:
     assert b'"state":"5"' in hub.snapshot_frame()
 
 
-def test_close_all_ends_every_stream_with_the_given_frame() -> None:
+def test_close_all_ends_every_stream_with_a_retry_in_its_format() -> None:
     hub = seeded_hub()
-    subs = [Recorder(), Recorder(EntityPattern(["x.*"]))]
+    subs = [Recorder(), Recorder(EntityPattern(["x.*"])), Recorder(compact=True)]
     for sub in subs:
         hub.subscribe(sub)
-    hub.close_all(b"retry: 500\r\n\r\n")
-    assert [s.closed_with for s in subs] == [b"retry: 500\r\n\r\n"] * 2
+    hub.close_all(500)
+    assert [s.closed_with for s in subs] == [b"retry: 500\r\n\r\n"] * 2 + [b"retry:500\n\n"]
 
 
 def test_the_snapshot_carries_the_history_of_visible_numeric_entities() -> None:

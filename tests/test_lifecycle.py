@@ -39,7 +39,7 @@ async def test_200_connect_disconnect_cycles_leave_no_tasks_behind(ha: DemoHomeA
             while hub.client_count or live.server.server_state.tasks:
                 await asyncio.sleep(0.02)
         assert len(asyncio.all_tasks()) <= tasks_before
-        assert all(not watchers for watchers in hub._watchers.values())
+        assert all(not watchers for audience in (hub._full, hub._compact) for watchers in audience.watchers.values())
 
 
 async def test_a_client_that_goes_away_is_noticed_promptly(ha: DemoHomeAssistant) -> None:

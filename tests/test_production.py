@@ -34,6 +34,20 @@ async def scrape(live: LiveServer, headers: dict[str, str] | None = None) -> dic
     return samples
 
 
+async def test_metrics_count_the_streams_of_each_format(ha: DemoHomeAssistant) -> None:
+    async with live_server(settings_for(ha)) as live:
+        async with (
+            open_stream(live.url + "/events") as full,
+            open_stream(live.url + "/events?format=compact") as lean,
+            open_stream(live.url + "/events?format=compact&entity_id=sensor.*") as leaner,
+        ):
+            for stream in (full, lean, leaner):
+                await stream.next()
+            during = await scrape(live)
+        assert during['sse_clients_by_format{format="full"}'] == 1
+        assert during['sse_clients_by_format{format="compact"}'] == 2
+
+
 async def test_metrics_follow_a_scripted_session(ha: DemoHomeAssistant) -> None:
     settings = settings_for(ha, allowed_services=("switch.turn_on",))
     async with live_server(settings) as live:

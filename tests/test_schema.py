@@ -114,3 +114,31 @@ async def test_a_live_stream_from_the_demo_and_the_command_answers_hold_to_the_s
     # The schema is not so loose that anything passes: a state without its entity_id fails.
     with pytest.raises(jsonschema.ValidationError):
         validator(schema, "state").validate({"state": "on", "attributes": {}})
+
+
+async def test_the_compact_stream_holds_to_the_served_schema(home: DemoHomeAssistant) -> None:
+    settings = settings_for(home, heartbeat=0.2)
+    seen: dict[str, list[Any]] = {}
+    async with live_server(settings, web_dir=WEB_DIR) as live, httpx.AsyncClient() as client:
+        schema = (await client.get(live.url + "/schema.json")).json()
+        async with open_stream(f"{live.url}/events?format=compact") as stream:
+            await drain(stream, seen, "snapshot")
+            home.set_state("sensor.solar_power", "1234.5", {"unit_of_measurement": "W"})
+            await drain(stream, seen, "message")
+            home.set_state("sensor.new_one", "1", {"friendly_name": "New"})
+            await drain(stream, seen, "state")
+            home.remove_state("sensor.house_load")
+            await drain(stream, seen, "remove")
+            await drain(stream, seen, "ping")
+            await home.stop()
+            await drain(stream, seen, "status")
+
+    assert {"snapshot", "message", "state", "remove", "status", "ping"} <= set(seen)
+    for name, payloads in seen.items():
+        part = {"$ref": f"#/$defs/compact_event/properties/{name}", "$defs": schema["$defs"]}
+        check = jsonschema.Draft202012Validator(part)
+        for data in payloads:
+            check.validate(data)
+    change = {"$ref": "#/$defs/compact_change", "$defs": schema["$defs"]}
+    with pytest.raises(jsonschema.ValidationError):  # a change names its entity
+        jsonschema.Draft202012Validator(change).validate({"s": "on"})

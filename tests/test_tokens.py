@@ -340,8 +340,8 @@ async def test_two_tokens_see_different_snapshots_and_events(bridge: LiveServer,
         assert len(await changes_until(everything, "sensor.battery_level", "51.5")) == 7
         # The hub's index serves them: each token is one filtered subscriber.
         hub = bridge.service.hub
-        assert len(hub._filtered) == 2 and len(hub._everything) == 1
-        assert {s.filter for s in hub._watchers["sensor.solar_power"]} == {EntityPattern(["sensor.solar_*"])}
+        assert len(hub._full.filtered) == 2 and len(hub._full.everything) == 1
+        assert {s.filter for s in hub._full.watchers["sensor.solar_power"]} == {EntityPattern(["sensor.solar_*"])}
 
         ha.remove_state("switch.charger")
         ha.remove_state("sensor.solar_power")

@@ -1,5 +1,5 @@
-// One EventSource and what it has said: reduce() applies the events, Feed holds the stream,
-// lockedRelay() shares it between tabs. Loaded by the page, kit.js and worker.js.
+// One EventSource and what it has said: reduce() applies the events, expand() the compact stream's
+// first, Feed holds the stream, lockedRelay() shares it between tabs. Loaded by the page, kit.js and worker.js.
 "use strict";
 
 const KEEP = 2000;
@@ -58,7 +58,49 @@ function reduce(view, name, data) {
   return view;
 }
 
-// One EventSource to `url` and its reconnects. It tells `emit` {kind: "event", name, id, data}
+// The compact stream (docs/stream.md) as the full one's events: nothing after this knows the format.
+// A number is Unix seconds, as Python's isoformat writes them (µs rounded half up, none when zero).
+const isoOf = (t) => {
+  if (typeof t !== "number") return t;
+  let s = Math.floor(t), us = Math.round((t - s) * 1e6);
+  if (us === 1e6) { s++; us = 0; }
+  return new Date(s * 1000).toISOString().slice(0, 19) + (us ? "." + String(us).padStart(6, "0") : "") + "+00:00";
+};
+const ctx = (c, old) => (typeof c === "string" ? { ...(old ?? { parent_id: null, user_id: null }), id: c } : { ...old, ...c });
+
+function whole(id, w) {
+  if ("entity_id" in w) return w; // another shape than HA's: sent as is
+  const lc = isoOf(w.lc), lu = "lu" in w ? isoOf(w.lu) : lc, s = { entity_id: id, state: w.s, attributes: w.a, last_changed: lc };
+  if (w.lr !== null) s.last_reported = "lr" in w ? isoOf(w.lr) : lu;
+  return Object.assign(s, { last_updated: lu, context: ctx(w.c) });
+}
+
+// null: a change to an entity `view` does not hold (a stream out of step: start over with a snapshot).
+function expand(view, name, d) {
+  if (name === "snapshot" && d.format) {
+    const entities = {};
+    for (const id in d.entities) entities[id] = whole(id, d.entities[id]);
+    return [name, { ...d, entities }];
+  }
+  if (name === "state" && !("entity_id" in d)) return [name, whole(d.e, d)];
+  if (name !== "message") return [name, d];
+  const old = view?.entities[d.e];
+  if (!old) return null;
+  const s = { ...old };
+  if ("s" in d) s.state = d.s;
+  if (d.a || d["-"]) {
+    s.attributes = { ...old.attributes, ...d.a };
+    for (const k of d["-"] ?? []) delete s.attributes[k];
+  }
+  if ("lc" in d) s.last_changed = s.last_updated = isoOf(d.lc);
+  if ("lu" in d) s.last_updated = isoOf(d.lu);
+  if ("lr" in d) s.last_reported = isoOf(d.lr);
+  else if (("lc" in d || "lu" in d) && "last_reported" in old) s.last_reported = s.last_updated;
+  if ("c" in d) s.context = ctx(d.c, old.context);
+  return ["state", s];
+}
+
+// One EventSource to `url` (in the compact format) and its reconnects. It tells `emit` {kind: "event", name, id, data}
 // and {kind: "conn", open, refused, ended, busy, lastHeard}; current() is {kind: "view", id, snapshot, conn}.
 class Feed {
   constructor(url, emit) {
@@ -98,11 +140,13 @@ class Feed {
     this.source?.close();
     clearTimeout(this.retry);
     const url = new URL(this.url);
+    url.searchParams.set("format", "compact");
     if (this.lastEventId) url.searchParams.set("last_event_id", this.lastEventId);
     const source = this.source = new EventSource(url.href);
     source.onopen = () => { this.lastHeard = Date.now(); this.conn(); };
     source.onerror = () => { if (source.readyState === EventSource.CLOSED) this.closed(source, url.href); this.conn(); };
     for (const name of EVENTS) source.addEventListener(name, (event) => this.receive(name, event));
+    source.onmessage = (event) => this.receive("message", event);
     this.conn();
   }
 
@@ -121,10 +165,12 @@ class Feed {
     this.conn();
   }
 
-  receive(name, event) {
+  receive(kind, event) {
     this.lastHeard = Date.now();
+    const expanded = expand(this.view, kind, JSON.parse(event.data));
+    if (!expanded) { this.lastEventId = ""; this.connect(); return; }
     if (event.lastEventId) this.lastEventId = event.lastEventId;
-    const data = JSON.parse(event.data);
+    const [name, data] = expanded;
     this.view = reduce(this.view, name, data);
     if (name === "snapshot") this.busy = "";
     else if (name === "busy") this.busy = data.message;
