@@ -52,3 +52,27 @@ def test_bench_runs_and_reports_a_row_with_nothing_missing(tmp_path: Path) -> No
     assert res["other_frames"] == 0  # every data frame was a snapshot or a stamped change
     assert res["latency_ms"]["count"] == res["deliveries"] > 0
     assert res["server"]["us_per_delivery"] > 0
+
+
+@pytest.mark.timeout(120)
+def test_the_memory_table_attributes_the_bytes_of_idle_streams(tmp_path: Path) -> None:
+    out = tmp_path / "memory.json"
+    command = [
+        sys.executable, str(ROOT / "bench" / "memory.py"),
+        "--clients", "100", "--warm", "10", "--settle", "0.5", "--timeout", "30", "--json-out", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| **server VmRSS** |" in result.stdout and "| **traced in all** |" in result.stdout, result.stdout
+
+    readings = json.loads(out.read_text())
+    for name in ("plain", "traced"):
+        assert readings[name]["n"] == 100 and readings[name]["warm"] == 10
+    a, b = readings["traced"]["a"]["traced"], readings["traced"]["b"]["traced"]
+    grown = {k: (b.get(k, 0) - a.get(k, 0)) / 100 for k in b}
+    # Every stream is one uvicorn connection and one ClientStream: both show up, per connection.
+    assert grown["uvicorn: HTTP protocol, parser, scope, headers, cycle, task"] > 1000, grown
+    assert grown["sse_service: stream (ClientStream, endpoint frames)"] > 100, grown
+    census_a, census_b = readings["plain"]["a"]["census"], readings["plain"]["b"]["census"]
+    streams = census_b["sse_service.stream.ClientStream"][0] - census_a.get("sse_service.stream.ClientStream", [0])[0]
+    assert streams == 100
