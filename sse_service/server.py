@@ -92,11 +92,11 @@ class _RequestDeadline:
 
 class _LeanEvent(asyncio.Event):
     """``asyncio.Event`` with its waiters in a list: an empty deque is 760 bytes (its first block
-    of 64 slots comes with it), an empty list 56, and an event here has at most one waiter.
+    of 64 slots comes with it), an empty list 56, and these events seldom have more than one waiter.
 
     uvicorn makes two per connection that live as long as a stream: the request's
     ``message_event`` (what ``receive()`` waits on) and flow control's. Event itself only
-    appends to, removes from and iterates over ``_waiters``, which a list does the same.
+    appends to, removes from and iterates over ``_waiters``, all of which a list does as well.
     """
 
     def __init__(self, is_set: bool = False) -> None:  # not super's: that would make the deque
