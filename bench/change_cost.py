@@ -18,6 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from token_cost import Sink  # bench/ is on sys.path: this file runs as a script
+
 from sse_service.changelog import MemoryLog
 from sse_service.hub import Hub
 from sse_service.times import iso_from_timestamp
@@ -26,22 +28,6 @@ from sse_service.types import EntityState
 ATTRIBUTES = {"unit_of_measurement": "W", "device_class": "power", "state_class": "measurement", "friendly_name": "P"}
 CHANGES = 20_000
 ROUNDS = 6
-
-
-class Sink:
-    """A stream that only counts what it is sent."""
-
-    def __init__(self, compact: bool) -> None:
-        self.filter = None
-        self.compact = compact
-        self.last_tick = 0
-        self.received = 0
-
-    def write(self, data: bytes) -> None:
-        self.received += len(data)
-
-    def close(self, final: bytes) -> None:
-        pass
 
 
 def state(i: int, n: int) -> EntityState:
@@ -62,7 +48,7 @@ def microseconds_per_change(formats: tuple[str, ...]) -> float:
     log = MemoryLog(hub.epoch, hub.apply)
     log.upstream_snapshot({f"sensor.power_{i}": state(i, 0) for i in range(10)})
     for name in formats:
-        hub.subscribe(Sink(compact=name == "compact"))
+        hub.subscribe(Sink(None, compact=name == "compact"))
     best = float("inf")
     for round_ in range(ROUNDS):
         changes = [state(n % 10, round_ * CHANGES + n + 1) for n in range(CHANGES)]

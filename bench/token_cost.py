@@ -33,9 +33,9 @@ TOKENS = (["sensor.*"], ["sensor.battery_*", "switch.*", "light.*"])
 class Sink:
     """A subscriber that keeps only a byte count."""
 
-    def __init__(self, pattern: EntityFilter | None) -> None:
+    def __init__(self, pattern: EntityFilter | None, *, compact: bool = False) -> None:
         self.filter = pattern
-        self.compact = False
+        self.compact = compact
         self.last_tick = 0
         self.received = 0
 

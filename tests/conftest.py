@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from sse_service import server
 from sse_service.ha.demo import DemoHomeAssistant
 
 from .helpers import seed_home
@@ -21,3 +22,13 @@ async def ha() -> AsyncIterator[DemoHomeAssistant]:
     async with DemoHomeAssistant() as fake:
         seed_home(fake)
         yield fake
+
+
+@pytest.fixture(params=["httptools", "h11"])
+def protocol(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both of uvicorn's HTTP implementations: "auto" takes httptools when it is installed."""
+    if request.param == "h11":
+        monkeypatch.setattr(server, "_HTTP", server._H11)
+    elif server._HTTP is server._H11:
+        pytest.skip("httptools is not installed")
+    return str(request.param)

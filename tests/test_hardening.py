@@ -21,7 +21,6 @@ import jwt
 import pytest
 from starlette.datastructures import Headers
 
-from sse_service import server
 from sse_service.access import MAX_COOKIE_CHARS, Denied, Grant, Keys
 from sse_service.config import Secret, Settings
 from sse_service.ha.demo import DemoHomeAssistant
@@ -110,16 +109,6 @@ async def test_history_times_outside_years_1_to_9999_are_422_and_nothing_is_sent
 
 
 # --- 3. half-open connections ----------------------------------------------------------------
-
-
-@pytest.fixture(params=["httptools", "h11"])
-def protocol(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both of uvicorn's HTTP implementations: "auto" takes httptools when it is installed."""
-    if request.param == "h11":
-        monkeypatch.setattr(server, "_HTTP", server._H11)
-    elif server._HTTP is server._H11:
-        pytest.skip("httptools is not installed")
-    return str(request.param)
 
 
 def _raise_nofile(need: int) -> int:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 from sse_service import server
 from sse_service.ha.demo import DemoHomeAssistant
 
@@ -41,15 +39,6 @@ def test_the_pipeline_queue_is_first_in_first_out() -> None:
     queue.appendleft("first")
     queue.appendleft("second")
     assert queue and queue.pop() == "first" and queue.pop() == "second" and not queue
-
-
-@pytest.fixture(params=["httptools", "h11"])
-def protocol(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "h11":
-        monkeypatch.setattr(server, "_HTTP", server._H11)
-    elif server._HTTP is server._H11:
-        pytest.skip("httptools is not installed")
-    return str(request.param)
 
 
 async def _read_until(reader: asyncio.StreamReader, marker: bytes, into: bytearray) -> None:
