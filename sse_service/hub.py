@@ -10,10 +10,10 @@ a write); split into objects, each delivery would pay for the indirection.
 * **Ids** are ``<epoch>-<seq>``. The epoch is the start time in base 36, so ids never repeat
   across restarts; seq grows by one per frame. An id from another epoch, or older than the
   replay ring, gets a fresh snapshot instead of a replay.
-* **Encode once per format**: each change becomes the bytes of a whole SSE frame here, once for
-  the full stream and once for the compact one (compact.py: only what changed, measured against
-  the entity's previous state, which every subscriber of that entity holds), and every
-  subscriber of a format gets the same bytes object. The two formats' subscribers are indexed
+* **Encode once per format**: each change becomes the bytes of a whole SSE frame here, for the
+  full stream and for the compact one (compact.py: only what changed, measured against the
+  entity's previous state, which every subscriber of that entity holds), each when first asked
+  for, and every subscriber of a format gets the same bytes object. The two formats' subscribers are indexed
   apart (``_Audience``), so per client the work is still a set lookup and a write.
 * **No gap**: a subscriber's snapshot (or replay) and its registration happen in one
   synchronous step, so it receives exactly the frames after the ones it was given.
@@ -140,6 +140,10 @@ class _Frame:
             data = self._compact = sse.compact_event(name, text, self.event_id)
             self.old = None  # what it was kept for is done
         return data
+
+    def bytes_for(self, compact: bool) -> bytes:
+        """This event in the format a subscriber reads."""
+        return self.compact if compact else self.data
 
 
 class _Audience:
@@ -332,8 +336,8 @@ class Hub:
         if seq is not None and self._can_replay(seq):
             kind = "replay"
             self.replays += 1
-            frames = [f for f in self._frames_after(seq) if _visible(f, pattern)]
-            first = b"".join(f.compact for f in frames) if subscriber.compact else b"".join(f.data for f in frames)
+            compact = subscriber.compact
+            first = b"".join(f.bytes_for(compact) for f in self._frames_after(seq) if _visible(f, pattern))
         else:
             kind = "snapshot"
             self.snapshots += 1
@@ -350,9 +354,12 @@ class Hub:
             self.bytes_out += len(prefix) + len(first)
         return kind
 
+    def _audience_of(self, subscriber: Subscriber) -> _Audience:
+        return self._compact if subscriber.compact else self._full
+
     def _register(self, subscriber: Subscriber) -> None:
         pattern = subscriber.filter
-        audience = self._compact if subscriber.compact else self._full
+        audience = self._audience_of(subscriber)
         if pattern is None:
             audience.everything.add(subscriber)
         else:
@@ -362,7 +369,7 @@ class Hub:
                     watchers.add(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        audience = self._compact if subscriber.compact else self._full
+        audience = self._audience_of(subscriber)
         joining = [entry for entry in self._joining if entry[0] is not subscriber]
         if len(joining) < len(self._joining):
             self._joining = joining
@@ -587,11 +594,10 @@ class Hub:
         joining, self._joining = self._joining, []
         for subscriber, covered in joining:
             # Frames made after its snapshot or replay, before this flush.
-            missed_frames = [f for f in frames if f.seq > covered and _visible(f, subscriber.filter)]
-            if subscriber.compact:
-                missed = b"".join(f.compact for f in missed_frames)
-            else:
-                missed = b"".join(f.data for f in missed_frames)
+            compact = subscriber.compact
+            missed = b"".join(
+                f.bytes_for(compact) for f in frames if f.seq > covered and _visible(f, subscriber.filter)
+            )
             if missed:
                 subscriber.write(missed)
                 self.bytes_out += len(missed)
@@ -607,7 +613,7 @@ class Hub:
         everything = audience.everything
         if len(frames) == 1:
             frame = frames[0]
-            data = frame.compact if compact else frame.data
+            data = frame.bytes_for(compact)
             for subscriber in everything:
                 subscriber.write(data)
             targets = audience.filtered if frame.entity_id is None else audience.watchers.get(frame.entity_id, ())
@@ -619,7 +625,7 @@ class Hub:
             return
         # Several frames at once (a snapshot diff, a coalesced upstream batch): one write
         # per subscriber, holding every frame it should see.
-        blob = b"".join(frame.compact for frame in frames) if compact else b"".join(frame.data for frame in frames)
+        blob = b"".join(frame.bytes_for(compact) for frame in frames)
         for subscriber in everything:
             subscriber.write(blob)
         self.deliveries += len(everything) * len(frames)
@@ -629,7 +635,7 @@ class Hub:
             watchers = audience.watchers
             for frame in frames:
                 targets = audience.filtered if frame.entity_id is None else watchers.get(frame.entity_id, ())
-                data = frame.compact if compact else frame.data
+                data = frame.bytes_for(compact)
                 for subscriber in targets:
                     parts.setdefault(subscriber, []).append(data)
             for subscriber, datas in parts.items():
