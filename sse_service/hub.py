@@ -502,8 +502,8 @@ class Hub:
             if frame is None:
                 visible = [e for e in merged if pattern is None or pattern(e)]
                 body = f'{{"history":{{{",".join(f"{sse.dumps(e)}:{self._history_json(e)}" for e in visible)}}}}}'
-                framing = sse.compact_event if subscriber.compact else sse.event
-                frame = encoded[pattern, subscriber.compact] = framing("history", body) if visible else b""
+                history = sse.framing(subscriber.compact).event("history", body)
+                frame = encoded[pattern, subscriber.compact] = history if visible else b""
             if frame:
                 subscriber.write(frame)
                 self.bytes_out += len(frame)
@@ -665,9 +665,9 @@ class Hub:
     def close_all(self, retry_ms: int) -> None:
         """End every stream with a ``retry:`` (short: the browsers come back at once, elsewhere)."""
         self.flush()
-        final, compact = sse.retry(retry_ms), sse.compact_retry(retry_ms)
+        final = {compact: sse.framing(compact).retry(retry_ms) for compact in (False, True)}
         for subscriber in list(self.subscribers()):
-            subscriber.close(compact if subscriber.compact else final)
+            subscriber.close(final[subscriber.compact])
 
 
 def frames_of(entry: Entry) -> list[tuple[str, str, str | None, str]]:

@@ -11,11 +11,12 @@ newline (JSON escapes CR and LF), and ids and names are the hub's own, so each e
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from sse_starlette import ServerSentEvent
 
-__all__ = ["compact_event", "compact_retry", "dumps", "event", "retry"]
+__all__ = ["Framing", "compact_event", "compact_retry", "dumps", "event", "framing", "retry"]
 
 
 # One encoder for every call: json.dumps with options builds a new one each time (a third of
@@ -46,3 +47,18 @@ def compact_event(name: str | None, data: str, event_id: str | None = None) -> b
     if name is not None:
         head += f"event:{name}\n"
     return f"{head}data:{data}\n\n".encode()
+
+
+class Framing(NamedTuple):
+    """A stream's format: how it writes an event and a ``retry:``."""
+
+    event: Callable[[str, str], bytes]  # (name, data): an event with no id
+    retry: Callable[[int], bytes]
+
+
+FULL = Framing(event, retry)
+COMPACT = Framing(compact_event, compact_retry)
+
+
+def framing(compact: bool) -> Framing:
+    return COMPACT if compact else FULL

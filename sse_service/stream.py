@@ -355,8 +355,8 @@ class EventsEndpoint:
                 self.token_streams[grant.name or ""] += 1
                 self._by_token[stream] = grant
             try:
-                retry = sse.compact_retry if compact else sse.retry
-                kind = self.hub.subscribe(stream, last_event_id, prefix=retry(self.retry_ms))
+                framing = sse.framing(compact)
+                kind = self.hub.subscribe(stream, last_event_id, prefix=framing.retry(self.retry_ms))
                 log.info("Stream opened for %s (filter %s, %s%s)", who, shown, kind, ", compact" if compact else "")
                 # The waits are written out here: a helper coroutine would be one more frame under every stream.
                 when = expiry if by_expiry else deadline
@@ -374,7 +374,7 @@ class EventsEndpoint:
                         stream.close(self._expired(expires or 0.0, compact))
                     else:
                         ending = "max age reached"
-                        stream.close(retry(min(self.retry_ms, 500)))  # back at once, with Last-Event-ID
+                        stream.close(framing.retry(min(self.retry_ms, 500)))  # back at once, with Last-Event-ID
                     while (await receive())["type"] != "http.disconnect":
                         pass
             finally:
@@ -397,13 +397,13 @@ class EventsEndpoint:
     def revoke(self, revoked: frozenset[str]) -> int:
         """End the open streams of tokens whose ``jti`` or ``sub`` is in ``revoked``; returns how many."""
         data = sse.dumps({"code": "token_revoked", "message": "this token has been revoked"})
-        final, compact = sse.event("revoked", data), sse.compact_event("revoked", data)
+        final = {compact: sse.framing(compact).event("revoked", data) for compact in (False, True)}
         ended = 0
         for stream, grant in list(self._by_token.items()):
             claims = grant.token
             if claims is not None and not stream.closed and (claims.jti in revoked or claims.sub in revoked):
                 self._revoked.add(stream)
-                stream.close(compact if stream.compact else final)  # the browser's reconnect then gets a 401
+                stream.close(final[stream.compact])  # the browser's reconnect then gets a 401
                 ended += 1
         return ended
 
@@ -413,9 +413,8 @@ class EventsEndpoint:
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
         message = f"the token expired at {at}; get a new one and reconnect with Last-Event-ID to resume"
         body = {"code": "token_expired", "message": message, "expired_at": at, "retry_ms": retry_ms}
-        if compact:
-            return sse.compact_event("expired", sse.dumps(body)) + sse.compact_retry(retry_ms)
-        return sse.event("expired", sse.dumps(body)) + sse.retry(retry_ms)
+        framing = sse.framing(compact)
+        return framing.event("expired", sse.dumps(body)) + framing.retry(retry_ms)
 
     def _refuse(self, refusal: Refusal, headers: Headers) -> Response:
         """Over a stream cap. An EventSource gives up for good on any status but 200, and a
