@@ -34,7 +34,6 @@ __all__ = ["change_data", "state_json", "timestamp", "whole_data", "whole_json"]
 
 _KEYS = frozenset(("entity_id", "state", "attributes", "last_changed", "last_updated", "context"))
 _REPORTED_KEYS = _KEYS | {"last_reported"}
-_CONTEXT_KEYS = ("id", "parent_id", "user_id")
 _MISSING = object()
 _CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?\+00:00")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
